@@ -1,0 +1,184 @@
+"""Configuration: model and data argument groups plus `HNCSEConfig`, a `TrainingArguments` with the paper's defaults.
+
+`parse_args` accepts a YAML/JSON file as the first argument, with command-line overrides after it:
+`run_hncse.py configs/quickstart.yaml --learning_rate 1e-5`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from hncse.losses import OBJECTIVES
+from hncse.pooling import POOLER_TYPES
+
+
+class ConfigError(ValueError):
+    """An invalid argument or config file; the message names the argument (and file)."""
+
+
+@dataclass
+class ModelArguments:
+    """Which encoder to train and how its token states become a sentence vector."""
+
+    model_name_or_path: str = field(
+        default="bert-base-uncased",
+        metadata={"help": "Hub id or local folder of any transformers encoder (BERT, RoBERTa, MPNet, DistilBERT, …)."},
+    )
+    pooler_type: str = field(
+        default="cls",
+        metadata={"help": f"Sentence vector: one of {', '.join(POOLER_TYPES)} (SimCSE's poolers)."},
+    )
+    mlp_only_train: bool = field(
+        default=True,
+        metadata={"help": "With pooler `cls`: use the Linear+tanh head in training only (SimCSE unsupervised)."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+
+    def __post_init__(self):
+        if self.pooler_type not in POOLER_TYPES:
+            raise ConfigError(f"--pooler_type: unknown value {self.pooler_type!r}; choose one of {', '.join(POOLER_TYPES)}")
+
+
+@dataclass
+class DataArguments:
+    """Training corpus and evaluation data."""
+
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": "Local or http(s) file: .txt (one sentence per line), .csv/.tsv/.json/.jsonl with a text column."},
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset to train on instead of --train_file."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of --dataset_name."})
+    dataset_split: str = field(default="train", metadata={"help": "Split of --dataset_name."})
+    text_column: str | None = field(
+        default=None, metadata={"help": "Column holding the sentences (default: `text`, else the first text column)."}
+    )
+    max_seq_length: int = field(default=32, metadata={"help": "Training sentences are truncated to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N sentences (quick runs)."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    eval_data_dir: str | None = field(
+        default=None,
+        metadata={"help": "SentEval `data/downstream` folder (holds STS/ and SICK/); default $HNCSE_DATA_DIR, else the Hub."},
+    )
+    eval_tasks: list[str] = field(
+        default_factory=lambda: ["stsb", "sickr"],
+        metadata={"help": "Dev sets evaluated during training, reported as eval_<task>_spearman: stsb, sickr."},
+    )
+
+    def __post_init__(self):
+        if self.train_file is None and self.dataset_name is None:
+            raise ConfigError("--train_file or --dataset_name is required")
+        if self.train_file is not None and self.dataset_name is not None:
+            raise ConfigError("give only one of --train_file and --dataset_name")
+        if self.max_seq_length < 2:
+            raise ConfigError(f"--max_seq_length must be at least 2, got {self.max_seq_length}")
+        if self.max_train_samples is not None and self.max_train_samples < 2:
+            raise ConfigError(f"--max_train_samples must be at least 2, got {self.max_train_samples}")
+
+
+@dataclass
+class HNCSEConfig(TrainingArguments):
+    """`TrainingArguments` for contrastive sentence-embedding training.
+
+    > Parameters that control the objective
+
+    objective: `simcse` (InfoNCE with in-batch negatives).
+    temperature: τ of the similarity logits.
+
+    > Changed defaults (SimCSE / HNCSE BERT-base setup, METHOD.md §6)
+
+    learning_rate 3e-5, per_device_train_batch_size 64, num_train_epochs 1, evaluate and save every 125 steps,
+    keep the best checkpoint by STS-B dev Spearman (load_best_model_at_end, metric_for_best_model
+    stsb_spearman), drop the incomplete last batch, log every 10 steps, encode dev sets 128 sentences at a time.
+    """
+
+    objective: str = field(default="simcse", metadata={"help": f"Contrastive objective: {', '.join(OBJECTIVES)}."})
+    temperature: float = field(default=0.05, metadata={"help": "Temperature τ of the cosine-similarity logits."})
+
+    output_dir: str | None = field(default="outputs/hncse", metadata={"help": "Where checkpoints and the model go."})
+    learning_rate: float = field(default=3e-5, metadata={"help": "Peak learning rate (AdamW)."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Sentences per device per step."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the corpus."})
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate on the dev sets: no, steps, epoch."})
+    eval_steps: float | None = field(default=125, metadata={"help": "Evaluate every N steps."})
+    save_steps: float = field(default=125, metadata={"help": "Save a checkpoint every N steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best is always kept)."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "End with the best checkpoint's weights."})
+    metric_for_best_model: str | None = field(default="stsb_spearman", metadata={"help": "Metric that picks the best."})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "Higher metric is better."})
+    dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the incomplete last batch."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    per_device_eval_batch_size: int = field(default=128, metadata={"help": "Sentences per batch when encoding dev sets."})
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"--objective: unknown value {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if not self.temperature > 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        if self.per_device_train_batch_size < 2:
+            raise ConfigError(
+                f"--per_device_train_batch_size must be at least 2 (in-batch negatives), got {self.per_device_train_batch_size}"
+            )
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            raise ConfigError(str(error).strip().splitlines()[0]) from error
+
+
+ARGUMENT_GROUPS = (ModelArguments, DataArguments, HNCSEConfig)
+
+
+def make_parser() -> HfArgumentParser:
+    return HfArgumentParser(ARGUMENT_GROUPS)
+
+
+def config_file_to_argv(path: str) -> list[str]:
+    """Turn a YAML/JSON mapping into command-line tokens, so that values are typed and checked like flags."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such config file")
+    with open(path, encoding="utf-8") as f:
+        try:
+            config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
+            raise ConfigError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {str(error).splitlines()[0]}") from None
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of argument names to values")
+    known = {f.name for group in ARGUMENT_GROUPS for f in dataclasses.fields(group) if f.init}
+    argv: list[str] = []
+    for key, value in config.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown argument {key!r}")
+        if value is None:
+            continue
+        argv.append(f"--{key}")
+        if isinstance(value, list):
+            argv.extend(str(v) for v in value)
+        elif isinstance(value, dict):
+            argv.append(json.dumps(value))
+        elif isinstance(value, bool):
+            argv.append("true" if value else "false")
+        else:
+            argv.append(str(value))
+    return argv
+
+
+def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, HNCSEConfig]:
+    """Parse `[config.yaml|config.json] [--flag value ...]`; flags after the file override it."""
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        argv = config_file_to_argv(argv[0]) + argv[1:]
+    parser = make_parser()
+    try:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(str(error).strip().splitlines()[0]) from error
+    return model_args, data_args, training_args

@@ -1,0 +1,143 @@
+"""Training corpus: one sentence per example, from a text/csv/jsonl file or a Hub dataset, tokenised once."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from datasets import Dataset, load_dataset
+
+logger = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = (".txt", ".text")
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+class DataError(ValueError):
+    """Bad training data; the message is one line naming the file (and line)."""
+
+
+def is_remote(path: str) -> bool:
+    return path.startswith(("http://", "https://", "hf://"))
+
+
+def check_utf8(path: str) -> None:
+    """Fail on the first line that is not UTF-8, naming file, line and column (datasets would only say 'codec')."""
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{path}:{line_number}: not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
+                    "re-encode the file as UTF-8"
+                ) from None
+
+
+def read_text_lines(path: str) -> tuple[list[str], int]:
+    """Non-blank lines of a UTF-8 text file (stripped of the line end) and the number of blank lines dropped."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file (--train_file)")
+    check_utf8(path)
+    sentences, blank = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            text = line.rstrip("\r\n")
+            if text.strip():
+                sentences.append(text)
+            else:
+                blank += 1
+    return sentences, blank
+
+
+def drop_blank(dataset: Dataset, column: str, source: str) -> tuple[Dataset, int]:
+    """Keep rows whose text is a non-empty string; anything else in the column is a data error."""
+    values = dataset[column]
+    for row, value in enumerate(values):
+        if value is not None and not isinstance(value, str):
+            raise DataError(f"{source}: row {row + 1}: column {column!r} holds {type(value).__name__}, expected text")
+    keep = [i for i, value in enumerate(values) if value is not None and value.strip()]
+    return dataset.select(keep) if len(keep) < len(values) else dataset, len(values) - len(keep)
+
+
+def load_sentences(
+    train_file: str | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    dataset_split: str = "train",
+    text_column: str | None = None,
+    cache_dir: str | None = None,
+) -> Dataset:
+    """A Dataset with one column, "text", with blank rows dropped (and counted in the log).
+
+    Sources: a local or remote .txt (one sentence per line), a .csv/.tsv/.json/.jsonl with a text column, or
+    a Hub dataset. text_column defaults to "text", else the only/first string column.
+    """
+    if (train_file is None) == (dataset_name is None):
+        raise DataError("give exactly one of --train_file and --dataset_name")
+    if train_file is not None:
+        source = train_file
+        suffix = os.path.splitext(train_file.split("?")[0])[1].lower()
+        if is_remote(train_file):
+            builder = TABLE_SUFFIXES.get(suffix, "text")
+            raw = load_dataset(builder, data_files={"train": train_file}, split="train", cache_dir=cache_dir)
+            blank = 0
+        elif suffix in TABLE_SUFFIXES:
+            if not os.path.isfile(train_file):
+                raise DataError(f"{train_file}: no such file (--train_file)")
+            check_utf8(train_file)
+            kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+            try:
+                raw = load_dataset(TABLE_SUFFIXES[suffix], data_files={"train": train_file}, split="train", cache_dir=cache_dir, **kwargs)
+            except Exception as error:  # datasets wraps parser errors in several exception types
+                raise DataError(f"{train_file}: cannot be parsed as {suffix[1:]}: {str(error).splitlines()[0]}") from error
+            blank = 0
+        else:
+            sentences, blank = read_text_lines(train_file)
+            raw = Dataset.from_dict({"text": sentences})
+    else:
+        source = dataset_name
+        raw = load_dataset(dataset_name, dataset_config_name, split=dataset_split, cache_dir=cache_dir)
+        blank = 0
+
+    column = pick_text_column(raw, text_column, source)
+    raw = raw.select_columns([column])
+    if column != "text":
+        raw = raw.rename_column(column, "text")
+    raw, dropped = drop_blank(raw, "text", source)
+    blank += dropped
+    if len(raw) == 0:
+        raise DataError(f"{source}: no sentences (the corpus is empty or only blank lines)")
+    if blank:
+        logger.warning("%s: dropped %d blank line(s); %d sentences remain", source, blank, len(raw))
+    logger.info("%s: %d training sentences", source, len(raw))
+    return raw
+
+
+def pick_text_column(dataset: Dataset, text_column: str | None, source: str) -> str:
+    columns = dataset.column_names
+    if text_column is not None:
+        if text_column not in columns:
+            raise DataError(f"{source}: no column {text_column!r} (--text_column); columns are {columns}")
+        return text_column
+    if "text" in columns:
+        return "text"
+    string_columns = [c for c in columns if dataset.features[c].dtype in ("string", "large_string")]
+    if not string_columns:
+        raise DataError(f"{source}: no text column among {columns}; set --text_column")
+    return string_columns[0]
+
+
+def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_proc: int | None = None) -> Dataset:
+    """input_ids/attention_mask (+token_type_ids) truncated to max_seq_length, unpadded (the collator pads)."""
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=max_seq_length)
+
+    return dataset.map(
+        tokenize,
+        batched=True,
+        num_proc=num_proc,
+        remove_columns=dataset.column_names,
+        desc=f"Tokenising (max_seq_length={max_seq_length})",
+    )

@@ -1,0 +1,80 @@
+"""Unsupervised SimCSE: InfoNCE between two dropout views of the same batch (METHOD.md §1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def cosine_logits(z1: Tensor, z2: Tensor) -> Tensor:
+    """Cosine similarity matrix S[i, j] = cos(z1_i, z2_j), always in float32 (or float64 if given)."""
+    if z1.dtype not in (torch.float32, torch.float64):
+        z1, z2 = z1.float(), z2.float()
+    return F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T  # (N, M)
+
+
+def info_nce_loss(z1: Tensor, z2: Tensor, temperature: float = 0.05) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mean cross-entropy of S / temperature with target i for row i.
+
+    Args:
+        z1: (N, d) anchors (first dropout view).
+        z2: (N, d) positives (second dropout view); every other row is an in-batch negative.
+
+    Returns the loss and detached statistics (mean positive / mean negative / mean hardest-negative cosine).
+    """
+    if z1.shape != z2.shape or z1.dim() != 2:
+        raise ValueError(f"expected two (N, d) views of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    n = z1.shape[0]
+    if n < 2:
+        raise ValueError("the contrastive loss needs at least 2 sentences per batch (in-batch negatives)")
+    sim = cosine_logits(z1, z2)  # (N, N)
+    labels = torch.arange(n, device=sim.device)
+    loss = F.cross_entropy(sim / temperature, labels)
+    with torch.no_grad():
+        eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+        positive = sim.diagonal()
+        negatives = sim.masked_fill(eye, float("nan"))
+        stats = {
+            "sim_positive": positive.mean(),
+            "sim_negative": negatives.nanmean(),
+            "sim_hardest_negative": sim.masked_fill(eye, float("-inf")).amax(dim=1).mean(),
+        }
+    return loss, stats
+
+
+class SimCSELoss(nn.Module):
+    """InfoNCE over in-batch negatives with temperature τ (SimCSE, Gao et al. 2021).
+
+    Args:
+        temperature: τ; logits are cos(z1_i, z2_j) / τ. SimCSE and the HNCSE paper use 0.05.
+
+    Inputs: ``z1``, ``z2`` of shape (N, d), the two dropout views of the same N sentences.
+    Logits are computed in float32 whatever the training precision.
+    """
+
+    name = "simcse"
+
+    def __init__(self, temperature: float = 0.05):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return info_nce_loss(z1, z2, self.temperature)
+
+    def get_config_dict(self) -> dict:
+        return {"objective": self.name, "temperature": self.temperature}
+
+    @property
+    def citation(self) -> str:
+        return SIMCSE_BIBTEX
+
+
+SIMCSE_BIBTEX = """@inproceedings{gao2021simcse,
+  title = {{SimCSE}: Simple Contrastive Learning of Sentence Embeddings},
+  author = {Gao, Tianyu and Yao, Xingcheng and Chen, Danqi},
+  booktitle = {Empirical Methods in Natural Language Processing (EMNLP)},
+  year = {2021}
+}"""

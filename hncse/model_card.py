@@ -1,0 +1,92 @@
+"""A short README.md model card written with every saved folder."""
+
+from __future__ import annotations
+
+import os
+
+import yaml
+
+from hncse.losses.simcse import SIMCSE_BIBTEX
+
+HNCSE_BIBTEX = """@article{liu2024hncse,
+  title = {Advancing Sentence Embeddings via Hybrid Contrastive Learning with Hard Negatives},
+  author = {Liu and others},
+  journal = {arXiv preprint arXiv:2411.12156},
+  year = {2024}
+}"""
+
+
+def _eval_results(state) -> tuple[int | None, dict[str, float]]:
+    """The dev metrics logged at the best checkpoint's step (or the last evaluation)."""
+    evals = [entry for entry in (state.log_history or []) if any(k.endswith("_spearman") for k in entry)]
+    if not evals:
+        return None, {}
+    chosen = evals[-1]
+    if state.best_model_checkpoint:
+        best_step = int(os.path.basename(state.best_model_checkpoint.rstrip("/")).rsplit("-", 1)[-1])
+        chosen = next((e for e in evals if e.get("step") == best_step), chosen)
+    return chosen.get("step"), {k: v for k, v in chosen.items() if k.endswith("_spearman")}
+
+
+def write_model_card(output_dir, encoder, args, state, loss, card_data: dict, tags: list[str]) -> None:
+    base_model = card_data.get("base_model")
+    metadata = {
+        "library_name": "sentence-transformers",
+        "pipeline_tag": "sentence-similarity",
+        "tags": list(tags) + [loss.get_config_dict()["objective"]],
+    }
+    if base_model and not os.path.isdir(base_model):
+        metadata["base_model"] = base_model
+    step, results = _eval_results(state)
+    hyper = {**loss.get_config_dict(), "pooler_type": encoder.pooler_type, "mlp_only_train": encoder.mlp_only_train}
+    hyper.update(
+        learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        num_train_epochs=args.num_train_epochs,
+        seed=args.seed,
+    )
+    repo_id = args.hub_model_id or "path/to/this/folder"
+    lines = [
+        "---",
+        yaml.safe_dump(metadata, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# {os.path.basename(os.path.abspath(output_dir))}",
+        "",
+        f"A sentence encoder trained with the `{hyper['objective']}` objective of the "
+        "[hncse](https://arxiv.org/abs/2411.12156) recipe" + (f", starting from `{base_model}`." if base_model else "."),
+        "",
+        f"- Training data: {card_data.get('train_data', 'unknown')}",
+        f"- Steps: {state.global_step}" + (f"; this folder holds the weights of step {step}" if step is not None else ""),
+        "",
+        "## Hyper-parameters",
+        "",
+        "| name | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in hyper.items()],
+        "",
+    ]
+    if results:
+        lines += ["## Dev results (Spearman ×100)", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in results.items()] + [""]
+    lines += [
+        "## Usage",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        f'model = SentenceTransformer("{repo_id}")',
+        'embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instrument."])',
+        "```",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        HNCSE_BIBTEX,
+        "",
+        SIMCSE_BIBTEX,
+        "```",
+        "",
+    ]
+    with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))

@@ -1,0 +1,98 @@
+"""HNCSETrainer: a thin `Trainer` subclass that computes the contrastive loss and evaluates on STS dev sets."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+
+import torch
+from transformers import Trainer
+
+from hncse.losses import OBJECTIVES
+from hncse.model_card import write_model_card
+from hncse.sts import STSPairs, sts_spearman
+
+FEATURE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def build_loss(args) -> torch.nn.Module:
+    """The objective module named by `args.objective`, with its hyper-parameters from the config."""
+    return OBJECTIVES[args.objective](temperature=args.temperature)
+
+
+class HNCSETrainer(Trainer):
+    """Contrastive sentence-embedding training on a `SentenceEncoder`.
+
+    Each step encodes every sentence of the batch twice in one forward pass (two dropout masks → a positive
+    pair) and applies the objective. Evaluation is Spearman on STS dev sets (`eval_dataset`: a dict of
+    `STSPairs`), reported as `eval_<name>_spearman`. Checkpoints and the final folder are the encoder's own
+    format (transformers + sentence-transformers loadable), so the three checkpoint hooks are overridden.
+
+    Args:
+        loss: the objective module; default built from `args.objective`.
+        card_data: facts for the model card (base_model, train_data).
+    """
+
+    _tag_names = ["hncse", "sentence-transformers", "sentence-similarity"]
+    # The objective returns a per-batch mean: let the Trainer divide it by the gradient-accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, loss: torch.nn.Module | None = None, card_data: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn = loss if loss is not None else build_loss(self.args)
+        self.card_data = dict(card_data or {})
+        self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        features = {k: torch.cat([inputs[k], inputs[k]]) for k in FEATURE_KEYS if k in inputs}
+        embeddings = model(**features)  # (2N, d): rows i and N+i are two dropout views of sentence i
+        z1, z2 = embeddings.chunk(2)
+        loss, stats = self.loss_fn(z1, z2)
+        if model.training:
+            for name, value in stats.items():
+                self._metrics[name].append(value.detach())
+        return (loss, {"z1": z1, "z2": z2}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metrics:
+            for name, values in self._metrics.items():
+                logs[name] = round(torch.stack(values).float().mean().item(), 4)
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        sets: dict[str, STSPairs] = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if isinstance(sets, STSPairs):
+            sets = {sets.name: sets}
+        encoder = self.accelerator.unwrap_model(self.model)
+        start = time.time()
+        metrics = {
+            f"{metric_key_prefix}_{name}_spearman": sts_spearman(encoder, pairs, self.args.per_device_eval_batch_size)
+            for name, pairs in sets.items()
+        }
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 3)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # ---- checkpoints: the encoder's own folder layout instead of a raw state dict -----------------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        encoder = self.accelerator.unwrap_model(self.model)
+        encoder.save_pretrained(output_dir, state_dict=state_dict)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        write_model_card(output_dir, encoder, self.args, self.state, self.loss_fn, self.card_data, self._tag_names)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self.accelerator.unwrap_model(model if model is not None else self.model).load_weights(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_best_model()
+        self.accelerator.unwrap_model(self.model).load_weights(self.state.best_model_checkpoint)

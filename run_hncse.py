@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Train a sentence encoder with contrastive learning (SimCSE / HNCSE) on unlabelled sentences.
+
+    python run_hncse.py configs/quickstart.yaml                         # offline, CPU, a few minutes
+    accelerate launch run_hncse.py configs/paper/bert-base-simcse.yaml  # the paper's setup on GPUs
+    python run_hncse.py configs/quickstart.yaml --learning_rate 1e-5    # flags override the file
+
+The output directory loads with `SentenceTransformer(path)` and `AutoModel.from_pretrained(path)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import datasets
+import transformers
+from transformers import DataCollatorWithPadding, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from hncse.config import ConfigError, parse_args
+from hncse.data import DataError, load_sentences, tokenize_sentences
+from hncse.hub import ModelNotFoundError
+from hncse.modeling import SentenceEncoder
+from hncse.sts import dev_sets
+from hncse.trainer import HNCSETrainer
+
+logger = logging.getLogger("run_hncse")
+
+
+def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
+    """A markdown table of dev Spearman per model state."""
+    metrics = list(dict.fromkeys(k for _, m in rows for k in m if k.endswith("_spearman")))
+    header = "| model | " + " | ".join(m.removeprefix("eval_").replace("_spearman", "") for m in metrics) + " |"
+    lines = [header, "|---" * (len(metrics) + 1) + "|"]
+    for name, m in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.2f}" if k in m else "-" for k in metrics) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.info(
+        "process %d/%d, device %s, bf16 %s, fp16 %s",
+        training_args.process_index,
+        training_args.world_size,
+        training_args.device,
+        training_args.bf16,
+        training_args.fp16,
+    )
+
+    # Resume from the newest checkpoint in output_dir unless told where to resume from.
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir) and training_args.resume_from_checkpoint is None:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None:
+            logger.info("Resuming from %s (pass another --output_dir to start afresh)", last_checkpoint)
+    set_seed(training_args.seed)
+
+    model = SentenceEncoder.from_pretrained(
+        model_args.model_name_or_path,
+        pooler_type=model_args.pooler_type,
+        mlp_only_train=model_args.mlp_only_train,
+        cache_dir=model_args.cache_dir,
+    )
+    tokenizer = model.tokenizer
+
+    with training_args.main_process_first(desc="loading and tokenising the corpus"):
+        sentences = load_sentences(
+            train_file=data_args.train_file,
+            dataset_name=data_args.dataset_name,
+            dataset_config_name=data_args.dataset_config_name,
+            dataset_split=data_args.dataset_split,
+            text_column=data_args.text_column,
+            cache_dir=model_args.cache_dir,
+        )
+        if data_args.max_train_samples is not None:
+            sentences = sentences.select(range(min(data_args.max_train_samples, len(sentences))))
+        train_dataset = tokenize_sentences(
+            sentences, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers
+        )
+    eval_sets = dev_sets(data_args.eval_data_dir, data_args.eval_tasks) if training_args.eval_strategy != "no" else None
+
+    trainer = HNCSETrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_sets,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None),
+        card_data={
+            "base_model": model_args.model_name_or_path,
+            "train_data": data_args.train_file or data_args.dataset_name,
+        },
+    )
+
+    rows = []
+    if eval_sets and last_checkpoint is None and training_args.resume_from_checkpoint is None:
+        rows.append(("before training", trainer.evaluate(metric_key_prefix="eval")))
+
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+    trainer.save_model()  # the best checkpoint's weights when load_best_model_at_end, else the last step's
+    metrics = dict(result.metrics, train_samples=len(train_dataset))
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    if eval_sets:
+        final = trainer.evaluate()
+        trainer.save_metrics("eval", final)
+        which = "best checkpoint" if training_args.load_best_model_at_end else "last step (load_best_model_at_end is off)"
+        rows.append((f"after training ({which})", final))
+        if not training_args.load_best_model_at_end:
+            logger.warning("%s holds the last step's weights, not the best; best was %s", training_args.output_dir, trainer.state.best_model_checkpoint)
+        if trainer.is_world_process_zero():
+            print("\nSTS dev Spearman x100\n" + format_table(rows) + f"\n\nSaved to {training_args.output_dir}\n")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="End of training")
+    return {"rows": rows, "output_dir": training_args.output_dir}
+
+
+def cli() -> None:
+    try:
+        main()
+    except (ConfigError, DataError, ModelNotFoundError, FileNotFoundError) as error:
+        print(f"run_hncse.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()
