@@ -41,12 +41,27 @@ def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
-
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+
+
+    # Data first: bad input fails in seconds, before any model is downloaded or loaded.
+    with training_args.main_process_first(desc="reading the corpus"):
+        sentences = load_sentences(
+            train_file=data_args.train_file,
+            dataset_name=data_args.dataset_name,
+            dataset_config_name=data_args.dataset_config_name,
+            dataset_split=data_args.dataset_split,
+            text_column=data_args.text_column,
+            cache_dir=model_args.cache_dir,
+        )
+    if data_args.max_train_samples is not None:
+        sentences = sentences.select(range(min(data_args.max_train_samples, len(sentences))))
+    eval_sets = dev_sets(data_args.eval_data_dir, data_args.eval_tasks) if training_args.eval_strategy != "no" else None
+
     logger.info(
         "process %d/%d, device %s, bf16 %s, fp16 %s",
         training_args.process_index,
@@ -71,22 +86,11 @@ def main(argv: list[str] | None = None) -> dict:
         cache_dir=model_args.cache_dir,
     )
     tokenizer = model.tokenizer
-
-    with training_args.main_process_first(desc="loading and tokenising the corpus"):
-        sentences = load_sentences(
-            train_file=data_args.train_file,
-            dataset_name=data_args.dataset_name,
-            dataset_config_name=data_args.dataset_config_name,
-            dataset_split=data_args.dataset_split,
-            text_column=data_args.text_column,
-            cache_dir=model_args.cache_dir,
-        )
-        if data_args.max_train_samples is not None:
-            sentences = sentences.select(range(min(data_args.max_train_samples, len(sentences))))
+    with training_args.main_process_first(desc="tokenising the corpus"):
         train_dataset = tokenize_sentences(
             sentences, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers
         )
-    eval_sets = dev_sets(data_args.eval_data_dir, data_args.eval_tasks) if training_args.eval_strategy != "no" else None
+
 
     trainer = HNCSETrainer(
         model=model,

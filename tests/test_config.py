@@ -1,0 +1,66 @@
+"""Config files with command-line overrides, the paper's defaults, and errors that name the argument."""
+
+import json
+
+import pytest
+
+from hncse.config import ConfigError, parse_args
+
+
+def test_defaults_follow_the_paper(corpus_file):
+    model_args, data_args, args = parse_args(["--train_file", str(corpus_file)])
+    assert (model_args.pooler_type, model_args.mlp_only_train) == ("cls", True)
+    assert data_args.max_seq_length == 32
+    assert (args.learning_rate, args.per_device_train_batch_size, args.num_train_epochs) == (3e-5, 64, 1.0)
+    assert (args.temperature, args.objective, args.seed) == (0.05, "simcse", 42)
+    assert args.eval_steps == 125 and args.load_best_model_at_end and args.metric_for_best_model == "stsb_spearman"
+    assert args.dataloader_drop_last and args.greater_is_better
+
+
+def test_yaml_with_overrides(tmp_path, corpus_file):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"train_file: {corpus_file}\nlearning_rate: 1e-5\npooler_type: avg\neval_tasks: [stsb]\nbf16: false\n",
+        encoding="utf-8",
+    )
+    model_args, data_args, args = parse_args([str(cfg), "--learning_rate", "2e-5", "--output_dir", str(tmp_path / "o")])
+    assert args.learning_rate == 2e-5  # the flag wins over the file
+    assert model_args.pooler_type == "avg" and data_args.eval_tasks == ["stsb"]
+    assert args.output_dir == str(tmp_path / "o")
+
+
+def test_json_config(tmp_path, corpus_file):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"train_file": str(corpus_file), "temperature": 0.1, "mlp_only_train": False}))
+    model_args, _, args = parse_args([str(cfg)])
+    assert args.temperature == 0.1 and model_args.mlp_only_train is False
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--pooler_type", "max"], "--pooler_type: unknown value 'max'"),
+        (["--objective", "nope"], "--objective: unknown value 'nope'"),
+        (["--temperature", "0"], "--temperature must be > 0"),
+        (["--per_device_train_batch_size", "1"], "--per_device_train_batch_size must be at least 2"),
+        (["--max_seq_length", "1"], "--max_seq_length must be at least 2"),
+    ],
+)
+def test_invalid_values_name_the_argument(corpus_file, argv, message):
+    with pytest.raises(ConfigError) as info:
+        parse_args(["--train_file", str(corpus_file), *argv])
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        parse_args([str(tmp_path / "missing.yaml")])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rat: 1e-5\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown argument 'learning_rat'"):
+        parse_args([str(bad)])
+
+
+def test_training_file_required():
+    with pytest.raises(ConfigError, match="--train_file or --dataset_name"):
+        parse_args([])

@@ -1,0 +1,157 @@
+"""End-to-end runs of run_hncse.py on a tiny model: output folder, best checkpoint, gradient accumulation, CLI errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from scipy.stats import spearmanr
+
+import hncse.trainer
+import run_hncse
+from hncse.modeling import SentenceEncoder
+from hncse.sts import load_stsb
+from hncse.trainer import HNCSETrainer
+
+REPO = run_hncse.__file__.rsplit("/", 1)[0]
+
+
+def base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir):
+    return [
+        "--model_name_or_path", str(tiny_model_dir),
+        "--train_file", str(corpus_file),
+        "--eval_data_dir", str(senteval_dir),
+        "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", "8",
+        "--max_seq_length", "16",
+        "--learning_rate", "1e-3",
+        "--eval_steps", "1",
+        "--save_steps", "1",
+        "--logging_steps", "1",
+        "--max_steps", "3",
+        "--dataloader_pin_memory", "false",
+        "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+
+def test_three_step_run_writes_a_folder_that_loads_everywhere(tiny_model_dir, corpus_file, senteval_dir, tmp_path, capsys):
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoTokenizer
+
+    out = tmp_path / "run"
+    result = run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out))
+    printed = capsys.readouterr().out
+    assert "| before training |" in printed and "| after training (best checkpoint) |" in printed
+
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "training_args.bin", "README.md", "modules.json"):
+        assert (out / name).is_file(), name
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: sentence-transformers\npipeline_tag: sentence-similarity\n")
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and state["best_model_checkpoint"].startswith(str(out))
+    train_logs = [e for e in state["log_history"] if "loss" in e]
+    assert len(train_logs) == 3 and all("sim_positive" in e and "sim_hardest_negative" in e for e in train_logs)
+
+    # The same embeddings from sentence-transformers, plain transformers ([CLS], no head) and our encoder.
+    pairs = load_stsb(str(senteval_dir), "dev")
+    sentences = pairs.sentences1[:16]
+    ours = SentenceEncoder.from_pretrained(str(out)).encode(sentences)
+    st = SentenceTransformer(str(out), device="cpu")
+    torch.testing.assert_close(st.encode(sentences, convert_to_tensor=True), ours, atol=1e-5, rtol=1e-4)
+    tokenizer, plain = AutoTokenizer.from_pretrained(str(out)), AutoModel.from_pretrained(str(out)).eval()
+    with torch.no_grad():
+        cls_state = plain(**tokenizer(sentences, padding=True, return_tensors="pt")).last_hidden_state[:, 0]
+    torch.testing.assert_close(cls_state, ours, atol=1e-5, rtol=1e-4)
+
+    # The printed "after" figure is what sentence-transformers scores on the same pairs.
+    a = st.encode(pairs.sentences1, convert_to_tensor=True)
+    b = st.encode(pairs.sentences2, convert_to_tensor=True)
+    st_score = spearmanr(torch.nn.functional.cosine_similarity(a, b).numpy(), pairs.scores).correlation * 100
+    after = result["rows"][-1][1]["eval_stsb_spearman"]
+    assert after == pytest.approx(st_score, abs=0.01)
+    assert f"| {after:.2f} |" in printed
+
+
+def test_output_dir_holds_the_best_checkpoint_not_the_last(tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch):
+    scripted = iter([10.0, 50.0, 90.0, 60.0])  # before training, then steps 1, 2, 3
+    real = hncse.trainer.sts_spearman
+
+    def fake_spearman(encoder, pairs, batch_size):
+        value = next(scripted, None)
+        return real(encoder, pairs, batch_size) if value is None else value
+
+    monkeypatch.setattr(hncse.trainer, "sts_spearman", fake_spearman)
+    out = tmp_path / "run"
+    run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--eval_tasks", "stsb"])
+
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"] == str(out / "checkpoint-2") and state["best_metric"] == 90.0
+    final = load_file(out / "model.safetensors")
+    best = load_file(out / "checkpoint-2" / "model.safetensors")
+    last = load_file(out / "checkpoint-3" / "model.safetensors")
+    assert all(torch.equal(final[k], best[k]) for k in best)
+    assert any(not torch.equal(final[k], last[k]) for k in last)
+    head, best_head = load_file(out / "mlp_head.safetensors"), load_file(out / "checkpoint-2" / "mlp_head.safetensors")
+    assert all(torch.equal(head[k], best_head[k]) for k in head)
+    assert "this folder holds the weights of step 2" in (out / "README.md").read_text()
+
+
+def test_gradient_accumulation_averages_micro_batches(tiny_model_dir, corpus_file, tmp_path):
+    """With accumulation over 2 micro-batches, the summed gradient is the mean of the two batch gradients."""
+    from transformers import DataCollatorWithPadding
+
+    from hncse.config import parse_args
+    from hncse.data import load_sentences, tokenize_sentences
+
+    _, _, args = parse_args(
+        ["--train_file", str(corpus_file), "--output_dir", str(tmp_path), "--eval_strategy", "no",
+         "--load_best_model_at_end", "false", "--gradient_accumulation_steps", "2"]
+    )  # fmt: skip
+    model = SentenceEncoder.from_pretrained(str(tiny_model_dir), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    data = tokenize_sentences(load_sentences(train_file=str(corpus_file)), model.tokenizer, 16)
+    collate = DataCollatorWithPadding(model.tokenizer)
+    batches = [collate([data[i] for i in range(s, s + 6)]) for s in (0, 6)]
+    trainer = HNCSETrainer(model=model, args=args, train_dataset=data, data_collator=collate)
+    trainer.current_gradient_accumulation_steps = 2
+    model.train()
+    for batch in batches:
+        trainer.training_step(model, dict(batch))
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.zero_grad()
+    expected = {}
+    for batch in batches:
+        model.zero_grad()
+        trainer.compute_loss(model, dict(batch)).backward()
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                expected[n] = expected.get(n, 0) + p.grad / 2
+    assert got.keys() == expected.keys() and len(got) > 10
+    for name in got:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-5)
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "run_hncse.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "latin1"])
+def test_cli_bad_train_file_is_one_line_error(tmp_path, case):
+    path = tmp_path / f"{case}.txt"
+    if case == "empty":
+        path.write_text("")
+    elif case == "latin1":
+        path.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+    proc = run_cli("--train_file", str(path), "--output_dir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"run_hncse.py: error: {path}")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+    if case == "latin1":
+        assert f"{path}:2: not valid UTF-8" in lines[0]
