@@ -47,7 +47,6 @@ def main(argv: list[str] | None = None) -> dict:
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
 
-
     # Data first: bad input fails in seconds, before any model is downloaded or loaded.
     with training_args.main_process_first(desc="reading the corpus"):
         sentences = load_sentences(
@@ -60,7 +59,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if data_args.max_train_samples is not None:
         sentences = sentences.select(range(min(data_args.max_train_samples, len(sentences))))
-    eval_sets = dev_sets(data_args.eval_data_dir, data_args.eval_tasks) if training_args.eval_strategy != "no" else None
+    eval_sets = (
+        dev_sets(data_args.eval_data_dir, data_args.eval_tasks) if training_args.eval_strategy != "no" else None
+    )
 
     logger.info(
         "process %d/%d, device %s, bf16 %s, fp16 %s",
@@ -91,14 +92,15 @@ def main(argv: list[str] | None = None) -> dict:
             sentences, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers
         )
 
-
     trainer = HNCSETrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_sets,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None),
+        data_collator=DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
+        ),
         card_data={
             "base_model": model_args.model_name_or_path,
             "train_data": data_args.train_file or data_args.dataset_name,
@@ -118,10 +120,16 @@ def main(argv: list[str] | None = None) -> dict:
     if eval_sets:
         final = trainer.evaluate()
         trainer.save_metrics("eval", final)
-        which = "best checkpoint" if training_args.load_best_model_at_end else "last step (load_best_model_at_end is off)"
+        which = (
+            "best checkpoint" if training_args.load_best_model_at_end else "last step (load_best_model_at_end is off)"
+        )
         rows.append((f"after training ({which})", final))
         if not training_args.load_best_model_at_end:
-            logger.warning("%s holds the last step's weights, not the best; best was %s", training_args.output_dir, trainer.state.best_model_checkpoint)
+            logger.warning(
+                "%s holds the last step's weights, not the best; best was %s",
+                training_args.output_dir,
+                trainer.state.best_model_checkpoint,
+            )
         if trainer.is_world_process_zero():
             print("\nSTS dev Spearman x100\n" + format_table(rows) + f"\n\nSaved to {training_args.output_dir}\n")
     if training_args.push_to_hub:

@@ -1,6 +1,6 @@
 """Score an output folder on STS-B dev with sentence-transformers alone (a cross-check of run_hncse.py's figure).
 
-    python bench/score_with_sentence_transformers.py outputs/quickstart [--data_dir ../shared/data/senteval]
+python bench/score_with_sentence_transformers.py outputs/quickstart [--data_dir ../shared/data/senteval]
 """
 
 import argparse

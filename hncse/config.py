@@ -42,7 +42,9 @@ class ModelArguments:
 
     def __post_init__(self):
         if self.pooler_type not in POOLER_TYPES:
-            raise ConfigError(f"--pooler_type: unknown value {self.pooler_type!r}; choose one of {', '.join(POOLER_TYPES)}")
+            raise ConfigError(
+                f"--pooler_type: unknown value {self.pooler_type!r}; choose one of {', '.join(POOLER_TYPES)}"
+            )
 
 
 @dataclass
@@ -51,20 +53,28 @@ class DataArguments:
 
     train_file: str | None = field(
         default=None,
-        metadata={"help": "Local or http(s) file: .txt (one sentence per line), .csv/.tsv/.json/.jsonl with a text column."},
+        metadata={
+            "help": "Local or http(s) file: .txt (one sentence per line), .csv/.tsv/.json/.jsonl with a text column."
+        },
     )
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset to train on instead of --train_file."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset to train on instead of --train_file."}
+    )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of --dataset_name."})
     dataset_split: str = field(default="train", metadata={"help": "Split of --dataset_name."})
     text_column: str | None = field(
         default=None, metadata={"help": "Column holding the sentences (default: `text`, else the first text column)."}
     )
     max_seq_length: int = field(default=32, metadata={"help": "Training sentences are truncated to this many tokens."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N sentences (quick runs)."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N sentences (quick runs)."}
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
     eval_data_dir: str | None = field(
         default=None,
-        metadata={"help": "SentEval `data/downstream` folder (holds STS/ and SICK/); default $HNCSE_DATA_DIR, else the Hub."},
+        metadata={
+            "help": "SentEval `data/downstream` folder (holds STS/ and SICK/); default $HNCSE_DATA_DIR, else the Hub."
+        },
     )
     eval_tasks: list[str] = field(
         default_factory=lambda: ["stsb", "sickr"],
@@ -105,16 +115,22 @@ class HNCSEConfig(TrainingArguments):
     learning_rate: float = field(default=3e-5, metadata={"help": "Peak learning rate (AdamW)."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Sentences per device per step."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the corpus."})
-    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate on the dev sets: no, steps, epoch."})
+    eval_strategy: str = field(
+        default="steps", metadata={"help": "When to evaluate on the dev sets: no, steps, epoch."}
+    )
     eval_steps: float | None = field(default=125, metadata={"help": "Evaluate every N steps."})
     save_steps: float = field(default=125, metadata={"help": "Save a checkpoint every N steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best is always kept)."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "End with the best checkpoint's weights."})
-    metric_for_best_model: str | None = field(default="stsb_spearman", metadata={"help": "Metric that picks the best."})
+    metric_for_best_model: str | None = field(
+        default="stsb_spearman", metadata={"help": "Metric that picks the best."}
+    )
     greater_is_better: bool | None = field(default=True, metadata={"help": "Higher metric is better."})
     dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the incomplete last batch."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
-    per_device_eval_batch_size: int = field(default=128, metadata={"help": "Sentences per batch when encoding dev sets."})
+    per_device_eval_batch_size: int = field(
+        default=128, metadata={"help": "Sentences per batch when encoding dev sets."}
+    )
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -123,7 +139,8 @@ class HNCSEConfig(TrainingArguments):
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
         if self.per_device_train_batch_size < 2:
             raise ConfigError(
-                f"--per_device_train_batch_size must be at least 2 (in-batch negatives), got {self.per_device_train_batch_size}"
+                "--per_device_train_batch_size must be at least 2 (in-batch negatives), "
+                f"got {self.per_device_train_batch_size}"
             )
         try:
             super().__post_init__()
@@ -146,7 +163,9 @@ def config_file_to_argv(path: str) -> list[str]:
         try:
             config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
         except (json.JSONDecodeError, yaml.YAMLError) as error:
-            raise ConfigError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {str(error).splitlines()[0]}") from None
+            raise ConfigError(
+                f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {str(error).splitlines()[0]}"
+            ) from None
     if config is None:
         return []
     if not isinstance(config, dict):
@@ -181,4 +200,19 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, HNCSECon
         raise
     except ValueError as error:
         raise ConfigError(str(error).strip().splitlines()[0]) from error
+    check_best_metric(data_args, training_args)
     return model_args, data_args, training_args
+
+
+def check_best_metric(data_args: DataArguments, training_args: HNCSEConfig) -> None:
+    """The metric that picks the best checkpoint must be one that the chosen dev sets produce."""
+    if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
+        return
+    produced = {f"{task}_spearman" for task in data_args.eval_tasks}
+    metric = training_args.metric_for_best_model.removeprefix("eval_")
+    if metric not in produced:
+        raise ConfigError(
+            f"--metric_for_best_model {training_args.metric_for_best_model!r} is not produced by "
+            f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}; choose one of {', '.join(sorted(produced))} "
+            "or set --load_best_model_at_end false"
+        )

@@ -29,8 +29,8 @@ def check_utf8(path: str) -> None:
                 raw.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise DataError(
-                    f"{path}:{line_number}: not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
-                    "re-encode the file as UTF-8"
+                    f"{path}:{line_number}: not valid UTF-8 "
+                    f"(byte 0x{raw[error.start]:02x} at column {error.start + 1}); re-encode the file as UTF-8"
                 ) from None
 
 
@@ -88,9 +88,17 @@ def load_sentences(
             check_utf8(train_file)
             kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
             try:
-                raw = load_dataset(TABLE_SUFFIXES[suffix], data_files={"train": train_file}, split="train", cache_dir=cache_dir, **kwargs)
+                raw = load_dataset(
+                    TABLE_SUFFIXES[suffix],
+                    data_files={"train": train_file},
+                    split="train",
+                    cache_dir=cache_dir,
+                    **kwargs,
+                )
             except Exception as error:  # datasets wraps parser errors in several exception types
-                raise DataError(f"{train_file}: cannot be parsed as {suffix[1:]}: {str(error).splitlines()[0]}") from error
+                raise DataError(
+                    f"{train_file}: cannot be parsed as {suffix[1:]}: {str(error).splitlines()[0]}"
+                ) from error
             blank = 0
         else:
             sentences, blank = read_text_lines(train_file)

@@ -16,19 +16,18 @@ HNCSE_BIBTEX = """@article{liu2024hncse,
 }"""
 
 
-def _eval_results(state) -> tuple[int | None, dict[str, float]]:
-    """The dev metrics logged at the best checkpoint's step (or the last evaluation)."""
-    evals = [entry for entry in (state.log_history or []) if any(k.endswith("_spearman") for k in entry)]
-    if not evals:
-        return None, {}
-    chosen = evals[-1]
-    if state.best_model_checkpoint:
-        best_step = int(os.path.basename(state.best_model_checkpoint.rstrip("/")).rsplit("-", 1)[-1])
-        chosen = next((e for e in evals if e.get("step") == best_step), chosen)
-    return chosen.get("step"), {k: v for k, v in chosen.items() if k.endswith("_spearman")}
+def _dev_results(state, step: int) -> dict[str, float]:
+    """The dev metrics logged at `step`, if an evaluation ran then."""
+    for entry in reversed(state.log_history or []):
+        if entry.get("step") == step and any(k.endswith("_spearman") for k in entry):
+            return {k: v for k, v in entry.items() if k.endswith("_spearman")}
+    return {}
 
 
-def write_model_card(output_dir, encoder, args, state, loss, card_data: dict, tags: list[str]) -> None:
+def write_model_card(
+    output_dir, encoder, args, state, loss, card_data: dict, tags: list[str], weights_step: int
+) -> None:
+    """README.md for a saved folder whose weights are those of training step `weights_step`."""
     base_model = card_data.get("base_model")
     metadata = {
         "library_name": "sentence-transformers",
@@ -37,7 +36,7 @@ def write_model_card(output_dir, encoder, args, state, loss, card_data: dict, ta
     }
     if base_model and not os.path.isdir(base_model):
         metadata["base_model"] = base_model
-    step, results = _eval_results(state)
+    results = _dev_results(state, weights_step)
     hyper = {**loss.get_config_dict(), "pooler_type": encoder.pooler_type, "mlp_only_train": encoder.mlp_only_train}
     hyper.update(
         learning_rate=args.learning_rate,
@@ -55,10 +54,11 @@ def write_model_card(output_dir, encoder, args, state, loss, card_data: dict, ta
         f"# {os.path.basename(os.path.abspath(output_dir))}",
         "",
         f"A sentence encoder trained with the `{hyper['objective']}` objective of the "
-        "[hncse](https://arxiv.org/abs/2411.12156) recipe" + (f", starting from `{base_model}`." if base_model else "."),
+        "[hncse](https://arxiv.org/abs/2411.12156) recipe"
+        + (f", starting from `{base_model}`." if base_model else "."),
         "",
         f"- Training data: {card_data.get('train_data', 'unknown')}",
-        f"- Steps: {state.global_step}" + (f"; this folder holds the weights of step {step}" if step is not None else ""),
+        f"- Steps trained: {state.global_step}; this folder holds the weights of step {weights_step}",
         "",
         "## Hyper-parameters",
         "",

@@ -59,7 +59,10 @@ class SentenceEncoder(nn.Module):
             nn.init.normal_(self.mlp[0].weight, std=std)
             nn.init.zeros_(self.mlp[0].bias)
         if max_seq_length is None:
-            limits = [getattr(encoder.config, "max_position_embeddings", 512), getattr(tokenizer, "model_max_length", 512)]
+            limits = [
+                getattr(encoder.config, "max_position_embeddings", 512),
+                getattr(tokenizer, "model_max_length", 512),
+            ]
             max_seq_length = min(512, *[m for m in limits if isinstance(m, int) and m > 0])
         self.max_seq_length = int(max_seq_length)
         # The encoder's own pooler (BERT/RoBERTa's Linear+tanh) is never used: freeze it so it stays as loaded
@@ -113,7 +116,9 @@ class SentenceEncoder(nn.Module):
         # Tied or buffer-like entries may be left out by save_pretrained; real weights must all be there.
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
-            raise RuntimeError(f"{folder}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
+            raise RuntimeError(
+                f"{folder}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
         mlp_file = os.path.join(folder, MLP_WEIGHTS_NAME)
         if self.mlp is not None:
             if not os.path.isfile(mlp_file):
@@ -138,7 +143,11 @@ class SentenceEncoder(nn.Module):
             save_file(mlp_state, os.path.join(output_dir, MLP_WEIGHTS_NAME))
         with open(os.path.join(output_dir, HNCSE_CONFIG_NAME), "w", encoding="utf-8") as f:
             json.dump(
-                {"pooler_type": self.pooler_type, "mlp_only_train": self.mlp_only_train, "max_seq_length": self.max_seq_length},
+                {
+                    "pooler_type": self.pooler_type,
+                    "mlp_only_train": self.mlp_only_train,
+                    "max_seq_length": self.max_seq_length,
+                },
                 f,
                 indent=2,
             )
@@ -166,7 +175,9 @@ class SentenceEncoder(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        outputs = self.encoder(**inputs, output_hidden_states=self.pooler_type in NEEDS_HIDDEN_STATES, return_dict=True)
+        outputs = self.encoder(
+            **inputs, output_hidden_states=self.pooler_type in NEEDS_HIDDEN_STATES, return_dict=True
+        )
         pooled = pool(self.pooler_type, attention_mask, outputs.last_hidden_state, outputs.hidden_states)  # (B, d)
         if self.mlp is not None and (self.training or not self.mlp_only_train):
             pooled = self.mlp(pooled)

@@ -53,11 +53,19 @@ def write_sentence_transformers_files(
         os.makedirs(layer_dir, exist_ok=True)
         _write_json(
             os.path.join(layer_dir, "config.json"),
-            {"word_embedding_dimension": hidden_size, "layer_start": layer_start, "num_hidden_layers": num_hidden_layers},
+            {
+                "word_embedding_dimension": hidden_size,
+                "layer_start": layer_start,
+                "num_hidden_layers": num_hidden_layers,
+            },
         )
         save_file({"layer_weights": torch.tensor(weights)}, os.path.join(layer_dir, "model.safetensors"))
         modules.append(
-            {"name": "layer_mix", "path": "1_WeightedLayerPooling", "type": "sentence_transformers.models.WeightedLayerPooling"}
+            {
+                "name": "layer_mix",
+                "path": "1_WeightedLayerPooling",
+                "type": "sentence_transformers.models.WeightedLayerPooling",
+            }
         )
 
     mode = "cls" if pooler_type in ("cls", "cls_before_pooler") else "mean"

@@ -39,7 +39,9 @@ def _tokens(text: str) -> str:
 
 def _read_tsv(path: str, flag: str) -> list[list[str]]:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: missing evaluation file (set the SentEval data folder with {flag} or ${DATA_DIR_ENV})")
+        raise FileNotFoundError(
+            f"{path}: missing evaluation file (set the SentEval data folder with {flag} or ${DATA_DIR_ENV})"
+        )
     with open(path, encoding="utf-8") as f:
         return [line.rstrip("\r\n").split("\t") for line in f]
 

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hncse.losses import OBJECTIVES
 from hncse.model_card import write_model_card
@@ -76,6 +77,24 @@ class HNCSETrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """Our card (YAML metadata for sentence-transformers, dev results) instead of the generic Trainer one."""
+        if self.is_world_process_zero():
+            self._write_card(self.args.output_dir)
+
+    def _write_card(self, output_dir: str) -> None:
+        folder = os.path.basename(os.path.normpath(output_dir))
+        if folder.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
+            step = int(folder.rsplit("-", 1)[-1])
+        elif self.args.load_best_model_at_end and self.state.best_model_checkpoint:
+            step = int(self.state.best_model_checkpoint.rstrip("/").rsplit("-", 1)[-1])
+        else:
+            step = self.state.global_step
+        encoder = self.accelerator.unwrap_model(self.model)
+        write_model_card(
+            output_dir, encoder, self.args, self.state, self.loss_fn, self.card_data, self._tag_names, step
+        )
+
     # ---- checkpoints: the encoder's own folder layout instead of a raw state dict -----------------------
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -85,7 +104,7 @@ class HNCSETrainer(Trainer):
         encoder = self.accelerator.unwrap_model(self.model)
         encoder.save_pretrained(output_dir, state_dict=state_dict)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-        write_model_card(output_dir, encoder, self.args, self.state, self.loss_fn, self.card_data, self._tag_names)
+        self._write_card(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:

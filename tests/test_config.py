@@ -23,7 +23,9 @@ def test_yaml_with_overrides(tmp_path, corpus_file):
         f"train_file: {corpus_file}\nlearning_rate: 1e-5\npooler_type: avg\neval_tasks: [stsb]\nbf16: false\n",
         encoding="utf-8",
     )
-    model_args, data_args, args = parse_args([str(cfg), "--learning_rate", "2e-5", "--output_dir", str(tmp_path / "o")])
+    model_args, data_args, args = parse_args(
+        [str(cfg), "--learning_rate", "2e-5", "--output_dir", str(tmp_path / "o")]
+    )
     assert args.learning_rate == 2e-5  # the flag wins over the file
     assert model_args.pooler_type == "avg" and data_args.eval_tasks == ["stsb"]
     assert args.output_dir == str(tmp_path / "o")
@@ -64,3 +66,13 @@ def test_config_file_errors(tmp_path):
 def test_training_file_required():
     with pytest.raises(ConfigError, match="--train_file or --dataset_name"):
         parse_args([])
+
+
+def test_best_metric_must_come_from_an_evaluated_task(corpus_file):
+    message = "--metric_for_best_model 'stsb_spearman' is not produced by --eval_tasks sickr"
+    with pytest.raises(ConfigError, match=message):
+        parse_args(["--train_file", str(corpus_file), "--eval_tasks", "sickr"])
+    _, data_args, args = parse_args(
+        ["--train_file", str(corpus_file), "--eval_tasks", "sickr", "--metric_for_best_model", "sickr_spearman"]
+    )
+    assert args.metric_for_best_model == "sickr_spearman"

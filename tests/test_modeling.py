@@ -28,7 +28,9 @@ def naive_pool(pooler_type, hidden_states, mask):
         total, count = 0, 0
         for t in range(mask.shape[1]):
             if mask[b, t]:
-                total = total + sum(hidden_states[layer][b, t] for layer in layers[pooler_type]) / len(layers[pooler_type])
+                total = total + sum(hidden_states[layer][b, t] for layer in layers[pooler_type]) / len(
+                    layers[pooler_type]
+                )
                 count += 1
         out.append(total / count)
     return torch.stack(out)
@@ -38,7 +40,9 @@ def naive_pool(pooler_type, hidden_states, mask):
 def encoder_factory(tiny_model_dir):
     def make(pooler_type, mlp_only_train=True):
         torch.manual_seed(1)
-        return SentenceEncoder.from_pretrained(str(tiny_model_dir), pooler_type=pooler_type, mlp_only_train=mlp_only_train)
+        return SentenceEncoder.from_pretrained(
+            str(tiny_model_dir), pooler_type=pooler_type, mlp_only_train=mlp_only_train
+        )
 
     return make
 
@@ -73,7 +77,9 @@ def test_mlp_at_inference_when_asked(encoder_factory):
     batch = model.tokenizer(SENTENCES, padding=True, return_tensors="pt")
     with torch.no_grad():
         cls_state = model.encoder(**batch).last_hidden_state[:, 0]
-        torch.testing.assert_close(model(batch["input_ids"], batch["attention_mask"]), torch.tanh(model.mlp[0](cls_state)))
+        torch.testing.assert_close(
+            model(batch["input_ids"], batch["attention_mask"]), torch.tanh(model.mlp[0](cls_state))
+        )
 
 
 def test_no_mlp_for_other_poolers_and_encoder_pooler_frozen(encoder_factory):
@@ -93,9 +99,18 @@ def test_encode_keeps_input_order_and_batching_does_not_change_results(encoder_f
 
 @pytest.mark.parametrize(
     "pooler_type,mlp_only_train",
-    [("cls", True), ("cls", False), ("cls_before_pooler", True), ("avg", True), ("avg_top2", True), ("avg_first_last", True)],
+    [
+        ("cls", True),
+        ("cls", False),
+        ("cls_before_pooler", True),
+        ("avg", True),
+        ("avg_top2", True),
+        ("avg_first_last", True),
+    ],
 )
-def test_saved_folder_gives_same_embeddings_in_sentence_transformers(encoder_factory, tmp_path, pooler_type, mlp_only_train):
+def test_saved_folder_gives_same_embeddings_in_sentence_transformers(
+    encoder_factory, tmp_path, pooler_type, mlp_only_train
+):
     from sentence_transformers import SentenceTransformer
 
     model = encoder_factory(pooler_type, mlp_only_train)

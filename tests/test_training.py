@@ -1,4 +1,4 @@
-"""End-to-end runs of run_hncse.py on a tiny model: output folder, best checkpoint, gradient accumulation, CLI errors."""
+"""End-to-end runs of run_hncse.py on a tiny model: output folder, best checkpoint, accumulation, CLI errors."""
 
 import json
 import subprocess
@@ -36,7 +36,9 @@ def base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir):
     ]  # fmt: skip
 
 
-def test_three_step_run_writes_a_folder_that_loads_everywhere(tiny_model_dir, corpus_file, senteval_dir, tmp_path, capsys):
+def test_three_step_run_writes_a_folder_that_loads_everywhere(
+    tiny_model_dir, corpus_file, senteval_dir, tmp_path, capsys
+):
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, AutoTokenizer
 
@@ -45,7 +47,14 @@ def test_three_step_run_writes_a_folder_that_loads_everywhere(tiny_model_dir, co
     printed = capsys.readouterr().out
     assert "| before training |" in printed and "| after training (best checkpoint) |" in printed
 
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "training_args.bin", "README.md", "modules.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "training_args.bin",
+        "README.md",
+        "modules.json",
+    ):
         assert (out / name).is_file(), name
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: sentence-transformers\npipeline_tag: sentence-similarity\n")
@@ -74,7 +83,9 @@ def test_three_step_run_writes_a_folder_that_loads_everywhere(tiny_model_dir, co
     assert f"| {after:.2f} |" in printed
 
 
-def test_output_dir_holds_the_best_checkpoint_not_the_last(tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch):
+def test_output_dir_holds_the_best_checkpoint_not_the_last(
+    tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch
+):
     scripted = iter([10.0, 50.0, 90.0, 60.0])  # before training, then steps 1, 2, 3
     real = hncse.trainer.sts_spearman
 
@@ -96,6 +107,8 @@ def test_output_dir_holds_the_best_checkpoint_not_the_last(tiny_model_dir, corpu
     head, best_head = load_file(out / "mlp_head.safetensors"), load_file(out / "checkpoint-2" / "mlp_head.safetensors")
     assert all(torch.equal(head[k], best_head[k]) for k in head)
     assert "this folder holds the weights of step 2" in (out / "README.md").read_text()
+    card3 = (out / "checkpoint-3" / "README.md").read_text()
+    assert "this folder holds the weights of step 3" in card3 and "| eval_stsb_spearman | 60.00 |" in card3
 
 
 def test_gradient_accumulation_averages_micro_batches(tiny_model_dir, corpus_file, tmp_path):
@@ -109,7 +122,9 @@ def test_gradient_accumulation_averages_micro_batches(tiny_model_dir, corpus_fil
         ["--train_file", str(corpus_file), "--output_dir", str(tmp_path), "--eval_strategy", "no",
          "--load_best_model_at_end", "false", "--gradient_accumulation_steps", "2"]
     )  # fmt: skip
-    model = SentenceEncoder.from_pretrained(str(tiny_model_dir), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = SentenceEncoder.from_pretrained(
+        str(tiny_model_dir), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
     data = tokenize_sentences(load_sentences(train_file=str(corpus_file)), model.tokenizer, 16)
     collate = DataCollatorWithPadding(model.tokenizer)
     batches = [collate([data[i] for i in range(s, s + 6)]) for s in (0, 6)]
