@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -142,6 +143,10 @@ class HNCSEConfig(TrainingArguments):
                 "--per_device_train_batch_size must be at least 2 (in-batch negatives), "
                 f"got {self.per_device_train_batch_size}"
             )
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and not self.use_cpu:
+            # Without this, accelerate leaves CPU-only processes started by torchrun undistributed: each would
+            # train alone and all would write the same output_dir.
+            self.use_cpu = True
         try:
             super().__post_init__()
         except ValueError as error:

@@ -1,0 +1,32 @@
+"""Two CPU processes under torchrun (gloo): data is split between them and one output folder is written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import run_hncse
+
+REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
+
+
+def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
+        "--eval_data_dir", str(senteval_dir), "--output_dir", str(out), "--per_device_train_batch_size", "8",
+        "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
+        "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((out / "trainer_state.json").read_text())
+    # 200 sentences, 2 processes x 8 per step, last batch dropped: 12 steps per epoch (one process alone: 25).
+    assert state["global_step"] == 4 and abs(state["epoch"] - 4 / 12) < 1e-6
+    assert proc.stdout.count("STS dev Spearman x100") == 1  # only the main process reports
+    assert SentenceTransformer(str(out), device="cpu").encode(["a man is playing ."]).shape == (1, 32)
