@@ -106,7 +106,8 @@ class HNCSEConfig(TrainingArguments):
 
     learning_rate 3e-5, per_device_train_batch_size 64, num_train_epochs 1, evaluate and save every 125 steps,
     keep the best checkpoint by STS-B dev Spearman (load_best_model_at_end, metric_for_best_model
-    stsb_spearman), drop the incomplete last batch, log every 10 steps, encode dev sets 128 sentences at a time.
+    stsb_spearman), drop the incomplete last batch, log every 10 steps, encode dev sets 128 sentences at a time,
+    DDP without the unused-parameter search, `use_cpu` set on machines without an accelerator.
     """
 
     objective: str = field(default="simcse", metadata={"help": f"Contrastive objective: {', '.join(OBJECTIVES)}."})
@@ -129,6 +130,9 @@ class HNCSEConfig(TrainingArguments):
     greater_is_better: bool | None = field(default=True, metadata={"help": "Higher metric is better."})
     dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the incomplete last batch."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "Every trainable parameter gets a gradient each step, so DDP needn't search."}
+    )
     per_device_eval_batch_size: int = field(
         default=128, metadata={"help": "Sentences per batch when encoding dev sets."}
     )
@@ -143,9 +147,9 @@ class HNCSEConfig(TrainingArguments):
                 "--per_device_train_batch_size must be at least 2 (in-batch negatives), "
                 f"got {self.per_device_train_batch_size}"
             )
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and not self.use_cpu:
-            # Without this, accelerate leaves CPU-only processes started by torchrun undistributed: each would
-            # train alone and all would write the same output_dir.
+        if not self.use_cpu and not torch.accelerator.is_available():
+            # Say "CPU" explicitly on a machine without accelerators: otherwise accelerate leaves processes started
+            # by torchrun undistributed (each trains alone, all write one output_dir) and bf16 is refused.
             self.use_cpu = True
         try:
             super().__post_init__()

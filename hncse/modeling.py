@@ -161,6 +161,12 @@ class SentenceEncoder(nn.Module):
             mlp_state=mlp_state if self.uses_mlp_at_inference else None,
         )
 
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
+        """Recompute the encoder's layer activations in the backward pass (`--activation_checkpointing`)."""
+        self.encoder.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=activation_checkpointing_kwargs, **kwargs
+        )
+
     # ---- forward and inference ------------------------------------------------------------------------
 
     @property

@@ -155,3 +155,21 @@ def test_unreachable_model_gives_one_line_error():
     assert "\n" not in message and "no-such-org/no-such-model-hncse" in message and "local folder" in message
     with pytest.raises(ModelNotFoundError, match="no such folder"):
         SentenceEncoder.from_pretrained("./does/not/exist")
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_model_dir):
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(3)
+        model = SentenceEncoder.from_pretrained(
+            str(tiny_model_dir), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+        )
+        if checkpointing:
+            model.activation_checkpointing_enable()
+        model.train()
+        batch = model.tokenizer(SENTENCES, padding=True, return_tensors="pt")
+        model(batch["input_ids"], batch["attention_mask"]).pow(2).sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and "encoder.embeddings.word_embeddings.weight" in grads[1]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5)

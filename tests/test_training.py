@@ -170,3 +170,11 @@ def test_cli_bad_train_file_is_one_line_error(tmp_path, case):
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
     if case == "latin1":
         assert f"{path}:2: not valid UTF-8" in lines[0]
+
+
+def test_bf16_cpu_run_has_finite_losses(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
+    out = tmp_path / "bf16"
+    argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--bf16", "true", "--eval_tasks", "stsb"]
+    run_hncse.main(argv)
+    losses = [e["loss"] for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
