@@ -99,8 +99,12 @@ class HNCSEConfig(TrainingArguments):
 
     > Parameters that control the objective
 
-    objective: `simcse` (InfoNCE with in-batch negatives).
+    objective: `simcse` (InfoNCE with in-batch negatives), `pm` (positive mixing), `hnm` (hard-negative
+        mixing), `hybrid` (PM then HNM, one loss) or `hybrid_sum` (L_PM + λ·L_HNM); METHOD.md §1-§4.
     temperature: τ of the similarity logits.
+    pm_*: θ, case-A weights w1/w2, optional per-step search of w2/w1, detaching of the case-C coefficients.
+    hnm_*: k hardest negatives, s synthetic negatives per anchor, α, detaching, sampler seed.
+    hybrid_lambda: λ of `hybrid_sum`.
 
     > Changed defaults (SimCSE / HNCSE BERT-base setup, METHOD.md §6)
 
@@ -112,6 +116,27 @@ class HNCSEConfig(TrainingArguments):
 
     objective: str = field(default="simcse", metadata={"help": f"Contrastive objective: {', '.join(OBJECTIVES)}."})
     temperature: float = field(default=0.05, metadata={"help": "Temperature τ of the cosine-similarity logits."})
+    pm_theta: float = field(
+        default=0.1,
+        metadata={"help": "PM: a positive with (p − n)/p ≤ θ over its hardest negative is mixed (case A)."},
+    )
+    pm_w1: float = field(default=1.0, metadata={"help": "PM: case-A weight of the positive."})
+    pm_w2: float = field(default=0.5, metadata={"help": "PM: case-A weight of the hardest negative."})
+    pm_ratio_grid_size: int = field(
+        default=0,
+        metadata={"help": "PM: if ≥ 2, pick w2/w1 each step among this many values in [0, 1] (batched, no grad)."},
+    )
+    pm_detach_coefficients: bool = field(
+        default=True, metadata={"help": "PM: no gradient through the case-C coefficients (false: as the public code)."}
+    )
+    hnm_k: int = field(default=10, metadata={"help": "HNM: hardest in-batch negatives to mix from (≤ batch − 1)."})
+    hnm_s: int = field(default=40, metadata={"help": "HNM: synthetic negatives per anchor."})
+    hnm_alpha: float = field(default=0.5, metadata={"help": "HNM: mixing weight α of the two negatives."})
+    hnm_detach_synthetic: bool = field(
+        default=False, metadata={"help": "HNM: no gradient through synthetic negatives."}
+    )
+    hnm_seed: int | None = field(default=None, metadata={"help": "HNM: seed of the pair sampler (default: --seed)."})
+    hybrid_lambda: float = field(default=1.0, metadata={"help": "hybrid_sum: weight λ of the HNM loss."})
 
     output_dir: str | None = field(default="outputs/hncse", metadata={"help": "Where checkpoints and the model go."})
     learning_rate: float = field(default=3e-5, metadata={"help": "Peak learning rate (AdamW)."})
@@ -142,6 +167,19 @@ class HNCSEConfig(TrainingArguments):
             raise ConfigError(f"--objective: unknown value {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if not self.temperature > 0:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        checks = [
+            (self.pm_theta >= 0, f"--pm_theta must be ≥ 0, got {self.pm_theta}"),
+            (self.pm_w1 > 0, f"--pm_w1 must be > 0, got {self.pm_w1}"),
+            (self.pm_w2 >= 0, f"--pm_w2 must be ≥ 0, got {self.pm_w2}"),
+            (self.pm_ratio_grid_size != 1 and self.pm_ratio_grid_size >= 0, "--pm_ratio_grid_size must be 0 or ≥ 2"),
+            (self.hnm_k >= 2, f"--hnm_k must be ≥ 2, got {self.hnm_k}"),
+            (self.hnm_s >= 1, f"--hnm_s must be ≥ 1, got {self.hnm_s}"),
+            (0.0 <= self.hnm_alpha <= 1.0, f"--hnm_alpha must be in [0, 1], got {self.hnm_alpha}"),
+            (self.hybrid_lambda >= 0, f"--hybrid_lambda must be ≥ 0, got {self.hybrid_lambda}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
         if self.per_device_train_batch_size < 2:
             raise ConfigError(
                 "--per_device_train_batch_size must be at least 2 (in-batch negatives), "

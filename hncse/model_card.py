@@ -6,14 +6,7 @@ import os
 
 import yaml
 
-from hncse.losses.simcse import SIMCSE_BIBTEX
-
-HNCSE_BIBTEX = """@article{liu2024hncse,
-  title = {Advancing Sentence Embeddings via Hybrid Contrastive Learning with Hard Negatives},
-  author = {Liu and others},
-  journal = {arXiv preprint arXiv:2411.12156},
-  year = {2024}
-}"""
+from hncse.citations import HNCSE_BIBTEX, SIMCSE_BIBTEX
 
 
 def _dev_results(state, step: int) -> dict[str, float]:

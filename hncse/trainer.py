@@ -19,7 +19,7 @@ FEATURE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 def build_loss(args) -> torch.nn.Module:
     """The objective module named by `args.objective`, with its hyper-parameters from the config."""
-    return OBJECTIVES[args.objective](temperature=args.temperature)
+    return OBJECTIVES[args.objective].from_config(args)
 
 
 class HNCSETrainer(Trainer):

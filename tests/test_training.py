@@ -1,6 +1,7 @@
 """End-to-end runs of run_hncse.py on a tiny model: output folder, best checkpoint, accumulation, CLI errors."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -178,3 +179,26 @@ def test_bf16_cpu_run_has_finite_losses(tiny_model_dir, corpus_file, senteval_di
     run_hncse.main(argv)
     losses = [e["loss"] for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+@pytest.mark.parametrize("objective", ["pm", "hnm", "hybrid", "hybrid_sum"])
+def test_each_objective_trains_and_logs_its_statistics(tiny_model_dir, corpus_file, senteval_dir, tmp_path, objective):
+    out = tmp_path / objective
+    extra = [
+        "--objective",
+        objective,
+        "--eval_tasks",
+        "stsb",
+        "--hnm_k",
+        "4",
+        "--hnm_s",
+        "6",
+        "--pm_ratio_grid_size",
+        "3",
+    ]
+    run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + extra)
+    logs = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    expected = {"pm": {"pm_case_a", "pm_case_c"}, "hnm": {"sim_synthetic"}}
+    expected["hybrid"] = expected["hybrid_sum"] = expected["pm"] | expected["hnm"]
+    assert len(logs) == 3 and all(expected[objective] <= e.keys() and math.isfinite(e["loss"]) for e in logs)
+    assert f"| objective | {objective} |" in (out / "README.md").read_text()

@@ -6,12 +6,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hncse.citations import SIMCSE_BIBTEX
+
+
+def as_float(z: Tensor) -> Tensor:
+    """float32 for half-precision inputs (logits, softmax and mixing stay in float32); float32/64 unchanged."""
+    return z if z.dtype in (torch.float32, torch.float64) else z.float()
+
 
 def cosine_logits(z1: Tensor, z2: Tensor) -> Tensor:
     """Cosine similarity matrix S[i, j] = cos(z1_i, z2_j), always in float32 (or float64 if given)."""
-    if z1.dtype not in (torch.float32, torch.float64):
-        z1, z2 = z1.float(), z2.float()
-    return F.normalize(z1, dim=-1) @ F.normalize(z2, dim=-1).T  # (N, M)
+    return F.normalize(as_float(z1), dim=-1) @ F.normalize(as_float(z2), dim=-1).T  # (N, M)
+
+
+def similarity_stats(sim: Tensor) -> dict[str, Tensor]:
+    """Mean positive (diagonal), mean negative and mean hardest-negative cosine of a square S = cos(z1, z2)."""
+    n = sim.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+    return {
+        "sim_positive": sim.diagonal().mean(),
+        "sim_negative": sim.masked_fill(eye, float("nan")).nanmean(),
+        "sim_hardest_negative": sim.masked_fill(eye, float("-inf")).amax(dim=1).mean(),
+    }
 
 
 def info_nce_loss(z1: Tensor, z2: Tensor, temperature: float = 0.05) -> tuple[Tensor, dict[str, Tensor]]:
@@ -32,14 +48,7 @@ def info_nce_loss(z1: Tensor, z2: Tensor, temperature: float = 0.05) -> tuple[Te
     labels = torch.arange(n, device=sim.device)
     loss = F.cross_entropy(sim / temperature, labels)
     with torch.no_grad():
-        eye = torch.eye(n, dtype=torch.bool, device=sim.device)
-        positive = sim.diagonal()
-        negatives = sim.masked_fill(eye, float("nan"))
-        stats = {
-            "sim_positive": positive.mean(),
-            "sim_negative": negatives.nanmean(),
-            "sim_hardest_negative": sim.masked_fill(eye, float("-inf")).amax(dim=1).mean(),
-        }
+        stats = similarity_stats(sim)
     return loss, stats
 
 
@@ -64,17 +73,13 @@ class SimCSELoss(nn.Module):
     def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         return info_nce_loss(z1, z2, self.temperature)
 
+    @classmethod
+    def from_config(cls, args) -> SimCSELoss:
+        return cls(args.temperature)
+
     def get_config_dict(self) -> dict:
         return {"objective": self.name, "temperature": self.temperature}
 
     @property
     def citation(self) -> str:
         return SIMCSE_BIBTEX
-
-
-SIMCSE_BIBTEX = """@inproceedings{gao2021simcse,
-  title = {{SimCSE}: Simple Contrastive Learning of Sentence Embeddings},
-  author = {Gao, Tianyu and Yao, Xingcheng and Chen, Danqi},
-  booktitle = {Empirical Methods in Natural Language Processing (EMNLP)},
-  year = {2021}
-}"""

@@ -1,0 +1,142 @@
+"""HNCSE-HNM: synthetic hard negatives mixed from each anchor's k hardest in-batch negatives (METHOD.md §3)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hncse.citations import HNCSE_BIBTEX
+from hncse.losses.simcse import as_float, cosine_logits, similarity_stats
+
+logger = logging.getLogger(__name__)
+
+
+def hardest_negatives(sim: Tensor, k: int) -> Tensor:
+    """T_i: indices of the k most similar candidates of row i, the diagonal (the positive) excluded.
+
+    Ties are broken by the lower index (a stable sort), so the choice is deterministic. sim: (N, N) → (N, k).
+    """
+    n = sim.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+    order = torch.sort(sim.detach().masked_fill(eye, float("-inf")), dim=1, descending=True, stable=True).indices
+    return order[:, :k]
+
+
+def sample_pairs(num_rows: int, k: int, s: int, generator: torch.Generator | None, device) -> tuple[Tensor, Tensor]:
+    """s pairs (a, b), a < b, of positions in 0..k-1 per row, uniformly with replacement from the k(k-1)/2 pairs.
+
+    Pairs are numbered in lexicographic order ((0,1), (0,2), …, (k-2,k-1)); returns two (rows, s) tensors.
+    """
+    first, second = torch.triu_indices(k, k, offset=1, device=device)  # (P,), (P,)
+    pick = torch.randint(first.numel(), (num_rows, s), generator=generator, device=device)  # (rows, s)
+    return first[pick], second[pick]
+
+
+def synthesize_negatives(
+    candidates: Tensor, top: Tensor, pos_a: Tensor, pos_b: Tensor, alpha: float, detach: bool = False
+) -> Tensor:
+    """g_{i,m} = normalize(α·z2_a + (1−α)·z2_b) for a = T_i[pos_a[i, m]], b = T_i[pos_b[i, m]]: (N, s, d)."""
+    source = candidates.detach() if detach else candidates
+    a = top.gather(1, pos_a)  # (N, s) candidate indices
+    b = top.gather(1, pos_b)
+    return F.normalize(alpha * source[a] + (1.0 - alpha) * source[b], dim=-1)
+
+
+def hnm_logits(z1: Tensor, z2: Tensor, k: int, s: int, alpha: float, generator, detach: bool) -> tuple[Tensor, Tensor]:
+    """Row i: [cos(z1_i, z2_1..N) | cos(z1_i, g_i,1..s)] (not yet divided by τ), and the synthetic similarities."""
+    z1, z2 = as_float(z1), as_float(z2)
+    sim = cosine_logits(z1, z2)  # (N, N)
+    top = hardest_negatives(sim, k)  # (N, k)
+    pos_a, pos_b = sample_pairs(z1.shape[0], k, s, generator, z1.device)
+    synthetic = synthesize_negatives(z2, top, pos_a, pos_b, alpha, detach)  # (N, s, d)
+    synthetic_sim = torch.einsum("nd,nsd->ns", F.normalize(z1, dim=-1), synthetic)  # (N, s)
+    return torch.cat([sim, synthetic_sim], dim=1), synthetic_sim
+
+
+class HardNegativeMixingLoss(nn.Module):
+    """HNCSE-HNM: InfoNCE where each anchor also sees s synthetic negatives made from its k hardest negatives.
+
+    For anchor i, T_i holds the k candidates most similar to it (its positive excluded); s pairs (a, b) of T_i
+    are drawn with replacement from a seeded generator and mixed as normalize(α·z2_a + (1−α)·z2_b). Row i's
+    logits are [cos(z1_i, z2_j) for all j | cos(z1_i, g_i,m) for its s synthetic negatives] / τ, target i.
+
+    Args:
+        temperature: τ.
+        k: hardest negatives to mix from (clamped to N−1 with a one-time warning; needs N ≥ 3).
+        s: synthetic negatives per anchor.
+        alpha: mixing weight α.
+        detach_synthetic: stop gradients through the synthetic negatives (off, as in the public code).
+        seed: seed of the pair sampler (its own generator, so the model's dropout stream is untouched).
+
+    Inputs: z1, z2 of shape (N, d).
+    """
+
+    name = "hnm"
+
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        k: int = 10,
+        s: int = 40,
+        alpha: float = 0.5,
+        detach_synthetic: bool = False,
+        seed: int = 42,
+    ):
+        super().__init__()
+        if k < 2 or s < 1:
+            raise ValueError(f"hnm_k must be ≥ 2 and hnm_s ≥ 1, got k={k}, s={s}")
+        self.temperature, self.k, self.s, self.alpha = temperature, k, s, alpha
+        self.detach_synthetic, self.seed = detach_synthetic, seed
+        self._generators: dict[str, torch.Generator] = {}
+        self._warned_k = False
+
+    @classmethod
+    def from_config(cls, args) -> HardNegativeMixingLoss:
+        seed = args.seed if args.hnm_seed is None else args.hnm_seed
+        return cls(args.temperature, args.hnm_k, args.hnm_s, args.hnm_alpha, args.hnm_detach_synthetic, seed)
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """One seeded generator per device, created on first use and advanced by every draw."""
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def effective_k(self, num_candidates: int) -> int:
+        k = min(self.k, num_candidates - 1)
+        if k < 2:
+            raise ValueError(f"hard-negative mixing needs at least 3 sentences per batch, got {num_candidates}")
+        if k < self.k and not self._warned_k:
+            logger.warning("hnm_k=%d exceeds the %d in-batch negatives: using k=%d", self.k, num_candidates - 1, k)
+            self._warned_k = True
+        return k
+
+    def logits(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor]:
+        k = self.effective_k(z2.shape[0])
+        return hnm_logits(z1, z2, k, self.s, self.alpha, self.generator(z1.device), self.detach_synthetic)
+
+    def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        logits, synthetic_sim = self.logits(z1, z2)
+        n = z1.shape[0]
+        loss = F.cross_entropy(logits / self.temperature, torch.arange(n, device=logits.device))
+        with torch.no_grad():
+            stats = {**similarity_stats(logits[:, :n]), "sim_synthetic": synthetic_sim.mean()}
+        return loss, stats
+
+    def get_config_dict(self) -> dict:
+        return {
+            "objective": self.name,
+            "temperature": self.temperature,
+            "hnm_k": self.k,
+            "hnm_s": self.s,
+            "hnm_alpha": self.alpha,
+            "hnm_detach_synthetic": self.detach_synthetic,
+            "hnm_seed": self.seed,
+        }
+
+    @property
+    def citation(self) -> str:
+        return HNCSE_BIBTEX

@@ -1,0 +1,188 @@
+"""HNCSE-PM: move each positive towards its anchor's hardest in-batch negative (METHOD.md §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hncse.citations import HNCSE_BIBTEX
+from hncse.losses.simcse import as_float, cosine_logits, info_nce_loss, similarity_stats
+
+
+@dataclass
+class MixedPositives:
+    """The result of positive mixing for one batch."""
+
+    positives: Tensor  # (N, d) ẑ2: the new positives, also the other anchors' negatives
+    hardest: Tensor  # (N,) h(i), index of the hardest in-batch negative of anchor i
+    case: Tensor  # (N,) 0 = A (mixed with w1, w2), 1 = B (unchanged), 2 = C (mixed by similarity)
+    ratio: Tensor  # () the w2/w1 ratio used for case A rows
+
+
+def pm_cases(sim: Tensor, theta: float) -> tuple[Tensor, Tensor]:
+    """Hardest negative h(i) (first index on ties) and case A/B/C of every anchor, from S = cos(z1, z2).
+
+    A: p > n and (p − n)/p ≤ θ, which needs p > 0 (else the ratio flips sign); B: p > n otherwise; C: p ≤ n.
+    """
+    n = sim.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+    positive = sim.diagonal()
+    hardest = sim.masked_fill(eye, float("-inf")).argmax(dim=1)  # (N,)
+    negative = sim.gather(1, hardest[:, None]).squeeze(1)  # (N,)
+    ahead = positive > negative
+    barely = (positive > 0) & ((positive - negative) / positive <= theta)
+    case = torch.where(ahead & barely, 0, torch.where(ahead, 1, 2))
+    return hardest, case
+
+
+def mixing_coefficients(
+    sim: Tensor, hardest: Tensor, case: Tensor, w1: float, w2: float, detach: bool, eps: float = 1e-6
+) -> tuple[Tensor, Tensor]:
+    """Per-row weights (c_pos, c_neg) of z2_i and z2_h(i): A → (w1, w2), B → (1, 0), C → (p, n) / (p + n)."""
+    source = sim.detach() if detach else sim
+    p = source.diagonal()
+    n = source.gather(1, hardest[:, None]).squeeze(1)
+    total = p + n
+    sign = torch.where(total < 0, -1.0, 1.0).to(total.dtype)
+    total = torch.where(total.abs() < eps, sign * eps, total)  # keep p + n away from 0, with its sign
+    c_pos = torch.where(case == 0, w1, torch.where(case == 1, 1.0, p / total))
+    c_neg = torch.where(case == 0, w2, torch.where(case == 1, 0.0, n / total))
+    return c_pos, c_neg
+
+
+@torch.no_grad()
+def search_mixing_ratio(
+    z1: Tensor, z2: Tensor, hard_z2: Tensor, c_pos: Tensor, c_neg: Tensor, case: Tensor, grid: Tensor
+):
+    """The w2/w1 ratio on `grid` minimising mean_i(S̃_ii − mean_{j≠i} S̃_ij) + mean_i rank_i(S̃_ii).
+
+    S̃ is the similarity to the mixed positives when case-A rows use (1, ratio); rank_i counts the entries of
+    row i above the diagonal one (0 = the positive ranks first). All grid points in one batched computation.
+    """
+    n = z1.shape[0]
+    is_a = (case == 0)[None, :, None]  # (1, N, 1)
+    fixed = c_pos[:, None] * z2 + c_neg[:, None] * hard_z2  # (N, d)
+    candidates = torch.where(is_a, z2[None] + grid[:, None, None] * hard_z2[None], fixed[None])  # (G, N, d)
+    sims = torch.einsum("nd,gmd->gnm", F.normalize(z1, dim=-1), F.normalize(candidates, dim=-1))  # (G, N, N)
+    diag = sims.diagonal(dim1=1, dim2=2)  # (G, N)
+    gap = diag - (sims.sum(dim=2) - diag) / (n - 1)
+    rank = (sims > diag[..., None]).sum(dim=2).to(sims.dtype)
+    objective = gap.mean(dim=1) + rank.mean(dim=1)  # (G,)
+    return grid[objective.argmin()]
+
+
+def mix_positives(
+    z1: Tensor,
+    z2: Tensor,
+    theta: float = 0.1,
+    w1: float = 1.0,
+    w2: float = 0.5,
+    detach_coefficients: bool = True,
+    ratio_grid: Tensor | None = None,
+) -> MixedPositives:
+    """Build ẑ2 from z2 by the three cases of METHOD.md §2. Gradients flow through the vectors (and through
+    the case-C coefficients when detach_coefficients=False)."""
+    z1, z2 = as_float(z1), as_float(z2)
+    sim = cosine_logits(z1, z2)  # (N, N)
+    hardest, case = pm_cases(sim.detach(), theta)
+    hard_z2 = z2[hardest]  # (N, d)
+    c_pos, c_neg = mixing_coefficients(sim, hardest, case, w1, w2, detach_coefficients)
+    ratio = torch.tensor(w2 / w1, device=z2.device)
+    if ratio_grid is not None and bool((case == 0).any()):  # without case-A rows the ratio changes nothing
+        ratio = search_mixing_ratio(
+            z1.detach(), z2.detach(), hard_z2.detach(), c_pos.detach(), c_neg.detach(), case, ratio_grid
+        )
+        c_neg = torch.where(case == 0, w1 * ratio, c_neg)
+    positives = c_pos[:, None].to(z2.dtype) * z2 + c_neg[:, None].to(z2.dtype) * hard_z2
+    return MixedPositives(positives, hardest, case, ratio)
+
+
+def pm_stats(mixed: MixedPositives) -> dict[str, Tensor]:
+    case = mixed.case
+    return {
+        "pm_case_a": (case == 0).float().mean(),
+        "pm_case_b": (case == 1).float().mean(),
+        "pm_case_c": (case == 2).float().mean(),
+        "pm_ratio": mixed.ratio.float(),
+    }
+
+
+def ratio_grid_tensor(size: int, device) -> Tensor | None:
+    """`size` evenly spaced w2/w1 ratios in [0, 1] (0 or 1 point: no search)."""
+    return torch.linspace(0.0, 1.0, size, device=device) if size >= 2 else None
+
+
+class PositiveMixingLoss(nn.Module):
+    """HNCSE-PM: InfoNCE against positives mixed with the hardest in-batch negative.
+
+    For anchor i with positive similarity p and hardest-negative similarity n: if the positive is barely ahead
+    ((p − n)/p ≤ θ, case A) it becomes w1·z2_i + w2·z2_h(i); clearly ahead (B) it stays; behind (C) it becomes
+    p/(p+n)·z2_i + n/(p+n)·z2_h(i). The mixed vectors are also the other anchors' negatives.
+
+    Args:
+        temperature: τ.
+        theta: θ, the relative margin below which a positive is "barely ahead".
+        w1, w2: case-A weights (only w2/w1 matters for cosine).
+        ratio_grid_size: if ≥ 2, choose w2/w1 every step among this many ratios in [0, 1] by the public code's
+            objective (batched, without gradients) instead of the fixed w2/w1.
+        detach_coefficients: stop gradients through the case-C coefficients (the public code lets them flow).
+
+    Inputs: z1, z2 of shape (N, d), N ≥ 2. Logs the fraction of anchors in each case.
+    """
+
+    name = "pm"
+
+    def __init__(
+        self,
+        temperature: float = 0.05,
+        theta: float = 0.1,
+        w1: float = 1.0,
+        w2: float = 0.5,
+        ratio_grid_size: int = 0,
+        detach_coefficients: bool = True,
+    ):
+        super().__init__()
+        if w1 <= 0:
+            raise ValueError(f"pm_w1 must be > 0, got {w1}")
+        self.temperature, self.theta, self.w1, self.w2 = temperature, theta, w1, w2
+        self.ratio_grid_size, self.detach_coefficients = ratio_grid_size, detach_coefficients
+
+    @classmethod
+    def from_config(cls, args) -> PositiveMixingLoss:
+        return cls(
+            args.temperature,
+            args.pm_theta,
+            args.pm_w1,
+            args.pm_w2,
+            args.pm_ratio_grid_size,
+            args.pm_detach_coefficients,
+        )
+
+    def mix(self, z1: Tensor, z2: Tensor) -> MixedPositives:
+        grid = ratio_grid_tensor(self.ratio_grid_size, z2.device)
+        return mix_positives(z1, z2, self.theta, self.w1, self.w2, self.detach_coefficients, grid)
+
+    def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        mixed = self.mix(z1, z2)
+        loss, _ = info_nce_loss(z1, mixed.positives, self.temperature)
+        with torch.no_grad():
+            stats = {**similarity_stats(cosine_logits(z1, z2)), **pm_stats(mixed)}
+        return loss, stats
+
+    def get_config_dict(self) -> dict:
+        return {
+            "objective": self.name,
+            "temperature": self.temperature,
+            "pm_theta": self.theta,
+            "pm_w1": self.w1,
+            "pm_w2": self.w2,
+            "pm_ratio_grid_size": self.ratio_grid_size,
+            "pm_detach_coefficients": self.detach_coefficients,
+        }
+
+    @property
+    def citation(self) -> str:
+        return HNCSE_BIBTEX
