@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.losses.simcse import as_float, cosine_logits, similarity_stats
+from hncse.losses.simcse import as_float, cosine_logits, diagonal_cross_entropy, similarity_stats
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +35,24 @@ def sample_pairs(num_rows: int, k: int, s: int, generator: torch.Generator | Non
     return first[pick], second[pick]
 
 
-def synthesize_negatives(
-    candidates: Tensor, top: Tensor, pos_a: Tensor, pos_b: Tensor, alpha: float, detach: bool = False
+def synthetic_similarities(
+    z1: Tensor, candidates: Tensor, top: Tensor, pos_a: Tensor, pos_b: Tensor, alpha: float, detach: bool = False
 ) -> Tensor:
-    """g_{i,m} = normalize(α·z2_a + (1−α)·z2_b) for a = T_i[pos_a[i, m]], b = T_i[pos_b[i, m]]: (N, s, d)."""
+    """cos(z1_i, g_i,m) for g_i,m = normalize(α·z2_a + (1−α)·z2_b), a = T_i[pos_a[i, m]], b = T_i[pos_b[i, m]].
+
+    Computed without building the (N, s, d) synthetic vectors: the numerator is α·ẑ1_i·z2_a + (1−α)·ẑ1_i·z2_b
+    and ‖α·z2_a + (1−α)·z2_b‖² = α²‖z2_a‖² + (1−α)²‖z2_b‖² + 2α(1−α)·z2_a·z2_b, both read from (N, M) and
+    (M, M) products. Returns (N, s).
+    """
     source = candidates.detach() if detach else candidates
     a = top.gather(1, pos_a)  # (N, s) candidate indices
     b = top.gather(1, pos_b)
-    return F.normalize(alpha * source[a] + (1.0 - alpha) * source[b], dim=-1)
+    dots = F.normalize(z1, dim=-1) @ source.T  # (N, M) ẑ1_i · z2_j
+    gram = source @ source.T  # (M, M) z2_j · z2_l
+    squared = gram.diagonal()
+    numerator = alpha * dots.gather(1, a) + (1.0 - alpha) * dots.gather(1, b)
+    norm_sq = alpha**2 * squared[a] + (1.0 - alpha) ** 2 * squared[b] + 2 * alpha * (1.0 - alpha) * gram[a, b]
+    return numerator / norm_sq.clamp_min(1e-24).sqrt()
 
 
 def hnm_logits(z1: Tensor, z2: Tensor, k: int, s: int, alpha: float, generator, detach: bool) -> tuple[Tensor, Tensor]:
@@ -51,8 +61,7 @@ def hnm_logits(z1: Tensor, z2: Tensor, k: int, s: int, alpha: float, generator, 
     sim = cosine_logits(z1, z2)  # (N, N)
     top = hardest_negatives(sim, k)  # (N, k)
     pos_a, pos_b = sample_pairs(z1.shape[0], k, s, generator, z1.device)
-    synthetic = synthesize_negatives(z2, top, pos_a, pos_b, alpha, detach)  # (N, s, d)
-    synthetic_sim = torch.einsum("nd,nsd->ns", F.normalize(z1, dim=-1), synthetic)  # (N, s)
+    synthetic_sim = synthetic_similarities(z1, z2, top, pos_a, pos_b, alpha, detach)  # (N, s)
     return torch.cat([sim, synthetic_sim], dim=1), synthetic_sim
 
 
@@ -120,10 +129,9 @@ class HardNegativeMixingLoss(nn.Module):
 
     def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         logits, synthetic_sim = self.logits(z1, z2)
-        n = z1.shape[0]
-        loss = F.cross_entropy(logits / self.temperature, torch.arange(n, device=logits.device))
+        loss = diagonal_cross_entropy(logits, self.temperature)
         with torch.no_grad():
-            stats = {**similarity_stats(logits[:, :n]), "sim_synthetic": synthetic_sim.mean()}
+            stats = {**similarity_stats(logits[:, : z1.shape[0]]), "sim_synthetic": synthetic_sim.mean()}
         return loss, stats
 
     def get_config_dict(self) -> dict:

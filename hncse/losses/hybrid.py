@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
 from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss
 from hncse.losses.positive_mixing import PositiveMixingLoss, pm_stats
-from hncse.losses.simcse import cosine_logits, info_nce_loss, similarity_stats
+from hncse.losses.simcse import diagonal_cross_entropy, info_nce_loss, similarity_stats
 
 
 class HybridLoss(nn.Module):
@@ -31,11 +30,10 @@ class HybridLoss(nn.Module):
     def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         mixed = self.pm.mix(z1, z2)
         logits, synthetic_sim = self.hnm.logits(z1, mixed.positives)
-        n = z1.shape[0]
-        loss = F.cross_entropy(logits / self.temperature, torch.arange(n, device=logits.device))
+        loss = diagonal_cross_entropy(logits, self.temperature)
         with torch.no_grad():
             stats = {
-                **similarity_stats(cosine_logits(z1, z2)),
+                **similarity_stats(mixed.sim),
                 **pm_stats(mixed),
                 "sim_synthetic": synthetic_sim.mean(),
             }

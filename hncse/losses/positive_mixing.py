@@ -20,6 +20,7 @@ class MixedPositives:
     hardest: Tensor  # (N,) h(i), index of the hardest in-batch negative of anchor i
     case: Tensor  # (N,) 0 = A (mixed with w1, w2), 1 = B (unchanged), 2 = C (mixed by similarity)
     ratio: Tensor  # () the w2/w1 ratio used for case A rows
+    sim: Tensor  # (N, N) S = cos(z1, z2) before mixing
 
 
 def pm_cases(sim: Tensor, theta: float) -> tuple[Tensor, Tensor]:
@@ -97,7 +98,7 @@ def mix_positives(
         )
         c_neg = torch.where(case == 0, w1 * ratio, c_neg)
     positives = c_pos[:, None].to(z2.dtype) * z2 + c_neg[:, None].to(z2.dtype) * hard_z2
-    return MixedPositives(positives, hardest, case, ratio)
+    return MixedPositives(positives, hardest, case, ratio, sim)
 
 
 def pm_stats(mixed: MixedPositives) -> dict[str, Tensor]:
@@ -169,7 +170,7 @@ class PositiveMixingLoss(nn.Module):
         mixed = self.mix(z1, z2)
         loss, _ = info_nce_loss(z1, mixed.positives, self.temperature)
         with torch.no_grad():
-            stats = {**similarity_stats(cosine_logits(z1, z2)), **pm_stats(mixed)}
+            stats = {**similarity_stats(mixed.sim), **pm_stats(mixed)}
         return loss, stats
 
     def get_config_dict(self) -> dict:

@@ -30,6 +30,11 @@ def similarity_stats(sim: Tensor) -> dict[str, Tensor]:
     }
 
 
+def diagonal_cross_entropy(logits: Tensor, temperature: float) -> Tensor:
+    """Mean cross-entropy of logits / τ where row i's target is column i (its positive)."""
+    return F.cross_entropy(logits / temperature, torch.arange(logits.shape[0], device=logits.device))
+
+
 def info_nce_loss(z1: Tensor, z2: Tensor, temperature: float = 0.05) -> tuple[Tensor, dict[str, Tensor]]:
     """Mean cross-entropy of S / temperature with target i for row i.
 
@@ -45,8 +50,7 @@ def info_nce_loss(z1: Tensor, z2: Tensor, temperature: float = 0.05) -> tuple[Te
     if n < 2:
         raise ValueError("the contrastive loss needs at least 2 sentences per batch (in-batch negatives)")
     sim = cosine_logits(z1, z2)  # (N, N)
-    labels = torch.arange(n, device=sim.device)
-    loss = F.cross_entropy(sim / temperature, labels)
+    loss = diagonal_cross_entropy(sim, temperature)
     with torch.no_grad():
         stats = similarity_stats(sim)
     return loss, stats
