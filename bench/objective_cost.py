@@ -4,7 +4,8 @@
 
 1. Training step (forward of both views, loss, backward, AdamW step) of each objective on all-MiniLM-L6-v2,
    batch 64, length 32 (padded to 32), `cls` pooler + MLP: median seconds and ratio to `simcse`. Objectives
-   run round-robin on the same batches so that drifts in machine speed hit all of them alike.
+   run round-robin on the same batches, in an order rotated every round, so that drifts in machine speed
+   hit all of them alike.
 2. The loss alone (forward + backward on fixed embeddings, d = 384): vectorised vs the naive per-row
    versions of tests/naive_losses.py, at batch 64 and 512.
 3. Our `simcse` training vs sentence-transformers' SimCSE recipe (MultipleNegativesRankingLoss on
@@ -62,7 +63,8 @@ def training_steps(rounds: int, batch_size: int, length: int) -> dict:
         texts = sentences[r * batch_size : (r + 1) * batch_size]
         batch = model.tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt")
         features = {k: torch.cat([v, v]) for k, v in batch.items()}
-        for name in OBJECTIVE_NAMES:
+        shift = r % len(OBJECTIVE_NAMES)  # rotate the order so that no objective always runs first
+        for name in OBJECTIVE_NAMES[shift:] + OBJECTIVE_NAMES[:shift]:
             start = time.perf_counter()
             z1, z2 = model(**features).chunk(2)
             loss, _ = losses[name](z1, z2)
@@ -187,25 +189,36 @@ def main() -> None:
     parser.add_argument("--out", default="docs/benchmarks/objective_cost.json")
     parser.add_argument("--doc", default="docs/benchmarks.md")
     parser.add_argument("--render_only", action="store_true", help="rewrite the doc section from --out")
+    parser.add_argument("--parts", nargs="+", type=int, default=[1, 2, 3], help="measure only these parts (1 2 3)")
     args = parser.parse_args()
     if args.render_only:
         with open(args.out, encoding="utf-8") as f:
             replace_section(args.doc, "objective-cost", render(json.load(f), args.out))
         return
     torch.manual_seed(0)
+    previous = {}
+    if set(args.parts) != {1, 2, 3} and os.path.exists(args.out):
+        with open(args.out, encoding="utf-8") as f:
+            previous = json.load(f)
     report = {
-        "command": "python -m bench.objective_cost " + " ".join(sys.argv[1:]),
+        **previous,
+        "command": " ".join(["python -m bench.objective_cost", *sys.argv[1:]]),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "platform": platform.platform(), "torch": torch.__version__},
     }  # fmt: skip
-    print("1. training step per objective", flush=True)
-    report["training_step"] = training_steps(args.rounds, 64, 32)
-    for name, r in report["training_step"].items():
-        print(f"  {name:10s} {r['median_s']:.3f} s/step  x{r['ratio_to_simcse']:.3f}", flush=True)
-    print("2. loss alone", flush=True)
-    report["loss_alone"] = loss_alone([64, 512], 384, args.loss_repeats)
-    print("3. hncse vs sentence-transformers", flush=True)
-    report["vs_sentence_transformers"] = st_comparison(args.st_steps, 64, 32)
+    if 1 in args.parts:
+        print("1. training step per objective", flush=True)
+        report["training_step"] = training_steps(args.rounds, 64, 32)
+        for name, r in report["training_step"].items():
+            print(f"  {name:10s} {r['median_s']:.3f} s/step  x{r['ratio_to_simcse']:.3f}", flush=True)
+    if 2 in args.parts:
+        print("2. loss alone", flush=True)
+        report["loss_alone"] = loss_alone([64, 512], 384, args.loss_repeats)
+    if 3 in args.parts:
+        print("3. hncse vs sentence-transformers", flush=True)
+        report["vs_sentence_transformers"] = st_comparison(args.st_steps, 64, 32)
+    earlier = previous.get("commands") or ({str(p): previous["command"] for p in (1, 2, 3)} if previous else {})
+    report["commands"] = {**earlier, **{str(p): report["command"] for p in args.parts}}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
@@ -238,7 +251,9 @@ def render(report: dict, json_path: str) -> str:
     machine = report["machine"]
     return "\n\n".join(
         [
-            f"Command: `{report['command']}` (raw numbers: `{json_path}`). Machine: {machine['cpu_count']} CPU cores, "
+            "Commands: "
+            + "; ".join(f"part {p}: `{c}`" for p, c in sorted(report.get("commands", {}).items()))
+            + f" (raw numbers: `{json_path}`). Machine: {machine['cpu_count']} CPU cores, "
             f"torch {machine['torch']} with {machine['torch_threads']} threads, {machine['platform']}.",
             "**Training step** (all-MiniLM-L6-v2, batch 64, length 32, cls + MLP, AdamW; median over rounds, "
             "objectives interleaved):\n\n" + markdown_table(["objective", "s / step", "× simcse"], step_rows),

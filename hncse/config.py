@@ -167,6 +167,10 @@ class HNCSEConfig(TrainingArguments):
             raise ConfigError(f"--objective: unknown value {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if not self.temperature > 0:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        if self.objective in ("hnm", "hybrid", "hybrid_sum") and self.per_device_train_batch_size < 3:
+            raise ConfigError(
+                f"--objective {self.objective} needs --per_device_train_batch_size ≥ 3 (pairs of negatives)"
+            )
         checks = [
             (self.pm_theta >= 0, f"--pm_theta must be ≥ 0, got {self.pm_theta}"),
             (self.pm_w1 > 0, f"--pm_w1 must be > 0, got {self.pm_w1}"),

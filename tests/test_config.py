@@ -46,6 +46,14 @@ def test_json_config(tmp_path, corpus_file):
         (["--temperature", "0"], "--temperature must be > 0"),
         (["--per_device_train_batch_size", "1"], "--per_device_train_batch_size must be at least 2"),
         (["--max_seq_length", "1"], "--max_seq_length must be at least 2"),
+        (
+            ["--objective", "hnm", "--per_device_train_batch_size", "2"],
+            "--objective hnm needs --per_device_train_batch_size ≥ 3",
+        ),
+        (["--hnm_k", "1"], "--hnm_k must be ≥ 2"),
+        (["--hnm_alpha", "1.5"], "--hnm_alpha must be in [0, 1]"),
+        (["--pm_ratio_grid_size", "1"], "--pm_ratio_grid_size must be 0 or ≥ 2"),
+        (["--pm_w1", "0"], "--pm_w1 must be > 0"),
     ],
 )
 def test_invalid_values_name_the_argument(corpus_file, argv, message):
