@@ -21,8 +21,10 @@ def is_remote(path: str) -> bool:
     return path.startswith(("http://", "https://", "hf://"))
 
 
-def check_utf8(path: str) -> None:
-    """Fail on the first line that is not UTF-8, naming file, line and column (datasets would only say 'codec')."""
+def check_text_file(path: str) -> None:
+    """Fail on the first line that is not UTF-8, naming file, line and column (datasets would only say 'codec'),
+    and on a file with nothing but white space."""
+    has_text = False
     with open(path, "rb") as f:
         for line_number, raw in enumerate(f, start=1):
             try:
@@ -32,22 +34,9 @@ def check_utf8(path: str) -> None:
                     f"{path}:{line_number}: not valid UTF-8 "
                     f"(byte 0x{raw[error.start]:02x} at column {error.start + 1}); re-encode the file as UTF-8"
                 ) from None
-
-
-def read_text_lines(path: str) -> tuple[list[str], int]:
-    """Non-blank lines of a UTF-8 text file (stripped of the line end) and the number of blank lines dropped."""
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: no such file (--train_file)")
-    check_utf8(path)
-    sentences, blank = [], 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            text = line.rstrip("\r\n")
-            if text.strip():
-                sentences.append(text)
-            else:
-                blank += 1
-    return sentences, blank
+            has_text = has_text or bool(raw.strip())
+    if not has_text:
+        raise DataError(f"{path}: no sentences (the corpus is empty or only blank lines)")
 
 
 def drop_blank(dataset: Dataset, column: str, source: str) -> tuple[Dataset, int]:
@@ -78,42 +67,29 @@ def load_sentences(
     if train_file is not None:
         source = train_file
         suffix = os.path.splitext(train_file.split("?")[0])[1].lower()
-        if is_remote(train_file):
-            builder = TABLE_SUFFIXES.get(suffix, "text")
-            raw = load_dataset(builder, data_files={"train": train_file}, split="train", cache_dir=cache_dir)
-            blank = 0
-        elif suffix in TABLE_SUFFIXES:
+        builder = TABLE_SUFFIXES.get(suffix, "text")
+        kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+        if not is_remote(train_file):
             if not os.path.isfile(train_file):
                 raise DataError(f"{train_file}: no such file (--train_file)")
-            check_utf8(train_file)
-            kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
-            try:
-                raw = load_dataset(
-                    TABLE_SUFFIXES[suffix],
-                    data_files={"train": train_file},
-                    split="train",
-                    cache_dir=cache_dir,
-                    **kwargs,
-                )
-            except Exception as error:  # datasets wraps parser errors in several exception types
-                raise DataError(
-                    f"{train_file}: cannot be parsed as {suffix[1:]}: {str(error).splitlines()[0]}"
-                ) from error
-            blank = 0
-        else:
-            sentences, blank = read_text_lines(train_file)
-            raw = Dataset.from_dict({"text": sentences})
+            check_text_file(train_file)
+        try:
+            # Through `datasets` so that the corpus and its tokenisation are cached on disk: in distributed
+            # runs the main process tokenises and the others load the result.
+            raw = load_dataset(builder, data_files={"train": train_file}, split="train", cache_dir=cache_dir, **kwargs)
+        except Exception as error:  # datasets wraps parser errors in several exception types
+            if is_remote(train_file):
+                raise
+            raise DataError(f"{train_file}: cannot be read as {builder}: {str(error).splitlines()[0]}") from error
     else:
         source = dataset_name
         raw = load_dataset(dataset_name, dataset_config_name, split=dataset_split, cache_dir=cache_dir)
-        blank = 0
 
     column = pick_text_column(raw, text_column, source)
     raw = raw.select_columns([column])
     if column != "text":
         raw = raw.rename_column(column, "text")
-    raw, dropped = drop_blank(raw, "text", source)
-    blank += dropped
+    raw, blank = drop_blank(raw, "text", source)
     if len(raw) == 0:
         raise DataError(f"{source}: no sentences (the corpus is empty or only blank lines)")
     if blank:
