@@ -65,3 +65,11 @@ def test_tokenisation_truncates_and_does_not_pad(tiny_model_dir, corpus_file):
     lengths = [len(ids) for ids in ds["input_ids"]]
     assert max(lengths) == 12 and min(lengths) < 12
     assert set(ds.column_names) >= {"input_ids", "attention_mask"} and "text" not in ds.column_names
+
+
+def test_dataset_name_reads_a_dataset_folder(tmp_path):
+    """--dataset_name goes through datasets.load_dataset: a Hub id online, or a folder of data files."""
+    folder = tmp_path / "my_corpus"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"sentence": "one"}\n{"sentence": " "}\n{"sentence": "two"}\n')
+    assert load_sentences(dataset_name=str(folder))["text"] == ["one", "two"]

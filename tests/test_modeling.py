@@ -1,6 +1,7 @@
 """Poolers against a naive computation, the MLP head's train/eval switch, and the saved folder in other libraries."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -173,3 +174,12 @@ def test_activation_checkpointing_gives_the_same_gradients(tiny_model_dir):
     assert grads[0].keys() == grads[1].keys() and "encoder.embeddings.word_embeddings.weight" in grads[1]
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5)
+
+
+def test_hub_id_of_a_packaged_model_resolves_to_its_folder():
+    from hncse.hub import resolve_model_path
+
+    folder = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
+    assert folder != "sentence-transformers/all-MiniLM-L6-v2"
+    assert all(os.path.isfile(os.path.join(folder, name)) for name in ("config.json", "model.safetensors"))
+    assert resolve_model_path("some-org/some-model") == "some-org/some-model"
