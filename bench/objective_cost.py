@@ -120,7 +120,7 @@ def loss_alone(sizes: list[int], dim: int, repeats: int) -> dict:
     return results
 
 
-def st_comparison(steps: int, batch_size: int, length: int) -> dict:
+def st_comparison(steps: int, batch_size: int, length: int, rounds: int = 2) -> dict:
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -167,7 +167,7 @@ def st_comparison(steps: int, batch_size: int, length: int) -> dict:
         return time.perf_counter() - start
 
     runs = {"hncse": [], "sentence_transformers": []}
-    for _ in range(2):
+    for _ in range(rounds):
         runs["hncse"].append(ours())
         runs["sentence_transformers"].append(theirs())
         print(
@@ -185,6 +185,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--st_steps", type=int, default=20)
+    parser.add_argument("--st_rounds", type=int, default=2, help="alternations of the two trainers")
     parser.add_argument("--loss_repeats", type=int, default=5)
     parser.add_argument("--out", default="docs/benchmarks/objective_cost.json")
     parser.add_argument("--doc", default="docs/benchmarks.md")
@@ -216,7 +217,7 @@ def main() -> None:
         report["loss_alone"] = loss_alone([64, 512], 384, args.loss_repeats)
     if 3 in args.parts:
         print("3. hncse vs sentence-transformers", flush=True)
-        report["vs_sentence_transformers"] = st_comparison(args.st_steps, 64, 32)
+        report["vs_sentence_transformers"] = st_comparison(args.st_steps, 64, 32, args.st_rounds)
     earlier = previous.get("commands") or ({str(p): previous["command"] for p in (1, 2, 3)} if previous else {})
     report["commands"] = {**earlier, **{str(p): report["command"] for p in args.parts}}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
