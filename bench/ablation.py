@@ -126,9 +126,16 @@ def render(results: list[dict], baseline: dict, args) -> str:
     command = f"python -m bench.ablation --seeds {seeds} --max_train_samples {args.max_train_samples}"
     if args.extra:
         command += " " + " ".join(args.extra)
+    seeds_seen = sorted({r["seed"] for r in results})
+    per_seed = [
+        [objective] + [next((f"{r['stsb_dev']:.2f}" for r in runs if r["seed"] == seed), "-") for seed in seeds_seen]
+        for objective, runs in ((o, by_objective[o]) for o in OBJECTIVES if o in by_objective)
+    ]
     return (
         f"Command: `{command}` (results: `{args.results}`)\n\n"
         + markdown_table(header, rows)
+        + "\n\nSTS-B dev per seed:\n\n"
+        + markdown_table(["objective"] + [f"seed {seed}" for seed in seeds_seen], per_seed)
         + "\n\nSpearman ×100, mean ± sample standard deviation over seeds; final model of each run, no checkpoint "
         "selection. PM-mixed anchors: share of anchors in PM case A or C at the last logging step. Train seconds "
         "are wall time on a shared machine, not a benchmark (see docs/benchmarks.md)."
