@@ -9,7 +9,6 @@ from datasets import Dataset, load_dataset
 
 logger = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = (".txt", ".text")
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
 
 

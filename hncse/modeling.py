@@ -22,6 +22,7 @@ from hncse.hub import explain_load_failure, resolve_model_path
 from hncse.pooling import NEEDS_HIDDEN_STATES, POOLER_TYPES, pool
 from hncse.st_format import write_sentence_transformers_files
 
+FEATURE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # the tokenizer outputs `forward` takes
 HNCSE_CONFIG_NAME = "hncse_config.json"
 MLP_WEIGHTS_NAME = "mlp_head.safetensors"
 
@@ -216,7 +217,7 @@ class SentenceEncoder(nn.Module):
                     max_length=self.max_seq_length,
                     return_tensors="pt",
                 ).to(device)
-                features = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+                features = {k: v for k, v in batch.items() if k in FEATURE_KEYS}
                 out[idx] = self(**features).float().cpu()
         finally:
             self.train(was_training)

@@ -12,9 +12,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hncse.losses import OBJECTIVES
 from hncse.model_card import write_model_card
+from hncse.modeling import FEATURE_KEYS
 from hncse.sts import STSPairs, sts_spearman
-
-FEATURE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def build_loss(args) -> torch.nn.Module:
