@@ -10,6 +10,7 @@ The output directory loads with `SentenceTransformer(path)` and `AutoModel.from_
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -22,11 +23,13 @@ from transformers.trainer_utils import get_last_checkpoint
 from hncse.config import ConfigError, parse_args
 from hncse.data import DataError, load_sentences, tokenize_sentences
 from hncse.hub import ModelNotFoundError
+from hncse.senteval_data import EvalDataError
 from hncse.modeling import SentenceEncoder
-from hncse.sts import dev_sets
+from hncse.eval_suite import EvalConfigError, format_tables, load_suite, resolve_tasks
 from hncse.trainer import HNCSETrainer
 
 logger = logging.getLogger("run_hncse")
+SENTEVAL_RESULTS_NAME = "senteval_results.json"
 
 
 def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
@@ -59,9 +62,14 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if data_args.max_train_samples is not None:
         sentences = sentences.select(range(min(data_args.max_train_samples, len(sentences))))
-    eval_sets = (
-        dev_sets(data_args.eval_data_dir, data_args.eval_tasks) if training_args.eval_strategy != "no" else None
-    )
+    eval_suite = None
+    if training_args.eval_strategy != "no":
+        dev_tasks = resolve_tasks(None, data_args.eval_tasks, "dev", flag="--eval_tasks")
+        eval_suite = load_suite(dev_tasks, "dev", data_args.senteval_dir)
+    predict_suite = None
+    if training_args.do_predict:
+        test_tasks = resolve_tasks(data_args.predict_task_set, None, "test")
+        predict_suite = load_suite(test_tasks, "test", data_args.senteval_dir, alignment=True)
 
     logger.info(
         "process %d/%d, device %s, bf16 %s, fp16 %s",
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         model=model,
         args=training_args,
         train_dataset=train_dataset,
-        eval_dataset=eval_sets,
+        eval_dataset=eval_suite,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(
             tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     rows = []
-    if eval_sets and last_checkpoint is None and training_args.resume_from_checkpoint is None:
+    if eval_suite and last_checkpoint is None and training_args.resume_from_checkpoint is None:
         rows.append(("before training", trainer.evaluate(metric_key_prefix="eval")))
 
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
-    if eval_sets:
+    if eval_suite:
         final = trainer.evaluate()
         trainer.save_metrics("eval", final)
         which = (
@@ -132,6 +140,17 @@ def main(argv: list[str] | None = None) -> dict:
             )
         if trainer.is_world_process_zero():
             print("\nSTS dev Spearman x100\n" + format_table(rows) + f"\n\nSaved to {training_args.output_dir}\n")
+    if predict_suite is not None:
+        # SentEval's test sets on the saved weights; the table goes into the model card and a JSON file.
+        metrics, results = trainer.evaluate_suite(predict_suite, metric_key_prefix="predict")
+        trainer.save_metrics("predict", metrics)
+        if trainer.is_world_process_zero():
+            with open(os.path.join(training_args.output_dir, SENTEVAL_RESULTS_NAME), "w", encoding="utf-8") as f:
+                json.dump(results, f, indent=2)
+                f.write("\n")
+            trainer.card_data["senteval_results"] = results
+            trainer.create_model_card()
+            print("\nSentEval test sets\n" + format_tables(results) + "\n")
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="End of training")
     return {"rows": rows, "output_dir": training_args.output_dir}
@@ -140,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
 def cli() -> None:
     try:
         main()
-    except (ConfigError, DataError, ModelNotFoundError, FileNotFoundError) as error:
+    except (ConfigError, DataError, ModelNotFoundError, EvalConfigError, EvalDataError, FileNotFoundError) as error:
         print(f"run_hncse.py: error: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -25,19 +25,19 @@ from hncse.config import parse_args
 from hncse.data import load_sentences, tokenize_sentences
 from hncse.losses import OBJECTIVES
 from hncse.modeling import SentenceEncoder
-from hncse.sts import load_sickr, load_stsb, sts_spearman
+from hncse.senteval_data import load_sts_task
+from hncse.sts import evaluate_sts
 from hncse.trainer import HNCSETrainer
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CORPUS = "../shared/data/unsup/wiki1m_random10k.txt"
 SENTEVAL = "../shared/data/senteval"
+DEV_SETS = {"stsb": "STSBenchmark", "sickr": "SICKRelatedness"}
 
 
 def evaluate(encoder) -> dict[str, float]:
-    return {
-        "stsb_dev": sts_spearman(encoder, load_stsb(SENTEVAL, "dev")),
-        "sickr_dev": sts_spearman(encoder, load_sickr(SENTEVAL, "dev")),
-    }
+    tasks = {f"{short}_dev": load_sts_task(name, SENTEVAL, "dev") for short, name in DEV_SETS.items()}
+    return {name: result["all"] for name, result in evaluate_sts(encoder, tasks).items()}
 
 
 def train_one(objective: str, seed: int, max_train_samples: int, extra: list[str]) -> dict:

@@ -15,6 +15,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from hncse.eval_suite import EvalConfigError, produced_metrics, resolve_tasks
 from hncse.losses import OBJECTIVES
 from hncse.pooling import POOLER_TYPES
 
@@ -71,15 +72,26 @@ class DataArguments:
         default=None, metadata={"help": "Use only the first N sentences (quick runs)."}
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
-    eval_data_dir: str | None = field(
+    senteval_dir: str | None = field(
         default=None,
         metadata={
-            "help": "SentEval `data/downstream` folder (holds STS/ and SICK/); default $HNCSE_DATA_DIR, else the Hub."
+            "help": "SentEval's `data/downstream` folder (STS/, SICK/, MR/, …); default $HNCSE_DATA_DIR, else STS "
+            "sets come from the Hub (mteb/*)."
         },
     )
     eval_tasks: list[str] = field(
         default_factory=lambda: ["stsb", "sickr"],
-        metadata={"help": "Dev sets evaluated during training, reported as eval_<task>_spearman: stsb, sickr."},
+        metadata={
+            "help": "Dev sets evaluated during training: stsb, sickr (eval_<task>_spearman) and transfer tasks mr, "
+            "cr, subj, mpqa, sst2, trec, mrpc (eval_<task>_accuracy, SentEval's fast protocol)."
+        },
+    )
+    predict_task_set: str = field(
+        default="full",
+        metadata={
+            "help": "With --do_predict: the test-set evaluation run after training (sts, transfer or full); its "
+            "table goes into the model card and senteval_results.json."
+        },
     )
 
     def __post_init__(self):
@@ -256,10 +268,17 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, HNCSECon
 
 
 def check_best_metric(data_args: DataArguments, training_args: HNCSEConfig) -> None:
-    """The metric that picks the best checkpoint must be one that the chosen dev sets produce."""
+    """The evaluation tasks must exist, and the metric that picks the best checkpoint must be one they produce."""
+    if not data_args.eval_tasks and training_args.eval_strategy != "no":
+        raise ConfigError("--eval_tasks is empty; name at least one dev task or set --eval_strategy no")
+    try:
+        tasks = resolve_tasks(None, data_args.eval_tasks, "dev", flag="--eval_tasks") if data_args.eval_tasks else []
+        resolve_tasks(data_args.predict_task_set, None, "test")
+    except EvalConfigError as error:
+        raise ConfigError(str(error).replace("--task_set", "--predict_task_set")) from None
     if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
         return
-    produced = {f"{task}_spearman" for task in data_args.eval_tasks}
+    produced = produced_metrics(tasks)
     metric = training_args.metric_for_best_model.removeprefix("eval_")
     if metric not in produced:
         raise ConfigError(

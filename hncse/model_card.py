@@ -7,6 +7,7 @@ import os
 import yaml
 
 from hncse.citations import HNCSE_BIBTEX, SIMCSE_BIBTEX
+from hncse.eval_suite import format_tables
 
 
 def _dev_results(state, step: int) -> dict[str, float]:
@@ -63,6 +64,17 @@ def write_model_card(
     if results:
         lines += ["## Dev results (Spearman ×100)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in results.items()] + [""]
+    senteval = card_data.get("senteval_results")
+    if senteval:
+        lines += [
+            "## SentEval test results",
+            "",
+            "Spearman ×100 of cosine similarity (STS; \"all\" is SimCSE's headline setting) and transfer accuracy ×100, "
+            "from `run_hncse.py --do_predict` (the same code as `python -m hncse.evaluate`).",
+            "",
+            format_tables(senteval),
+            "",
+        ]
     lines += [
         "## Usage",
         "",

@@ -20,7 +20,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from hncse.hub import explain_load_failure, resolve_model_path
 from hncse.pooling import NEEDS_HIDDEN_STATES, POOLER_TYPES, pool
-from hncse.st_format import write_sentence_transformers_files
+from hncse.st_format import read_sentence_transformers_pooling, write_sentence_transformers_files
 
 FEATURE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # the tokenizer outputs `forward` takes
 HNCSE_CONFIG_NAME = "hncse_config.json"
@@ -85,8 +85,9 @@ class SentenceEncoder(nn.Module):
     ) -> SentenceEncoder:
         """Load a transformers checkpoint or a folder saved by `save_pretrained` (its pooler and head included).
 
-        Arguments left as None come from the folder's hncse_config.json, else SimCSE's defaults (cls, MLP in
-        training only).
+        Arguments left as None come from the folder's hncse_config.json, else from a sentence-transformers
+        folder's Pooling module (mean → avg, CLS → cls_before_pooler), else SimCSE's defaults (cls, MLP in training
+        only).
         """
         path = resolve_model_path(model_name_or_path)
         try:
@@ -98,6 +99,8 @@ class SentenceEncoder(nn.Module):
         if os.path.isfile(os.path.join(path, HNCSE_CONFIG_NAME)):
             with open(os.path.join(path, HNCSE_CONFIG_NAME), encoding="utf-8") as f:
                 saved = json.load(f)
+        else:
+            saved = read_sentence_transformers_pooling(path)
         model = cls(
             encoder,
             tokenizer,
@@ -190,7 +193,7 @@ class SentenceEncoder(nn.Module):
             pooled = self.mlp(pooled)
         return pooled
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(
         self,
         sentences: Sequence[str],
@@ -200,24 +203,34 @@ class SentenceEncoder(nn.Module):
     ) -> Tensor | np.ndarray:
         """Inference embeddings (no MLP when it is training-only), in the input order, float32 on CPU.
 
-        Sentences are batched by length so that little padding is computed.
+        All sentences are tokenised at once and batched by token count, so batches hold sequences of (nearly)
+        equal length and almost no padding is computed.
         """
+        if len(sentences) == 0:
+            out = torch.empty(0, self.embedding_dim)
+            return out.numpy() if convert_to_numpy else out
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]), reverse=True)
-        out = torch.empty(len(sentences), self.embedding_dim, dtype=torch.float32)
+        encoded = self.tokenizer(
+            list(sentences), truncation=True, max_length=self.max_seq_length, return_attention_mask=False
+        )
+        ids = encoded["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        with_token_types = "token_type_ids" in self.tokenizer.model_input_names
+        out = torch.empty(len(ids), self.embedding_dim, dtype=torch.float32)
         try:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                batch = self.tokenizer(
-                    [sentences[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_seq_length,
-                    return_tensors="pt",
-                ).to(device)
-                features = {k: v for k, v in batch.items() if k in FEATURE_KEYS}
+                input_ids = torch.full((len(idx), len(ids[idx[0]])), pad_id, dtype=torch.long)
+                attention_mask = torch.zeros_like(input_ids)
+                for row, i in enumerate(idx):
+                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    attention_mask[row, : len(ids[i])] = 1
+                features = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+                if with_token_types:
+                    features["token_type_ids"] = torch.zeros_like(features["input_ids"])
                 out[idx] = self(**features).float().cpu()
         finally:
             self.train(was_training)

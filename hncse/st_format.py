@@ -110,3 +110,34 @@ def write_sentence_transformers_files(
         os.path.join(output_dir, "config_sentence_transformers.json"),
         {"similarity_fn_name": "cosine", "prompts": {}, "default_prompt_name": None},
     )
+
+
+def read_sentence_transformers_pooling(folder: str) -> dict:
+    """Pooler and max length of a sentence-transformers folder (Transformer → Pooling [→ Normalize]).
+
+    Returns {} when the folder is not one, or when its modules are not ones this encoder reproduces exactly.
+    """
+    modules_file = os.path.join(folder, "modules.json")
+    if not os.path.isfile(modules_file):
+        return {}
+    with open(modules_file, encoding="utf-8") as f:
+        modules = json.load(f)
+    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
+        return {}
+    with open(os.path.join(folder, modules[1]["path"], "config.json"), encoding="utf-8") as f:
+        pooling = json.load(f)
+    modes = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
+    pooler = {"pooling_mode_mean_tokens": "avg", "pooling_mode_cls_token": "cls_before_pooler"}.get(
+        modes[0] if len(modes) == 1 else ""
+    )
+    if pooler is None:
+        return {}
+    found = {"pooler_type": pooler}
+    bert_config = os.path.join(folder, "sentence_bert_config.json")
+    if os.path.isfile(bert_config):
+        with open(bert_config, encoding="utf-8") as f:
+            max_seq_length = json.load(f).get("max_seq_length")
+        if isinstance(max_seq_length, int):
+            found["max_seq_length"] = max_seq_length
+    return found

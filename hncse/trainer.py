@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections import defaultdict
 
 import torch
@@ -13,7 +12,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from hncse.losses import OBJECTIVES
 from hncse.model_card import write_model_card
 from hncse.modeling import FEATURE_KEYS
-from hncse.sts import STSPairs, sts_spearman
+from hncse.eval_suite import EvalSuite, flat_metrics, run_suite
 
 
 def build_loss(args) -> torch.nn.Module:
@@ -25,8 +24,8 @@ class HNCSETrainer(Trainer):
     """Contrastive sentence-embedding training on a `SentenceEncoder`.
 
     Each step encodes every sentence of the batch twice in one forward pass (two dropout masks → a positive
-    pair) and applies the objective. Evaluation is Spearman on STS dev sets (`eval_dataset`: a dict of
-    `STSPairs`), reported as `eval_<name>_spearman`. Checkpoints and the final folder are the encoder's own
+    pair) and applies the objective. Evaluation runs an `EvalSuite` (`eval_dataset`; SentEval's STS-B/SICK-R dev
+    sets and, if asked, transfer tasks), reported as `eval_<task>_spearman` / `eval_<task>_accuracy`. Checkpoints and the final folder are the encoder's own
     format (transformers + sentence-transformers loadable), so the three checkpoint hooks are overridden.
 
     Args:
@@ -62,19 +61,20 @@ class HNCSETrainer(Trainer):
         super().log(logs, start_time)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        sets: dict[str, STSPairs] = eval_dataset if eval_dataset is not None else self.eval_dataset
-        if isinstance(sets, STSPairs):
-            sets = {sets.name: sets}
+        metrics, _ = self.evaluate_suite(eval_dataset, metric_key_prefix)
+        return metrics
+
+    def evaluate_suite(self, suite: EvalSuite | None = None, metric_key_prefix: str = "eval") -> tuple[dict, dict]:
+        """Score the model on an `EvalSuite` (default: `eval_dataset`); log and return the flat metrics
+        (`eval_stsb_spearman`, …) and the nested results (per-subset scores, aggregates)."""
+        suite = suite if suite is not None else self.eval_dataset
         encoder = self.accelerator.unwrap_model(self.model)
-        start = time.time()
-        metrics = {
-            f"{metric_key_prefix}_{name}_spearman": sts_spearman(encoder, pairs, self.args.per_device_eval_batch_size)
-            for name, pairs in sets.items()
-        }
-        metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 3)
+        results = run_suite(encoder, suite, self.args.per_device_eval_batch_size, bf16=self.args.bf16)
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in flat_metrics(results).items()}
+        metrics[f"{metric_key_prefix}_runtime"] = round(results["seconds"], 3)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+        return metrics, results
 
     def create_model_card(self, *args, **kwargs) -> None:
         """Our card (YAML metadata for sentence-transformers, dev results) instead of the generic Trainer one."""

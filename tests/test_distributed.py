@@ -17,7 +17,7 @@ def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, sen
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
         "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
-        "--eval_data_dir", str(senteval_dir), "--output_dir", str(out), "--per_device_train_batch_size", "8",
+        "--senteval_dir", str(senteval_dir), "--output_dir", str(out), "--per_device_train_batch_size", "8",
         "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
         "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
     ]  # fmt: skip

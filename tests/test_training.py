@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 import hncse.trainer
 import run_hncse
 from hncse.modeling import SentenceEncoder
-from hncse.sts import load_stsb
+from hncse.senteval_data import load_stsb
 from hncse.trainer import HNCSETrainer
 
 REPO = run_hncse.__file__.rsplit("/", 1)[0]
@@ -23,7 +23,7 @@ def base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir):
     return [
         "--model_name_or_path", str(tiny_model_dir),
         "--train_file", str(corpus_file),
-        "--eval_data_dir", str(senteval_dir),
+        "--senteval_dir", str(senteval_dir),
         "--output_dir", str(output_dir),
         "--per_device_train_batch_size", "8",
         "--max_seq_length", "16",
@@ -88,13 +88,13 @@ def test_output_dir_holds_the_best_checkpoint_not_the_last(
     tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch
 ):
     scripted = iter([10.0, 50.0, 90.0, 60.0])  # before training, then steps 1, 2, 3
-    real = hncse.trainer.sts_spearman
+    real = hncse.trainer.flat_metrics
 
-    def fake_spearman(encoder, pairs, batch_size):
-        value = next(scripted, None)
-        return real(encoder, pairs, batch_size) if value is None else value
+    def scripted_metrics(results):
+        metrics, value = real(results), next(scripted, None)
+        return metrics if value is None else {**metrics, "stsb_spearman": value}
 
-    monkeypatch.setattr(hncse.trainer, "sts_spearman", fake_spearman)
+    monkeypatch.setattr(hncse.trainer, "flat_metrics", scripted_metrics)
     out = tmp_path / "run"
     run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--eval_tasks", "stsb"])
 
