@@ -22,10 +22,10 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hncse.config import ConfigError, parse_args
 from hncse.data import DataError, load_sentences, tokenize_sentences
-from hncse.hub import ModelNotFoundError
-from hncse.senteval_data import EvalDataError
-from hncse.modeling import SentenceEncoder
 from hncse.eval_suite import EvalConfigError, format_tables, load_suite, resolve_tasks
+from hncse.hub import ModelNotFoundError
+from hncse.modeling import SentenceEncoder
+from hncse.senteval_data import EvalDataError
 from hncse.trainer import HNCSETrainer
 
 logger = logging.getLogger("run_hncse")

@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = make_parser().parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     results = evaluate_model(args)
-    output = args.output_json or default_output_json(
-        args.model, results["pooler"], args.mode, results["task_set"]
-    )
+    output = args.output_json or default_output_json(args.model, results["pooler"], args.mode, results["task_set"])
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)

@@ -69,8 +69,8 @@ def write_model_card(
         lines += [
             "## SentEval test results",
             "",
-            "Spearman ×100 of cosine similarity (STS; \"all\" is SimCSE's headline setting) and transfer accuracy ×100, "
-            "from `run_hncse.py --do_predict` (the same code as `python -m hncse.evaluate`).",
+            'Spearman ×100 of cosine similarity (STS; "all" is SimCSE\'s headline setting) and transfer '
+            "accuracy ×100, from `run_hncse.py --do_predict` (the same code as `python -m hncse.evaluate`).",
             "",
             format_tables(senteval),
             "",

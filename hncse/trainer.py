@@ -9,10 +9,10 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from hncse.eval_suite import EvalSuite, flat_metrics, run_suite
 from hncse.losses import OBJECTIVES
 from hncse.model_card import write_model_card
 from hncse.modeling import FEATURE_KEYS
-from hncse.eval_suite import EvalSuite, flat_metrics, run_suite
 
 
 def build_loss(args) -> torch.nn.Module:
@@ -25,7 +25,8 @@ class HNCSETrainer(Trainer):
 
     Each step encodes every sentence of the batch twice in one forward pass (two dropout masks → a positive
     pair) and applies the objective. Evaluation runs an `EvalSuite` (`eval_dataset`; SentEval's STS-B/SICK-R dev
-    sets and, if asked, transfer tasks), reported as `eval_<task>_spearman` / `eval_<task>_accuracy`. Checkpoints and the final folder are the encoder's own
+    sets and, if asked, transfer tasks), reported as `eval_<task>_spearman` / `eval_<task>_accuracy`.
+    Checkpoints and the final folder are the encoder's own
     format (transformers + sentence-transformers loadable), so the three checkpoint hooks are overridden.
 
     Args:
