@@ -26,8 +26,8 @@ class HNCSETrainer(Trainer):
     Each step encodes every sentence of the batch twice in one forward pass (two dropout masks → a positive
     pair) and applies the objective. Evaluation runs an `EvalSuite` (`eval_dataset`; SentEval's STS-B/SICK-R dev
     sets and, if asked, transfer tasks), reported as `eval_<task>_spearman` / `eval_<task>_accuracy`.
-    Checkpoints and the final folder are the encoder's own
-    format (transformers + sentence-transformers loadable), so the three checkpoint hooks are overridden.
+    Checkpoints and the final folder are the encoder's own format (transformers + sentence-transformers
+    loadable), so the three checkpoint hooks are overridden.
 
     Args:
         loss: the objective module; default built from `args.objective`.
