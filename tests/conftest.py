@@ -77,3 +77,16 @@ def tiny_model_dir(tmp_path_factory, corpus_file, senteval_dir) -> Path:
     )
     BertModel(config).save_pretrained(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def senteval_small(tmp_path_factory, shared_data) -> Path:
+    """Every SentEval file cut to its first 40 lines (MRPC/SICK keep their header): all 14 tasks in seconds."""
+    root = tmp_path_factory.mktemp("senteval-small")
+    for path in SENTEVAL.rglob("*"):
+        if path.is_file():
+            target = root / path.relative_to(SENTEVAL)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as f:
+                target.write_bytes(b"".join(line for _, line in zip(range(40), f)))
+    return root

@@ -202,3 +202,36 @@ def test_each_objective_trains_and_logs_its_statistics(tiny_model_dir, corpus_fi
     expected["hybrid"] = expected["hybrid_sum"] = expected["pm"] | expected["hnm"]
     assert len(logs) == 3 and all(expected[objective] <= e.keys() and math.isfinite(e["loss"]) for e in logs)
     assert f"| objective | {objective} |" in (out / "README.md").read_text()
+
+
+def test_do_predict_adds_the_senteval_table_to_card_and_json(
+    tiny_model_dir, corpus_file, senteval_small, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    argv = base_argv(tiny_model_dir, corpus_file, senteval_small, out) + [
+        "--eval_tasks", "stsb", "mr", "--metric_for_best_model", "mr_accuracy",
+        "--do_predict", "true", "--predict_task_set", "full",
+    ]  # fmt: skip
+    run_hncse.main(argv)
+    printed = capsys.readouterr().out
+    state = json.loads((out / "trainer_state.json").read_text())
+    evals = [e for e in state["log_history"] if "eval_mr_accuracy" in e]
+    assert [e["step"] for e in evals] == [1, 2, 3]
+    assert state["best_metric"] == max(e["eval_mr_accuracy"] for e in evals)
+
+    results = json.loads((out / "senteval_results.json").read_text())
+    assert results["mode"] == "test" and len(results["sts"]) == 7 and len(results["transfer"]) == 7
+    predict = json.loads((out / "predict_results.json").read_text())
+    assert predict["predict_sts12_spearman"] == pytest.approx(results["sts"]["STS12"]["all"])
+    card = (out / "README.md").read_text()
+    assert "## SentEval test results" in card and f"| all | {results['sts']['STS12']['all']:.2f} |" in card
+    assert "| transfer | MR | CR | SUBJ | MPQA | SST-2 | TREC | MRPC | Avg. |" in printed
+
+
+def test_unknown_eval_task_is_a_one_line_config_error(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
+    from hncse.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--eval_tasks: unknown task 'sts99'"):
+        run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path) + ["--eval_tasks", "sts99"])
+    with pytest.raises(ConfigError, match="--predict_task_set: unknown value 'all'"):
+        run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path) + ["--predict_task_set", "all"])
