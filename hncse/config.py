@@ -117,6 +117,8 @@ class HNCSEConfig(TrainingArguments):
     pm_*: θ, case-A weights w1/w2, optional per-step search of w2/w1, detaching of the case-C coefficients.
     hnm_*: k hardest negatives, s synthetic negatives per anchor, α, detaching, sampler seed.
     hybrid_lambda: λ of `hybrid_sum`.
+    gather_negatives: with several processes, score each anchor against the global batch (all processes'
+        sentences, gathered with gradients) and mine PM/HNM negatives over it.
 
     > Changed defaults (SimCSE / HNCSE BERT-base setup, METHOD.md §6)
 
@@ -149,6 +151,13 @@ class HNCSEConfig(TrainingArguments):
     )
     hnm_seed: int | None = field(default=None, metadata={"help": "HNM: seed of the pair sampler (default: --seed)."})
     hybrid_lambda: float = field(default=1.0, metadata={"help": "hybrid_sum: weight λ of the HNM loss."})
+    gather_negatives: bool = field(
+        default=True,
+        metadata={
+            "help": "With several processes, use every process's sentences as negatives (all-gather with gradients) "
+            "and mine PM/HNM hard negatives over the global batch; false: each process uses its own batch."
+        },
+    )
 
     output_dir: str | None = field(default="outputs/hncse", metadata={"help": "Where checkpoints and the model go."})
     learning_rate: float = field(default=3e-5, metadata={"help": "Peak learning rate (AdamW)."})

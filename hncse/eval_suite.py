@@ -11,6 +11,7 @@ run it in "test" mode.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ from hncse.senteval_data import (
 )
 from hncse.sts import score_sts_task, sts_sentences
 from hncse.transfer import PROTOCOLS, evaluate_transfer_task
+
+logger = logging.getLogger(__name__)
 
 TASK_SETS = {"sts": STS_TASKS, "transfer": TRANSFER_TASKS, "full": STS_TASKS + TRANSFER_TASKS}
 MODES = ("dev", "test", "fasttest")
@@ -111,7 +114,9 @@ def run_suite(
 ) -> dict:
     """Encode every distinct sentence of the suite once, then score each task. Returns the nested results."""
     start = time.time()
-    lookup = encode_unique(encoder, suite.sentences(), batch_size, bf16)
+    sentences = suite.sentences()
+    logger.info("Encoding %d sentences (%d distinct)", len(sentences), len(set(sentences)))
+    lookup = encode_unique(encoder, sentences, batch_size, bf16)
     results: dict = {"mode": suite.mode, "sentences_encoded": len(lookup), "encode_seconds": time.time() - start}
     if suite.sts:
         results["sts"] = {name: score_sts_task(task, lookup) for name, task in suite.sts.items()}
@@ -124,6 +129,7 @@ def run_suite(
             task_start = time.time()
             results["transfer"][name] = evaluate_transfer_task(task, lookup, protocol, mrpc_features)
             results["transfer"][name]["seconds"] = round(time.time() - task_start, 2)
+            logger.info("%s: %s (%.0f s)", name, results["transfer"][name][key], time.time() - task_start)
         results["transfer_avg"] = float(np.mean([r[key] for r in results["transfer"].values()]))
     if suite.alignment_pairs is not None:
         results.update(alignment_uniformity(lookup, suite.alignment_pairs))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 
@@ -9,10 +10,13 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from hncse.distributed import batch_exchange
 from hncse.eval_suite import EvalSuite, flat_metrics, run_suite
 from hncse.losses import OBJECTIVES
 from hncse.model_card import write_model_card
 from hncse.modeling import FEATURE_KEYS
+
+logger = logging.getLogger(__name__)
 
 
 def build_loss(args) -> torch.nn.Module:
@@ -43,12 +47,22 @@ class HNCSETrainer(Trainer):
         self.loss_fn = loss if loss is not None else build_loss(self.args)
         self.card_data = dict(card_data or {})
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._batch_exchange = None
+
+    @property
+    def batch_exchange(self):
+        """Global batch across processes (`--gather_negatives`, the default) or this process's batch."""
+        if self._batch_exchange is None:  # decided on first use, once the process group exists
+            self._batch_exchange = batch_exchange(self.args.gather_negatives)
+            if self._batch_exchange.world_size > 1:
+                logger.info("Contrastive negatives from the global batch of %d processes", self.args.world_size)
+        return self._batch_exchange
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         features = {k: torch.cat([inputs[k], inputs[k]]) for k in FEATURE_KEYS if k in inputs}
         embeddings = model(**features)  # (2N, d): rows i and N+i are two dropout views of sentence i
         z1, z2 = embeddings.chunk(2)
-        loss, stats = self.loss_fn(z1, z2)
+        loss, stats = self.loss_fn(z1, z2, exchange=self.batch_exchange)
         if model.training:
             for name, value in stats.items():
                 self._metrics[name].append(value.detach())

@@ -1,4 +1,4 @@
-"""Two CPU processes under torchrun (gloo): data is split between them and one output folder is written."""
+"""Two CPU processes under torchrun (gloo): data is split between them, negatives are shared, one folder is written."""
 
 import json
 import os
@@ -20,6 +20,7 @@ def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, sen
         "--senteval_dir", str(senteval_dir), "--output_dir", str(out), "--per_device_train_batch_size", "8",
         "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
         "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
+        "--objective", "hybrid", "--hnm_k", "4", "--hnm_s", "4",  # PM and HNM mined over the global batch of 16
     ]  # fmt: skip
     proc = subprocess.run(
         cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
@@ -29,4 +30,5 @@ def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, sen
     # 200 sentences, 2 processes x 8 per step, last batch dropped: 12 steps per epoch (one process alone: 25).
     assert state["global_step"] == 4 and abs(state["epoch"] - 4 / 12) < 1e-6
     assert proc.stdout.count("STS dev Spearman x100") == 1  # only the main process reports
+    assert "negatives from the global batch of 2 processes" in proc.stderr
     assert SentenceTransformer(str(out), device="cpu").encode(["a man is playing ."]).shape == (1, 32)

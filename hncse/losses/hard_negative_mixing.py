@@ -9,19 +9,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.losses.simcse import as_float, cosine_logits, diagonal_cross_entropy, similarity_stats
+from hncse.losses.simcse import (
+    LOCAL_BATCH,
+    as_float,
+    check_views,
+    cosine_logits,
+    diagonal_cross_entropy,
+    positive_mask,
+    similarity_stats,
+)
 
 logger = logging.getLogger(__name__)
 
 
-def hardest_negatives(sim: Tensor, k: int) -> Tensor:
-    """T_i: indices of the k most similar candidates of row i, the diagonal (the positive) excluded.
+def hardest_negatives(sim: Tensor, k: int, offset: int = 0) -> Tensor:
+    """T_i: indices of the k most similar candidates of row i, its own positive (column offset + i) excluded.
 
-    Ties are broken by the lower index (a stable sort), so the choice is deterministic. sim: (N, N) → (N, k).
+    Ties are broken by the lower index (a stable sort), so the choice is deterministic. sim: (N, M) → (N, k).
     """
-    n = sim.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
-    order = torch.sort(sim.detach().masked_fill(eye, float("-inf")), dim=1, descending=True, stable=True).indices
+    own = positive_mask(*sim.shape, offset, sim.device)
+    order = torch.sort(sim.detach().masked_fill(own, float("-inf")), dim=1, descending=True, stable=True).indices
     return order[:, :k]
 
 
@@ -55,13 +62,21 @@ def synthetic_similarities(
     return numerator / norm_sq.clamp_min(1e-24).sqrt()
 
 
-def hnm_logits(z1: Tensor, z2: Tensor, k: int, s: int, alpha: float, generator, detach: bool) -> tuple[Tensor, Tensor]:
-    """Row i: [cos(z1_i, z2_1..N) | cos(z1_i, g_i,1..s)] (not yet divided by τ), and the synthetic similarities."""
+def hnm_logits(
+    z1: Tensor, z2: Tensor, k: int, s: int, alpha: float, generator, detach: bool, offset: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Row i: [cos(z1_i, z2_1..M) | cos(z1_i, g_i,1..s)] (not yet divided by τ), and the synthetic similarities.
+
+    z2: (M, d) candidates of the (global) batch, row offset + i anchor i's positive. The pair sampler draws for
+    all M anchors of the global batch and this process keeps its rows, so the pairs of an anchor do not depend
+    on how the global batch is split over processes.
+    """
     z1, z2 = as_float(z1), as_float(z2)
-    sim = cosine_logits(z1, z2)  # (N, N)
-    top = hardest_negatives(sim, k)  # (N, k)
-    pos_a, pos_b = sample_pairs(z1.shape[0], k, s, generator, z1.device)
-    synthetic_sim = synthetic_similarities(z1, z2, top, pos_a, pos_b, alpha, detach)  # (N, s)
+    sim = cosine_logits(z1, z2)  # (N, M)
+    top = hardest_negatives(sim, k, offset)  # (N, k)
+    pos_a, pos_b = sample_pairs(z2.shape[0], k, s, generator, z1.device)  # (M, s) each
+    rows = slice(offset, offset + z1.shape[0])
+    synthetic_sim = synthetic_similarities(z1, z2, top, pos_a[rows], pos_b[rows], alpha, detach)  # (N, s)
     return torch.cat([sim, synthetic_sim], dim=1), synthetic_sim
 
 
@@ -80,7 +95,8 @@ class HardNegativeMixingLoss(nn.Module):
         detach_synthetic: stop gradients through the synthetic negatives (off, as in the public code).
         seed: seed of the pair sampler (its own generator, so the model's dropout stream is untouched).
 
-    Inputs: z1, z2 of shape (N, d).
+    Inputs: z1, z2 of shape (N, d), and the batch exchange (`hncse.distributed`): with `GlobalBatch` the k
+    hardest negatives are mined over the global batch.
     """
 
     name = "hnm"
@@ -123,15 +139,20 @@ class HardNegativeMixingLoss(nn.Module):
             self._warned_k = True
         return k
 
-    def logits(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor]:
-        k = self.effective_k(z2.shape[0])
-        return hnm_logits(z1, z2, k, self.s, self.alpha, self.generator(z1.device), self.detach_synthetic)
+    def logits(self, z1: Tensor, candidates: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:
+        """Logits of this process's anchors against already gathered candidates (M, d)."""
+        k = self.effective_k(candidates.shape[0])
+        generator = self.generator(z1.device)
+        return hnm_logits(z1, candidates, k, self.s, self.alpha, generator, self.detach_synthetic, offset)
 
-    def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        logits, synthetic_sim = self.logits(z1, z2)
-        loss = diagonal_cross_entropy(logits, self.temperature)
+    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
+        candidates, offset = exchange.gather(z2)
+        check_views(z1, candidates, offset)
+        logits, synthetic_sim = self.logits(z1, candidates, offset)
+        loss = diagonal_cross_entropy(logits, self.temperature, offset)
         with torch.no_grad():
-            stats = {**similarity_stats(logits[:, : z1.shape[0]]), "sim_synthetic": synthetic_sim.mean()}
+            sim = logits[:, : candidates.shape[0]]
+            stats = {**similarity_stats(sim, offset), "sim_synthetic": synthetic_sim.mean()}
         return loss, stats
 
     def get_config_dict(self) -> dict:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from hncse.citations import HNCSE_BIBTEX
 from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss
 from hncse.losses.positive_mixing import PositiveMixingLoss, pm_stats
-from hncse.losses.simcse import diagonal_cross_entropy, info_nce_loss, similarity_stats
+from hncse.losses.simcse import LOCAL_BATCH, diagonal_cross_entropy, info_nce_loss, similarity_stats
 
 
 class HybridLoss(nn.Module):
@@ -27,13 +27,14 @@ class HybridLoss(nn.Module):
     def from_config(cls, args) -> HybridLoss:
         return cls(PositiveMixingLoss.from_config(args), HardNegativeMixingLoss.from_config(args))
 
-    def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        mixed = self.pm.mix(z1, z2)
-        logits, synthetic_sim = self.hnm.logits(z1, mixed.positives)
-        loss = diagonal_cross_entropy(logits, self.temperature)
+    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
+        mixed = self.pm.mix(z1, z2, exchange)
+        positives, offset = exchange.gather(mixed.positives)
+        logits, synthetic_sim = self.hnm.logits(z1, positives, offset)
+        loss = diagonal_cross_entropy(logits, self.temperature, offset)
         with torch.no_grad():
             stats = {
-                **similarity_stats(mixed.sim),
+                **similarity_stats(mixed.sim, mixed.offset),
                 **pm_stats(mixed),
                 "sim_synthetic": synthetic_sim.mean(),
             }
@@ -60,10 +61,11 @@ class HybridSumLoss(nn.Module):
     def from_config(cls, args) -> HybridSumLoss:
         return cls(PositiveMixingLoss.from_config(args), HardNegativeMixingLoss.from_config(args), args.hybrid_lambda)
 
-    def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        mixed = self.pm.mix(z1, z2)
-        pm_loss, _ = info_nce_loss(z1, mixed.positives, self.pm.temperature)
-        hnm_loss, hnm_stats = self.hnm(z1, z2)
+    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
+        mixed = self.pm.mix(z1, z2, exchange)
+        positives, offset = exchange.gather(mixed.positives)
+        pm_loss, _ = info_nce_loss(z1, positives, self.pm.temperature, offset)
+        hnm_loss, hnm_stats = self.hnm(z1, z2, exchange)
         with torch.no_grad():
             stats = {**hnm_stats, **pm_stats(mixed), "loss_pm": pm_loss.detach(), "loss_hnm": hnm_loss.detach()}
         return pm_loss + self.weight * hnm_loss, stats

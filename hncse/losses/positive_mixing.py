@@ -9,29 +9,37 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.losses.simcse import as_float, cosine_logits, info_nce_loss, similarity_stats
+from hncse.losses.simcse import (
+    LOCAL_BATCH,
+    as_float,
+    cosine_logits,
+    info_nce_loss,
+    positive_mask,
+    positive_similarities,
+    similarity_stats,
+)
 
 
 @dataclass
 class MixedPositives:
     """The result of positive mixing for one batch."""
 
-    positives: Tensor  # (N, d) ẑ2: the new positives, also the other anchors' negatives
-    hardest: Tensor  # (N,) h(i), index of the hardest in-batch negative of anchor i
+    positives: Tensor  # (N, d) ẑ2: the anchors' new positives, also the other anchors' negatives
+    hardest: Tensor  # (N,) h(i), candidate index of the hardest negative of anchor i
     case: Tensor  # (N,) 0 = A (mixed with w1, w2), 1 = B (unchanged), 2 = C (mixed by similarity)
     ratio: Tensor  # () the w2/w1 ratio used for case A rows
-    sim: Tensor  # (N, N) S = cos(z1, z2) before mixing
+    sim: Tensor  # (N, M) S = cos(z1, candidates) before mixing
+    offset: int = 0  # candidate row offset + i is anchor i's own positive
 
 
-def pm_cases(sim: Tensor, theta: float) -> tuple[Tensor, Tensor]:
-    """Hardest negative h(i) (first index on ties) and case A/B/C of every anchor, from S = cos(z1, z2).
+def pm_cases(sim: Tensor, theta: float, offset: int = 0) -> tuple[Tensor, Tensor]:
+    """Hardest negative h(i) (first index on ties) and case A/B/C of every anchor, from S = cos(z1, z2), (N, M).
 
     A: p > n and (p − n)/p ≤ θ, which needs p > 0 (else the ratio flips sign); B: p > n otherwise; C: p ≤ n.
     """
-    n = sim.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
-    positive = sim.diagonal()
-    hardest = sim.masked_fill(eye, float("-inf")).argmax(dim=1)  # (N,)
+    own = positive_mask(*sim.shape, offset, sim.device)
+    positive = positive_similarities(sim, offset)
+    hardest = sim.masked_fill(own, float("-inf")).argmax(dim=1)  # (N,)
     negative = sim.gather(1, hardest[:, None]).squeeze(1)  # (N,)
     ahead = positive > negative
     barely = (positive > 0) & ((positive - negative) / positive <= theta)
@@ -40,11 +48,18 @@ def pm_cases(sim: Tensor, theta: float) -> tuple[Tensor, Tensor]:
 
 
 def mixing_coefficients(
-    sim: Tensor, hardest: Tensor, case: Tensor, w1: float, w2: float, detach: bool, eps: float = 1e-6
+    sim: Tensor,
+    hardest: Tensor,
+    case: Tensor,
+    w1: float,
+    w2: float,
+    detach: bool,
+    eps: float = 1e-6,
+    offset: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Per-row weights (c_pos, c_neg) of z2_i and z2_h(i): A → (w1, w2), B → (1, 0), C → (p, n) / (p + n)."""
     source = sim.detach() if detach else sim
-    p = source.diagonal()
+    p = positive_similarities(source, offset)
     n = source.gather(1, hardest[:, None]).squeeze(1)
     total = p + n
     sign = torch.where(total < 0, -1.0, 1.0).to(total.dtype)
@@ -56,22 +71,33 @@ def mixing_coefficients(
 
 @torch.no_grad()
 def search_mixing_ratio(
-    z1: Tensor, z2: Tensor, hard_z2: Tensor, c_pos: Tensor, c_neg: Tensor, case: Tensor, grid: Tensor
+    z1: Tensor,
+    candidates: Tensor,
+    hard_z2: Tensor,
+    c_pos: Tensor,
+    c_neg: Tensor,
+    case: Tensor,
+    grid: Tensor,
+    offset: int = 0,
+    exchange=LOCAL_BATCH,
 ):
     """The w2/w1 ratio on `grid` minimising mean_i(S̃_ii − mean_{j≠i} S̃_ij) + mean_i rank_i(S̃_ii).
 
-    S̃ is the similarity to the mixed positives when case-A rows use (1, ratio); rank_i counts the entries of
-    row i above the diagonal one (0 = the positive ranks first). All grid points in one batched computation.
+    S̃ is the similarity to the mixed positives of the (global) batch when case-A rows use (1, ratio); rank_i
+    counts the entries of row i above its positive (0 = the positive ranks first). All grid points in one
+    batched computation; with a `GlobalBatch` the means run over every process's anchors.
     """
-    n = z1.shape[0]
-    is_a = (case == 0)[None, :, None]  # (1, N, 1)
-    fixed = c_pos[:, None] * z2 + c_neg[:, None] * hard_z2  # (N, d)
-    candidates = torch.where(is_a, z2[None] + grid[:, None, None] * hard_z2[None], fixed[None])  # (G, N, d)
-    sims = torch.einsum("nd,gmd->gnm", F.normalize(z1, dim=-1), F.normalize(candidates, dim=-1))  # (G, N, N)
-    diag = sims.diagonal(dim1=1, dim2=2)  # (G, N)
-    gap = diag - (sims.sum(dim=2) - diag) / (n - 1)
+    own = candidates[offset : offset + z1.shape[0]]
+    fixed, _ = exchange.gather(c_pos[:, None] * own + c_neg[:, None] * hard_z2)  # (M, d)
+    hard_all, _ = exchange.gather(hard_z2)
+    is_a, _ = exchange.gather((case == 0).to(candidates.dtype))
+    mixed = torch.where(is_a[None, :, None] > 0, candidates[None] + grid[:, None, None] * hard_all[None], fixed[None])
+    sims = torch.einsum("nd,gmd->gnm", F.normalize(z1, dim=-1), F.normalize(mixed, dim=-1))  # (G, N, M)
+    diag = sims.diagonal(offset=offset, dim1=1, dim2=2)[:, : z1.shape[0]]  # (G, N)
+    m = candidates.shape[0]
+    gap = diag - (sims.sum(dim=2) - diag) / (m - 1)
     rank = (sims > diag[..., None]).sum(dim=2).to(sims.dtype)
-    objective = gap.mean(dim=1) + rank.mean(dim=1)  # (G,)
+    objective = exchange.sum((gap + rank).sum(dim=1)) / m  # (G,): mean over all anchors of the global batch
     return grid[objective.argmin()]
 
 
@@ -83,22 +109,37 @@ def mix_positives(
     w2: float = 0.5,
     detach_coefficients: bool = True,
     ratio_grid: Tensor | None = None,
+    offset: int = 0,
+    exchange=LOCAL_BATCH,
 ) -> MixedPositives:
-    """Build ẑ2 from z2 by the three cases of METHOD.md §2. Gradients flow through the vectors (and through
-    the case-C coefficients when detach_coefficients=False)."""
+    """Build the anchors' ẑ2 by the three cases of METHOD.md §2. Gradients flow through the vectors (and through
+    the case-C coefficients when detach_coefficients=False).
+
+    z1: (N, d) anchors; z2: (M, d) candidates (the global batch's second views), row offset + i anchor i's.
+    """
     z1, z2 = as_float(z1), as_float(z2)
-    sim = cosine_logits(z1, z2)  # (N, N)
-    hardest, case = pm_cases(sim.detach(), theta)
+    sim = cosine_logits(z1, z2)  # (N, M)
+    hardest, case = pm_cases(sim.detach(), theta, offset)
     hard_z2 = z2[hardest]  # (N, d)
-    c_pos, c_neg = mixing_coefficients(sim, hardest, case, w1, w2, detach_coefficients)
+    own = z2[offset : offset + z1.shape[0]]  # (N, d)
+    c_pos, c_neg = mixing_coefficients(sim, hardest, case, w1, w2, detach_coefficients, offset=offset)
     ratio = torch.tensor(w2 / w1, device=z2.device)
-    if ratio_grid is not None and bool((case == 0).any()):  # without case-A rows the ratio changes nothing
+    # Without case-A rows anywhere the ratio changes nothing (all processes agree, so they skip together).
+    if ratio_grid is not None and bool(exchange.sum((case == 0).sum()) > 0):
         ratio = search_mixing_ratio(
-            z1.detach(), z2.detach(), hard_z2.detach(), c_pos.detach(), c_neg.detach(), case, ratio_grid
+            z1.detach(),
+            z2.detach(),
+            hard_z2.detach(),
+            c_pos.detach(),
+            c_neg.detach(),
+            case,
+            ratio_grid,
+            offset,
+            exchange,
         )
         c_neg = torch.where(case == 0, w1 * ratio, c_neg)
-    positives = c_pos[:, None].to(z2.dtype) * z2 + c_neg[:, None].to(z2.dtype) * hard_z2
-    return MixedPositives(positives, hardest, case, ratio, sim)
+    positives = c_pos[:, None].to(z2.dtype) * own + c_neg[:, None].to(z2.dtype) * hard_z2
+    return MixedPositives(positives, hardest, case, ratio, sim, offset)
 
 
 def pm_stats(mixed: MixedPositives) -> dict[str, Tensor]:
@@ -131,7 +172,9 @@ class PositiveMixingLoss(nn.Module):
             objective (batched, without gradients) instead of the fixed w2/w1.
         detach_coefficients: stop gradients through the case-C coefficients (the public code lets them flow).
 
-    Inputs: z1, z2 of shape (N, d), N ≥ 2. Logs the fraction of anchors in each case.
+    Inputs: z1, z2 of shape (N, d), and the batch exchange (`hncse.distributed`): with `GlobalBatch` the
+    hardest negatives are mined over the global batch and every process's mixed positives are negatives.
+    Logs the fraction of anchors in each case.
     """
 
     name = "pm"
@@ -162,15 +205,20 @@ class PositiveMixingLoss(nn.Module):
             args.pm_detach_coefficients,
         )
 
-    def mix(self, z1: Tensor, z2: Tensor) -> MixedPositives:
+    def mix(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> MixedPositives:
+        """Mixed positives of this process's anchors, mined over the candidates the exchange provides."""
+        candidates, offset = exchange.gather(z2)
         grid = ratio_grid_tensor(self.ratio_grid_size, z2.device)
-        return mix_positives(z1, z2, self.theta, self.w1, self.w2, self.detach_coefficients, grid)
+        return mix_positives(
+            z1, candidates, self.theta, self.w1, self.w2, self.detach_coefficients, grid, offset, exchange
+        )
 
-    def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        mixed = self.mix(z1, z2)
-        loss, _ = info_nce_loss(z1, mixed.positives, self.temperature)
+    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
+        mixed = self.mix(z1, z2, exchange)
+        positives, offset = exchange.gather(mixed.positives)  # every anchor's mixed positive is a negative
+        loss, _ = info_nce_loss(z1, positives, self.temperature, offset)
         with torch.no_grad():
-            stats = {**similarity_stats(mixed.sim), **pm_stats(mixed)}
+            stats = {**similarity_stats(mixed.sim, mixed.offset), **pm_stats(mixed)}
         return loss, stats
 
     def get_config_dict(self) -> dict:

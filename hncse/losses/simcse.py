@@ -7,6 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hncse.citations import SIMCSE_BIBTEX
+from hncse.distributed import LocalBatch
+
+LOCAL_BATCH = LocalBatch()
 
 
 def as_float(z: Tensor) -> Tensor:
@@ -19,40 +22,63 @@ def cosine_logits(z1: Tensor, z2: Tensor) -> Tensor:
     return F.normalize(as_float(z1), dim=-1) @ F.normalize(as_float(z2), dim=-1).T  # (N, M)
 
 
-def similarity_stats(sim: Tensor) -> dict[str, Tensor]:
-    """Mean positive (diagonal), mean negative and mean hardest-negative cosine of a square S = cos(z1, z2)."""
-    n = sim.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+def positive_mask(num_rows: int, num_candidates: int, offset: int, device) -> Tensor:
+    """(N, M) mask of each anchor's own positive: row i, column offset + i."""
+    rows = torch.arange(num_rows, device=device)
+    return torch.zeros(num_rows, num_candidates, dtype=torch.bool, device=device).index_put_(
+        (rows, rows + offset), torch.tensor(True, device=device)
+    )
+
+
+def positive_similarities(sim: Tensor, offset: int = 0) -> Tensor:
+    """S[i, offset + i] for every row i."""
+    return sim.diagonal(offset=offset)[: sim.shape[0]]
+
+
+def similarity_stats(sim: Tensor, offset: int = 0) -> dict[str, Tensor]:
+    """Mean positive, mean negative and mean hardest-negative cosine of S = cos(z1, candidates), (N, M)."""
+    own = positive_mask(*sim.shape, offset, sim.device)
     return {
-        "sim_positive": sim.diagonal().mean(),
-        "sim_negative": sim.masked_fill(eye, float("nan")).nanmean(),
-        "sim_hardest_negative": sim.masked_fill(eye, float("-inf")).amax(dim=1).mean(),
+        "sim_positive": positive_similarities(sim, offset).mean(),
+        "sim_negative": sim.masked_fill(own, float("nan")).nanmean(),
+        "sim_hardest_negative": sim.masked_fill(own, float("-inf")).amax(dim=1).mean(),
     }
 
 
-def diagonal_cross_entropy(logits: Tensor, temperature: float) -> Tensor:
-    """Mean cross-entropy of logits / τ where row i's target is column i (its positive)."""
-    return F.cross_entropy(logits / temperature, torch.arange(logits.shape[0], device=logits.device))
+def diagonal_cross_entropy(logits: Tensor, temperature: float, offset: int = 0) -> Tensor:
+    """Mean cross-entropy of logits / τ where row i's target is column offset + i (its positive)."""
+    targets = torch.arange(logits.shape[0], device=logits.device) + offset
+    return F.cross_entropy(logits / temperature, targets)
 
 
-def info_nce_loss(z1: Tensor, z2: Tensor, temperature: float = 0.05) -> tuple[Tensor, dict[str, Tensor]]:
-    """Mean cross-entropy of S / temperature with target i for row i.
+def check_views(z1: Tensor, candidates: Tensor, offset: int) -> None:
+    if z1.dim() != 2 or candidates.dim() != 2 or z1.shape[1] != candidates.shape[1]:
+        raise ValueError(
+            f"expected (N, d) anchors and (M, d) candidates, got {tuple(z1.shape)}, {tuple(candidates.shape)}"
+        )
+    if offset < 0 or offset + z1.shape[0] > candidates.shape[0]:
+        raise ValueError(f"the anchors' positives (rows {offset}..{offset + z1.shape[0] - 1}) are not all candidates")
+    if candidates.shape[0] < 2:
+        raise ValueError("the contrastive loss needs at least 2 sentences per batch (in-batch negatives)")
+
+
+def info_nce_loss(
+    z1: Tensor, z2: Tensor, temperature: float = 0.05, offset: int = 0
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mean cross-entropy of S / temperature with target offset + i for row i.
 
     Args:
         z1: (N, d) anchors (first dropout view).
-        z2: (N, d) positives (second dropout view); every other row is an in-batch negative.
+        z2: (M, d) candidates: the second views of the (global) batch, M ≥ N; row offset + i is anchor i's
+            positive and every other row a negative. Single process: M = N, offset 0.
 
     Returns the loss and detached statistics (mean positive / mean negative / mean hardest-negative cosine).
     """
-    if z1.shape != z2.shape or z1.dim() != 2:
-        raise ValueError(f"expected two (N, d) views of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
-    n = z1.shape[0]
-    if n < 2:
-        raise ValueError("the contrastive loss needs at least 2 sentences per batch (in-batch negatives)")
-    sim = cosine_logits(z1, z2)  # (N, N)
-    loss = diagonal_cross_entropy(sim, temperature)
+    check_views(z1, z2, offset)
+    sim = cosine_logits(z1, z2)  # (N, M)
+    loss = diagonal_cross_entropy(sim, temperature, offset)
     with torch.no_grad():
-        stats = similarity_stats(sim)
+        stats = similarity_stats(sim, offset)
     return loss, stats
 
 
@@ -62,7 +88,8 @@ class SimCSELoss(nn.Module):
     Args:
         temperature: τ; logits are cos(z1_i, z2_j) / τ. SimCSE and the HNCSE paper use 0.05.
 
-    Inputs: ``z1``, ``z2`` of shape (N, d), the two dropout views of the same N sentences.
+    Inputs: ``z1``, ``z2`` of shape (N, d), the two dropout views of the same N sentences, and the batch
+    exchange (`hncse.distributed`): with `GlobalBatch`, z2 of every process are the candidates.
     Logits are computed in float32 whatever the training precision.
     """
 
@@ -74,8 +101,9 @@ class SimCSELoss(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
-    def forward(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return info_nce_loss(z1, z2, self.temperature)
+    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
+        candidates, offset = exchange.gather(z2)
+        return info_nce_loss(z1, candidates, self.temperature, offset)
 
     @classmethod
     def from_config(cls, args) -> SimCSELoss:

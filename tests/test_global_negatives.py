@@ -1,0 +1,92 @@
+"""Negatives across processes: 2 processes × N sentences give the loss and gradients of 1 process × 2N.
+
+Two gloo processes (CPU) each hold half of fixed float64 views; the objective gathers the second views (and
+PM's mixed positives) from both, with gradients flowing back. Since DDP averages gradients over processes, the
+reference is: mean of the two local losses = the single-process loss over 2N, and half of each process's
+gradient on its own rows = the single-process gradient on those rows.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from hncse.distributed import GlobalBatch, LocalBatch, batch_exchange
+from hncse.losses import HardNegativeMixingLoss, HybridLoss, HybridSumLoss, PositiveMixingLoss, SimCSELoss
+
+WORLD = 2
+N, DIM = 6, 8
+
+
+def make_loss(objective: str):
+    pm = PositiveMixingLoss(theta=1.0, ratio_grid_size=5)  # θ = 1 puts many anchors in case A; ratio searched
+    hnm = HardNegativeMixingLoss(k=4, s=6, seed=7)
+    return {
+        "simcse": SimCSELoss(),
+        "pm": pm,
+        "hnm": hnm,
+        "hybrid": HybridLoss(pm, hnm),
+        "hybrid_sum": HybridSumLoss(pm, hnm, 0.5),
+    }[objective]
+
+
+def views() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    z1 = torch.randn(WORLD * N, DIM, generator=g, dtype=torch.float64)
+    z2 = z1 + 0.6 * torch.randn(WORLD * N, DIM, generator=g, dtype=torch.float64)  # positives close to anchors
+    return z1, z2
+
+
+def worker(rank: int, init_file: str, out_dir: str, objectives: list[str]) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        exchange = batch_exchange(True)
+        assert isinstance(exchange, GlobalBatch)
+        # batches of different sizes gather in rank order
+        gathered, offset = exchange.gather(torch.full((rank + 2, 1), float(rank)))
+        assert gathered.squeeze(1).tolist() == [0.0, 0.0, 1.0, 1.0, 1.0] and offset == 2 * rank
+        z1_all, z2_all = views()
+        rows = slice(rank * N, (rank + 1) * N)
+        results = {}
+        for objective in objectives:
+            z1 = z1_all[rows].clone().requires_grad_()
+            z2 = z2_all[rows].clone().requires_grad_()
+            loss, _ = make_loss(objective)(z1, z2, exchange=exchange)
+            loss.backward()
+            results[objective] = (loss.detach(), z1.grad, z2.grad)
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+OBJECTIVES = ["simcse", "pm", "hnm", "hybrid", "hybrid_sum"]
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("global-negatives")
+    mp.spawn(worker, args=(str(out / "init"), str(out), OBJECTIVES), nprocs=WORLD, join=True)
+    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_two_processes_equal_one_process_with_the_global_batch(two_process_results, objective):
+    z1 = views()[0].clone().requires_grad_()
+    z2 = views()[1].clone().requires_grad_()
+    loss, _ = make_loss(objective)(z1, z2, exchange=LocalBatch())
+    loss.backward()
+    losses = torch.stack([two_process_results[r][objective][0] for r in range(WORLD)])
+    torch.testing.assert_close(losses.mean(), loss.detach(), atol=1e-5, rtol=0)
+    for r in range(WORLD):
+        _, g1, g2 = two_process_results[r][objective]
+        rows = slice(r * N, (r + 1) * N)
+        torch.testing.assert_close(g1 / WORLD, z1.grad[rows], atol=1e-5, rtol=0)
+        torch.testing.assert_close(g2 / WORLD, z2.grad[rows], atol=1e-5, rtol=0)
+
+
+def test_without_a_process_group_the_batch_is_local():
+    assert isinstance(batch_exchange(True), LocalBatch) and isinstance(batch_exchange(False), LocalBatch)
