@@ -68,7 +68,9 @@ def test_loss_is_scale_invariant():
 def test_errors():
     with pytest.raises(ValueError, match="at least 2"):
         info_nce_loss(torch.randn(1, 4), torch.randn(1, 4))
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match="are not all candidates"):
         info_nce_loss(torch.randn(3, 4), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="expected"):
+        info_nce_loss(torch.randn(3, 4), torch.randn(3, 5))
     with pytest.raises(ValueError, match="temperature"):
         SimCSELoss(0.0)
