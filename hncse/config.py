@@ -117,6 +117,8 @@ class HNCSEConfig(TrainingArguments):
     pm_*: θ, case-A weights w1/w2, optional per-step search of w2/w1, detaching of the case-C coefficients.
     hnm_*: k hardest negatives, s synthetic negatives per anchor, α, detaching, sampler seed.
     hybrid_lambda: λ of `hybrid_sum`.
+    mini_batch_size: cached contrastive step (GradCache) — encode this many rows at a time, objective on the
+        whole batch; for batches larger than memory.
     gather_negatives: with several processes, score each anchor against the global batch (all processes'
         sentences, gathered with gradients) and mine PM/HNM negatives over it.
 
@@ -151,6 +153,14 @@ class HNCSEConfig(TrainingArguments):
     )
     hnm_seed: int | None = field(default=None, metadata={"help": "HNM: seed of the pair sampler (default: --seed)."})
     hybrid_lambda: float = field(default=1.0, metadata={"help": "hybrid_sum: weight λ of the HNM loss."})
+    mini_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Cached contrastive step: encode the batch this many rows at a time (the batch is encoded twice, "
+            "so 2 × per_device_train_batch_size rows) and replay each mini-batch's dropout in the backward pass; "
+            "memory of a mini-batch, the objective on the full batch. Default: one pass over the whole batch."
+        },
+    )
     gather_negatives: bool = field(
         default=True,
         metadata={
@@ -201,6 +211,14 @@ class HNCSEConfig(TrainingArguments):
             (self.hnm_s >= 1, f"--hnm_s must be ≥ 1, got {self.hnm_s}"),
             (0.0 <= self.hnm_alpha <= 1.0, f"--hnm_alpha must be in [0, 1], got {self.hnm_alpha}"),
             (self.hybrid_lambda >= 0, f"--hybrid_lambda must be ≥ 0, got {self.hybrid_lambda}"),
+            (
+                self.mini_batch_size is None or self.mini_batch_size >= 1,
+                f"--mini_batch_size must be ≥ 1, got {self.mini_batch_size}",
+            ),
+            (
+                self.mini_batch_size is None or not self.deepspeed,
+                "--mini_batch_size is not supported with --deepspeed yet; use DDP (accelerate launch --multi_gpu)",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import defaultdict
@@ -10,6 +11,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from hncse.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.distributed import batch_exchange
 from hncse.eval_suite import EvalSuite, flat_metrics, run_suite
 from hncse.losses import OBJECTIVES
@@ -60,13 +62,27 @@ class HNCSETrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         features = {k: torch.cat([inputs[k], inputs[k]]) for k in FEATURE_KEYS if k in inputs}
-        embeddings = model(**features)  # (2N, d): rows i and N+i are two dropout views of sentence i
-        z1, z2 = embeddings.chunk(2)
-        loss, stats = self.loss_fn(z1, z2, exchange=self.batch_exchange)
+        if self.args.mini_batch_size and model.training and torch.is_grad_enabled() and not return_outputs:
+            loss, stats = self._cached_loss(model, features)
+        else:
+            embeddings = model(**features)  # (2N, d): rows i and N+i are two dropout views of sentence i
+            z1, z2 = embeddings.chunk(2)
+            loss, stats = self.loss_fn(z1, z2, exchange=self.batch_exchange)
         if model.training:
             for name, value in stats.items():
                 self._metrics[name].append(value.detach())
         return (loss, {"z1": z1, "z2": z2}) if return_outputs else loss
+
+    def _cached_loss(self, model, features):
+        """`--mini_batch_size`: GradCache. The mini-batch passes bypass DDP's reducer, so gradients are averaged
+        over processes explicitly after the backward pass."""
+        encoder = self.accelerator.unwrap_model(model)
+        average = None
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            average = functools.partial(average_gradients, encoder)
+        return cached_contrastive_loss(
+            encoder, features, self.loss_fn, self.args.mini_batch_size, self.batch_exchange, average
+        )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._metrics:

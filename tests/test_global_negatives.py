@@ -90,3 +90,56 @@ def test_two_processes_equal_one_process_with_the_global_batch(two_process_resul
 
 def test_without_a_process_group_the_batch_is_local():
     assert isinstance(batch_exchange(True), LocalBatch) and isinstance(batch_exchange(False), LocalBatch)
+
+
+SENTENCES = ["a man is playing a guitar .", "a woman is slicing an onion .", "the cat sits on the mat .",
+             "two dogs run in the park .", "a child is riding a horse .", "someone is cooking food .",
+             "a man plays an instrument .", "the sun is shining ."]  # fmt: skip
+
+
+def tiny_encoder(model_dir: str):
+    from hncse.modeling import SentenceEncoder
+
+    encoder = SentenceEncoder.from_pretrained(
+        model_dir, pooler_type="avg", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
+    return encoder.train()
+
+
+def doubled(encoder, sentences):
+    batch = encoder.tokenizer(sentences, padding="max_length", max_length=12, return_tensors="pt")
+    return {k: torch.cat([v, v]) for k, v in batch.items()}
+
+
+def cached_worker(rank: int, init_file: str, out_dir: str, model_dir: str) -> None:
+    from hncse.cached_contrastive import average_gradients, cached_contrastive_loss
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        encoder = tiny_encoder(model_dir)
+        half = len(SENTENCES) // WORLD
+        features = doubled(encoder, SENTENCES[rank * half : (rank + 1) * half])
+        loss, _ = cached_contrastive_loss(
+            encoder, features, make_loss("hybrid"), 3, GlobalBatch(), lambda: average_gradients(encoder)
+        )
+        loss.backward()
+        grads = {n: p.grad for n, p in encoder.named_parameters() if p.grad is not None}
+        torch.save({"loss": loss.detach(), "grads": grads}, os.path.join(out_dir, f"cached{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_cached_step_on_two_processes_equals_one_process(tiny_model_dir, tmp_path):
+    """--mini_batch_size with DDP: gathered negatives, mini-batch replay, then gradients averaged over processes."""
+    mp.spawn(cached_worker, args=(str(tmp_path / "init"), str(tmp_path), str(tiny_model_dir)), nprocs=WORLD)
+    results = [torch.load(tmp_path / f"cached{r}.pt") for r in range(WORLD)]
+    encoder = tiny_encoder(str(tiny_model_dir))
+    z1, z2 = encoder(**doubled(encoder, SENTENCES)).chunk(2)
+    loss, _ = make_loss("hybrid")(z1, z2)
+    loss.backward()
+    torch.testing.assert_close(torch.stack([r["loss"] for r in results]).mean(), loss.detach(), atol=1e-5, rtol=0)
+    for name, param in encoder.named_parameters():
+        if param.grad is None:
+            continue
+        for r in range(WORLD):  # averaged, so every process holds the single-process gradient
+            torch.testing.assert_close(results[r]["grads"][name], param.grad, atol=1e-5, rtol=1e-4, msg=name)

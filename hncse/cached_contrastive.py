@@ -1,0 +1,91 @@
+"""Cached contrastive step (the GradCache idea): batches far larger than the encoder's memory allows.
+
+A contrastive batch cannot be split by gradient accumulation: every sentence is a negative of every other.
+Instead, (1) encode the batch in mini-batches without building graphs, keeping each mini-batch's random state;
+(2) compute the objective on the full batch of embeddings — PM and HNM see the whole (global) batch — and
+backpropagate to the embeddings only; (3) when the Trainer backpropagates the returned loss, encode each
+mini-batch again with its random state restored (so the dropout masks, and hence the embeddings, are the same
+as in pass 1) and backpropagate the cached embedding gradients through it. Peak memory is that of one
+mini-batch plus the (2N, d) embeddings; the price is a second forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+class RandomState:
+    """The CPU and accelerator random state at one point, to replay dropout masks."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cpu = torch.get_rng_state()
+        self.accelerator = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.accelerator is not None:
+            torch.cuda.set_rng_state(self.accelerator, self.device)
+
+
+def average_gradients(module: nn.Module) -> None:
+    """Mean of every parameter gradient over processes: what DDP's reducer would do for a normal backward."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for param in module.parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+            param.grad.div_(world)
+
+
+def cached_contrastive_loss(
+    encoder: nn.Module,
+    features: dict[str, Tensor],
+    loss_fn: Callable,
+    mini_batch_size: int,
+    exchange,
+    after_backward: Callable[[], None] | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The objective on `features` (the doubled batch: rows i and N+i are two views of sentence i), computed
+    mini-batch by mini-batch. Returns a loss whose backward runs pass (3) and leaves the parameter gradients of
+    the uncached step; `after_backward` runs after it (e.g. averaging gradients over processes)."""
+    device = features["input_ids"].device
+    rows = features["input_ids"].shape[0]
+    chunks = [slice(start, start + mini_batch_size) for start in range(0, rows, mini_batch_size)]
+    autocast = {
+        "device_type": device.type,
+        "enabled": torch.is_autocast_enabled(device.type),
+        "dtype": torch.get_autocast_dtype(device.type),
+    }
+
+    states, pieces = [], []
+    with torch.no_grad():
+        for chunk in chunks:
+            states.append(RandomState(device))
+            pieces.append(encoder(**{k: v[chunk] for k, v in features.items()}))
+    after_first_pass = RandomState(device)
+
+    embeddings = torch.cat(pieces).detach().requires_grad_()
+    with torch.enable_grad():
+        z1, z2 = embeddings.chunk(2)
+        loss, stats = loss_fn(z1, z2, exchange=exchange)
+        loss.backward()  # to the embeddings only: they are a leaf
+    cached = embeddings.grad.detach()
+
+    def replay(grad_output: Tensor) -> None:
+        for chunk, state in zip(chunks, states):
+            state.restore()
+            with torch.enable_grad(), torch.autocast(**autocast):
+                again = encoder(**{k: v[chunk] for k, v in features.items()})
+            torch.autograd.backward(again, (cached[chunk] * grad_output).to(again.dtype))
+        after_first_pass.restore()  # the random stream continues as if every mini-batch ran once
+        if after_backward is not None:
+            after_backward()
+
+    result = loss.detach().requires_grad_()
+    result.register_hook(replay)
+    return result, stats
