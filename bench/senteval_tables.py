@@ -27,9 +27,7 @@ POOLER_NAMES = {"avg": "mean pooling (its own)", "cls_before_pooler": "[CLS] vec
 
 
 def command(pooler: str) -> str:
-    return (
-        f"python -m hncse.evaluate {MODEL} --pooler {pooler} --task_set full --mode test --senteval_dir {SENTEVAL}"
-    )
+    return f"python -m hncse.evaluate {MODEL} --pooler {pooler} --task_set full --mode test --senteval_dir {SENTEVAL}"
 
 
 def json_path(pooler: str) -> str:
