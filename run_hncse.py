@@ -16,8 +16,10 @@ import os
 import sys
 
 import datasets
+import torch
 import transformers
 from transformers import DataCollatorWithPadding, set_seed
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import get_last_checkpoint
 
 from hncse.config import ConfigError, parse_args
@@ -88,6 +90,12 @@ def main(argv: list[str] | None = None) -> dict:
             logger.info("Resuming from %s (pass another --output_dir to start afresh)", last_checkpoint)
     set_seed(training_args.seed)
 
+    if training_args.deepspeed and is_deepspeed_zero3_enabled():
+        # ZeRO-3 partitions the weights while they load: DeepSpeed's communication must exist first (accelerate
+        # sets it up on GPUs; on CPU-only machines, with gloo, it does not).
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())
     model = SentenceEncoder.from_pretrained(
         model_args.model_name_or_path,
         pooler_type=model_args.pooler_type,

@@ -178,6 +178,11 @@ class SentenceEncoder(nn.Module):
         return self.mlp is not None and not self.mlp_only_train
 
     @property
+    def config(self):
+        """The encoder's transformers config (DeepSpeed's "auto" values read hidden_size from it)."""
+        return self.encoder.config
+
+    @property
     def embedding_dim(self) -> int:
         return self.encoder.config.hidden_size
 

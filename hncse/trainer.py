@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -9,6 +10,7 @@ from collections import defaultdict
 
 import torch
 from transformers import Trainer
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hncse.cached_contrastive import average_gradients, cached_contrastive_loss
@@ -100,12 +102,22 @@ class HNCSETrainer(Trainer):
         (`eval_stsb_spearman`, …) and the nested results (per-subset scores, aggregates)."""
         suite = suite if suite is not None else self.eval_dataset
         encoder = self.accelerator.unwrap_model(self.model)
-        results = run_suite(encoder, suite, self.args.per_device_eval_batch_size, bf16=self.args.bf16)
+        with self._full_weights(encoder):
+            results = run_suite(encoder, suite, self.args.per_device_eval_batch_size, bf16=self.args.bf16)
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in flat_metrics(results).items()}
         metrics[f"{metric_key_prefix}_runtime"] = round(results["seconds"], 3)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics, results
+
+    def _full_weights(self, encoder):
+        """Under ZeRO-3 each process holds a slice of every weight: gather them for evaluation (every process
+        runs it, as the gathering is collective). Otherwise nothing to do."""
+        if self.is_deepspeed_enabled and is_deepspeed_zero3_enabled():
+            import deepspeed
+
+            return deepspeed.zero.GatheredParameters(list(encoder.parameters()), modifier_rank=None)
+        return contextlib.nullcontext()
 
     def create_model_card(self, *args, **kwargs) -> None:
         """Our card (YAML metadata for sentence-transformers, dev results) instead of the generic Trainer one."""
