@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
             logger.info("Resuming from %s (pass another --output_dir to start afresh)", last_checkpoint)
     set_seed(training_args.seed)
 
-    if training_args.deepspeed and is_deepspeed_zero3_enabled():
+    if is_deepspeed_zero3_enabled() and torch.distributed.is_initialized():
         # ZeRO-3 partitions the weights while they load: DeepSpeed's communication must exist first (accelerate
         # sets it up on GPUs; on CPU-only machines, with gloo, it does not).
         import deepspeed

@@ -215,10 +215,7 @@ class HNCSEConfig(TrainingArguments):
                 self.mini_batch_size is None or self.mini_batch_size >= 1,
                 f"--mini_batch_size must be ≥ 1, got {self.mini_batch_size}",
             ),
-            (
-                self.mini_batch_size is None or not self.deepspeed,
-                "--mini_batch_size is not supported with --deepspeed yet; use DDP (accelerate launch --multi_gpu)",
-            ),
+
         ]
         for ok, message in checks:
             if not ok:

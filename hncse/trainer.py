@@ -14,6 +14,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hncse.cached_contrastive import average_gradients, cached_contrastive_loss
+from hncse.config import ConfigError
 from hncse.distributed import batch_exchange
 from hncse.eval_suite import EvalSuite, flat_metrics, run_suite
 from hncse.losses import OBJECTIVES
@@ -48,6 +49,10 @@ class HNCSETrainer(Trainer):
 
     def __init__(self, *args, loss: torch.nn.Module | None = None, card_data: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.mini_batch_size and self.is_deepspeed_enabled:
+            raise ConfigError(
+                "--mini_batch_size is not supported with DeepSpeed yet; use DDP (configs/accelerate/multi_gpu.yaml)"
+            )
         self.loss_fn = loss if loss is not None else build_loss(self.args)
         self.card_data = dict(card_data or {})
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
