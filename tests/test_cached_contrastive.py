@@ -85,13 +85,14 @@ def test_without_dropout_it_equals_one_forward_over_the_whole_batch(tiny_model_d
         torch.testing.assert_close(grad, expected[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_training_with_mini_batches(tiny_model_dir, corpus_file, tmp_path):
+def test_training_with_mini_batches_accumulation_and_checkpointing(tiny_model_dir, corpus_file, tmp_path):
     out = tmp_path / "cached"
     argv = [
         "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
         "--per_device_train_batch_size", "16", "--mini_batch_size", "8", "--max_steps", "3", "--logging_steps", "1",
         "--eval_strategy", "no", "--load_best_model_at_end", "false", "--objective", "hnm", "--hnm_k", "4",
         "--dataloader_pin_memory", "false", "--disable_tqdm", "true", "--gradient_accumulation_steps", "2",
+        "--activation_checkpointing", "true",  # recomputation inside the replayed mini-batches
     ]  # fmt: skip
     run_hncse.main(argv)
     losses = [e["loss"] for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
