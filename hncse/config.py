@@ -215,7 +215,6 @@ class HNCSEConfig(TrainingArguments):
                 self.mini_batch_size is None or self.mini_batch_size >= 1,
                 f"--mini_batch_size must be ≥ 1, got {self.mini_batch_size}",
             ),
-
         ]
         for ok, message in checks:
             if not ok:
