@@ -22,6 +22,7 @@ from hncse.model_card import write_model_card
 from hncse.modeling import FEATURE_KEYS
 
 logger = logging.getLogger(__name__)
+LOSS_STATE_NAME = "loss_state.pt"  # in checkpoints: the objective's own state (HNM's pair sampler)
 
 
 def build_loss(args) -> torch.nn.Module:
@@ -151,12 +152,19 @@ class HNCSETrainer(Trainer):
         encoder = self.accelerator.unwrap_model(self.model)
         encoder.save_pretrained(output_dir, state_dict=state_dict)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        if os.path.basename(os.path.normpath(output_dir)).startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
+            torch.save(self.loss_fn.state_dict(), os.path.join(output_dir, LOSS_STATE_NAME))  # e.g. HNM's sampler
         self._write_card(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self.accelerator.unwrap_model(model if model is not None else self.model).load_weights(resume_from_checkpoint)
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        else:
+            encoder = self.accelerator.unwrap_model(model if model is not None else self.model)
+            encoder.load_weights(resume_from_checkpoint)
+        loss_state = os.path.join(resume_from_checkpoint, LOSS_STATE_NAME)
+        if os.path.isfile(loss_state):
+            self.loss_fn.load_state_dict(torch.load(loss_state, weights_only=True))
 
     def _load_best_model(self) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:

@@ -116,6 +116,7 @@ class HardNegativeMixingLoss(nn.Module):
         self.temperature, self.k, self.s, self.alpha = temperature, k, s, alpha
         self.detach_synthetic, self.seed = detach_synthetic, seed
         self._generators: dict[str, torch.Generator] = {}
+        self._restored: dict[str, Tensor] = {}  # states loaded before the generator of that device exists
         self._warned_k = False
 
     @classmethod
@@ -128,7 +129,20 @@ class HardNegativeMixingLoss(nn.Module):
         key = str(device)
         if key not in self._generators:
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+            if key in self._restored:
+                self._generators[key].set_state(self._restored.pop(key))
         return self._generators[key]
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        """The sampler's position (saved in checkpoints), so a resumed run draws the pairs it would have drawn."""
+        return {key: generator.get_state() for key, generator in self._generators.items()}
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        for key, value in state.items():
+            if key in self._generators:
+                self._generators[key].set_state(value)
+            else:
+                self._restored[key] = value
 
     def effective_k(self, num_candidates: int) -> int:
         k = min(self.k, num_candidates - 1)

@@ -1,0 +1,45 @@
+"""Resume after a crash: the run continues with the same data, dropout and HNM pairs as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import hncse.trainer
+import run_hncse
+
+
+def losses(output_dir) -> dict[int, float]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return {e["step"]: e["loss"] for e in history if "loss" in e}
+
+
+def test_resumed_run_repeats_the_uninterrupted_loss_curve(tiny_model_dir, corpus_file, tmp_path, monkeypatch):
+    def argv(out):
+        return [
+            "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
+            "--per_device_train_batch_size", "8", "--max_steps", "6", "--save_steps", "3", "--logging_steps", "1",
+            "--eval_strategy", "no", "--load_best_model_at_end", "false", "--objective", "hybrid", "--hnm_k", "4",
+            "--learning_rate", "1e-3", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+        ]  # fmt: skip
+
+    run_hncse.main(argv(tmp_path / "uninterrupted"))
+    expected = losses(tmp_path / "uninterrupted")
+    assert sorted(expected) == [1, 2, 3, 4, 5, 6]
+
+    original = hncse.trainer.HNCSETrainer.training_step
+
+    def crash_after_step_3(self, *args, **kwargs):
+        if self.state.global_step == 3:
+            raise RuntimeError("simulated crash")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hncse.trainer.HNCSETrainer, "training_step", crash_after_step_3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_hncse.main(argv(tmp_path / "resumed"))
+    assert (tmp_path / "resumed" / "checkpoint-3" / "loss_state.pt").is_file()
+    monkeypatch.setattr(hncse.trainer.HNCSETrainer, "training_step", original)
+
+    run_hncse.main(argv(tmp_path / "resumed"))  # same command again: resumes from checkpoint-3
+    assert losses(tmp_path / "resumed") == expected
