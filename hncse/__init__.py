@@ -2,7 +2,7 @@
 
 from hncse.config import DataArguments, HNCSEConfig, ModelArguments
 from hncse.losses import SimCSELoss, info_nce_loss
-from hncse.modeling import POOLER_TYPES, SentenceEncoder
+from hncse.modeling import POOLER_TYPES, SentenceEncoder, similarity
 from hncse.trainer import HNCSETrainer
 
 __version__ = "0.1.0"
@@ -16,4 +16,5 @@ __all__ = [
     "SentenceEncoder",
     "SimCSELoss",
     "info_nce_loss",
+    "similarity",
 ]

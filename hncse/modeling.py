@@ -242,3 +242,14 @@ class SentenceEncoder(nn.Module):
         if normalize:
             out = F.normalize(out, dim=-1)
         return out.numpy() if convert_to_numpy else out
+
+
+def similarity(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> Tensor:
+    """Cosine similarity matrix (len(a), len(b)) between two sets of embeddings, as float32 on CPU."""
+    a = torch.as_tensor(a, dtype=torch.float32).cpu()
+    b = torch.as_tensor(b, dtype=torch.float32).cpu()
+    if a.dim() == 1:
+        a = a[None]
+    if b.dim() == 1:
+        b = b[None]
+    return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModel
@@ -183,3 +184,21 @@ def test_hub_id_of_a_packaged_model_resolves_to_its_folder():
     assert folder != "sentence-transformers/all-MiniLM-L6-v2"
     assert all(os.path.isfile(os.path.join(folder, name)) for name in ("config.json", "model.safetensors"))
     assert resolve_model_path("some-org/some-model") == "some-org/some-model"
+
+
+def test_similarity_helper_matches_sentence_transformers_and_a_loop(encoder_factory, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from hncse import similarity
+
+    model = encoder_factory("avg")
+    model.save_pretrained(str(tmp_path))
+    ours = model.encode(SENTENCES, normalize=True, convert_to_numpy=True)
+    assert isinstance(ours, np.ndarray) and np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    st = SentenceTransformer(str(tmp_path), device="cpu")
+    theirs = st.similarity(st.encode(SENTENCES[:2]), st.encode(SENTENCES))
+    got = similarity(ours[:2], ours)
+    assert got.shape == (2, len(SENTENCES))
+    torch.testing.assert_close(got, theirs.float(), atol=1e-5, rtol=1e-4)
+    loop = [[float(np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v)) for v in ours] for u in ours[:2]]
+    torch.testing.assert_close(got, torch.tensor(loop), atol=1e-6, rtol=1e-5)

@@ -1,10 +1,11 @@
-"""Resume after a crash: the run continues with the same data, dropout and HNM pairs as an uninterrupted one."""
+"""Reproducibility: a resumed run repeats the uninterrupted loss curve; same seed and data, same weights."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
 import hncse.trainer
 import run_hncse
@@ -43,3 +44,24 @@ def test_resumed_run_repeats_the_uninterrupted_loss_curve(tiny_model_dir, corpus
 
     run_hncse.main(argv(tmp_path / "resumed"))  # same command again: resumes from checkpoint-3
     assert losses(tmp_path / "resumed") == expected
+
+
+@pytest.mark.parametrize("full_determinism", ["false", "true"])
+def test_same_seed_and_data_give_the_same_weights(tiny_model_dir, corpus_file, tmp_path, full_determinism):
+    from safetensors.torch import load_file
+
+    def run(out):
+        run_hncse.main([
+            "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
+            "--per_device_train_batch_size", "8", "--max_steps", "3", "--save_strategy", "no", "--eval_strategy",
+            "no", "--load_best_model_at_end", "false", "--objective", "hybrid", "--hnm_k", "4", "--learning_rate",
+            "1e-3", "--seed", "5", "--full_determinism", full_determinism, "--dataloader_pin_memory", "false",
+            "--disable_tqdm", "true",
+        ])  # fmt: skip
+        return load_file(out / "model.safetensors")
+
+    first, second = run(tmp_path / "a"), run(tmp_path / "b")
+    start = load_file(tiny_model_dir / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)  # bit for bit
+    assert any(not torch.equal(first[k], start[k]) for k in start if k in first)  # and training did change them
