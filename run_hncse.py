@@ -28,7 +28,7 @@ from hncse.eval_suite import EvalConfigError, format_tables, load_suite, resolve
 from hncse.hub import ModelNotFoundError
 from hncse.modeling import SentenceEncoder
 from hncse.senteval_data import EvalDataError
-from hncse.trainer import HNCSETrainer
+from hncse.trainer import HNCSETrainer, TrainingDivergedError
 
 logger = logging.getLogger("run_hncse")
 SENTEVAL_RESULTS_NAME = "senteval_results.json"
@@ -167,7 +167,15 @@ def main(argv: list[str] | None = None) -> dict:
 def cli() -> None:
     try:
         main()
-    except (ConfigError, DataError, ModelNotFoundError, EvalConfigError, EvalDataError, FileNotFoundError) as error:
+    except (
+        ConfigError,
+        DataError,
+        ModelNotFoundError,
+        EvalConfigError,
+        EvalDataError,
+        FileNotFoundError,
+        TrainingDivergedError,
+    ) as error:
         print(f"run_hncse.py: error: {error}", file=sys.stderr)
         sys.exit(2)
 

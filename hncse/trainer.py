@@ -11,7 +11,7 @@ from collections import defaultdict
 import torch
 from transformers import Trainer
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from hncse.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.config import ConfigError
@@ -23,6 +23,10 @@ from hncse.modeling import FEATURE_KEYS
 
 logger = logging.getLogger(__name__)
 LOSS_STATE_NAME = "loss_state.pt"  # in checkpoints: the objective's own state (HNM's pair sampler)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; training stopped with the checkpoints written so far intact."""
 
 
 def build_loss(args) -> torch.nn.Module:
@@ -77,9 +81,20 @@ class HNCSETrainer(Trainer):
             z1, z2 = embeddings.chunk(2)
             loss, stats = self.loss_fn(z1, z2, exchange=self.batch_exchange)
         if model.training:
+            self._stop_if_diverged(loss)
             for name, value in stats.items():
                 self._metrics[name].append(value.detach())
         return (loss, {"z1": z1, "z2": z2}) if return_outputs else loss
+
+    def _stop_if_diverged(self, loss: torch.Tensor) -> None:
+        """Stop before a NaN/inf loss reaches the weights; every process agrees, and earlier checkpoints stay."""
+        bad = self.accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
+        if bad.item() > 0:
+            last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            raise TrainingDivergedError(
+                f"the loss became {loss.item()} at step {self.state.global_step + 1}; training stopped before that "
+                f"step's update. Last checkpoint: {last or 'none'} (lower --learning_rate, or try --bf16 false)"
+            )
 
     def _cached_loss(self, model, features):
         """`--mini_batch_size`: GradCache. The mini-batch passes bypass DDP's reducer, so gradients are averaged

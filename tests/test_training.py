@@ -235,3 +235,38 @@ def test_unknown_eval_task_is_a_one_line_config_error(tiny_model_dir, corpus_fil
         run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path) + ["--eval_tasks", "sts99"])
     with pytest.raises(ConfigError, match="--predict_task_set: unknown value 'all'"):
         run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path) + ["--predict_task_set", "all"])
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_earlier_checkpoints(
+    tiny_model_dir, corpus_file, tmp_path, monkeypatch, capsys
+):
+    real_build_loss = hncse.trainer.build_loss
+
+    class NaNAtThirdStep(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, z1, z2, exchange):
+            self.calls += 1
+            loss, stats = self.inner(z1, z2, exchange=exchange)
+            return (loss * float("nan") if self.calls == 3 else loss), stats
+
+        def get_config_dict(self):
+            return self.inner.get_config_dict()
+
+    monkeypatch.setattr(hncse.trainer, "build_loss", lambda args: NaNAtThirdStep(real_build_loss(args)))
+    out = tmp_path / "nan"
+    argv = base_argv(tiny_model_dir, corpus_file, tmp_path, out) + [
+        "--eval_strategy", "no", "--load_best_model_at_end", "false", "--max_steps", "5"
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["run_hncse.py", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        run_hncse.cli()
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("run_hncse.py: error: the loss became nan at step 3")
+    assert str(out / "checkpoint-2") in message
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    weights = load_file(out / "checkpoint-2" / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
