@@ -10,9 +10,11 @@ The output directory loads with `SentenceTransformer(path)` and `AutoModel.from_
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
+import shutil
 import sys
 
 import datasets
@@ -20,9 +22,9 @@ import torch
 import transformers
 from transformers import DataCollatorWithPadding, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from hncse.config import ConfigError, parse_args
+from hncse.config import ConfigError, check_same_run, parse_args, run_config
 from hncse.data import DataError, load_sentences, tokenize_sentences
 from hncse.eval_suite import EvalConfigError, format_tables, load_suite, resolve_tasks
 from hncse.hub import ModelNotFoundError
@@ -83,10 +85,20 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # Resume from the newest checkpoint in output_dir unless told where to resume from.
+    # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
+    settings = run_config(model_args, data_args, training_args)
     last_checkpoint = None
     if os.path.isdir(training_args.output_dir) and training_args.resume_from_checkpoint is None:
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None:
+        if last_checkpoint is not None and training_args.overwrite_output_dir:
+            with training_args.main_process_first(desc="removing old checkpoints"):
+                if training_args.should_save:
+                    for folder in glob.glob(os.path.join(training_args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
+                        shutil.rmtree(folder)
+            logger.info("--overwrite_output_dir: removed the checkpoints in %s", training_args.output_dir)
+            last_checkpoint = None
+        elif last_checkpoint is not None:
+            check_same_run(last_checkpoint, settings)
             logger.info("Resuming from %s (pass another --output_dir to start afresh)", last_checkpoint)
     set_seed(training_args.seed)
 
@@ -120,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         card_data={
             "base_model": model_args.model_name_or_path,
             "train_data": data_args.train_file or data_args.dataset_name,
+            "run_config": settings,
         },
     )
 

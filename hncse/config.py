@@ -170,6 +170,13 @@ class HNCSEConfig(TrainingArguments):
     )
 
     output_dir: str | None = field(default="outputs/hncse", metadata={"help": "Where checkpoints and the model go."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start afresh in an output_dir that holds another run's checkpoints (they are deleted). By "
+            "default the newest checkpoint is resumed if it is of the same configuration, and the run refuses if not."
+        },
+    )
     learning_rate: float = field(default=3e-5, metadata={"help": "Peak learning rate (AdamW)."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Sentences per device per step."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the corpus."})
@@ -308,4 +315,39 @@ def check_best_metric(data_args: DataArguments, training_args: HNCSEConfig) -> N
             f"--metric_for_best_model {training_args.metric_for_best_model!r} is not produced by "
             f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}; choose one of {', '.join(sorted(produced))} "
             "or set --load_best_model_at_end false"
+        )
+
+
+RUN_KEYS = {  # what makes a checkpoint belong to the same run (changing anything else, e.g. max_steps, is fine)
+    "model": ["model_name_or_path", "pooler_type", "mlp_only_train"],
+    "data": [
+        "train_file", "dataset_name", "dataset_config_name", "text_column", "max_seq_length", "max_train_samples",
+    ],
+    "training": [
+        "objective", "temperature", "pm_theta", "pm_w1", "pm_w2", "pm_ratio_grid_size", "pm_detach_coefficients",
+        "hnm_k", "hnm_s", "hnm_alpha", "hnm_detach_synthetic", "hnm_seed", "hybrid_lambda", "learning_rate",
+        "per_device_train_batch_size", "gradient_accumulation_steps", "seed",
+    ],
+}  # fmt: skip
+
+
+def run_config(model_args: ModelArguments, data_args: DataArguments, training_args: HNCSEConfig) -> dict:
+    """The settings that identify a run; saved in every checkpoint as run_config.json."""
+    groups = {"model": model_args, "data": data_args, "training": training_args}
+    return {key: getattr(groups[group], key) for group, keys in RUN_KEYS.items() for key in keys}
+
+
+def check_same_run(checkpoint: str, current: dict) -> None:
+    """Refuse to resume a checkpoint written with other settings (ConfigError listing the differences)."""
+    path = os.path.join(checkpoint, "run_config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    changed = [f"{k}: {saved[k]!r} → {current.get(k)!r}" for k in saved if saved[k] != current.get(k)]
+    if changed:
+        raise ConfigError(
+            f"--output_dir holds {checkpoint} of a different run ({'; '.join(changed)}); nothing was changed. "
+            "Pass --resume_from_checkpoint PATH to resume it anyway, --overwrite_output_dir true to start afresh "
+            "(its checkpoints are deleted), or another --output_dir"
         )

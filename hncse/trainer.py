@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 from collections import defaultdict
@@ -169,6 +170,9 @@ class HNCSETrainer(Trainer):
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
         if os.path.basename(os.path.normpath(output_dir)).startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
             torch.save(self.loss_fn.state_dict(), os.path.join(output_dir, LOSS_STATE_NAME))  # e.g. HNM's sampler
+            if "run_config" in self.card_data:  # what a later run compares before resuming this checkpoint
+                with open(os.path.join(output_dir, "run_config.json"), "w", encoding="utf-8") as f:
+                    json.dump(self.card_data["run_config"], f, indent=2)
         self._write_card(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:

@@ -65,3 +65,35 @@ def test_same_seed_and_data_give_the_same_weights(tiny_model_dir, corpus_file, t
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)  # bit for bit
     assert any(not torch.equal(first[k], start[k]) for k in start if k in first)  # and training did change them
+
+
+def test_output_dir_of_another_configuration_is_refused_untouched(tiny_model_dir, corpus_file, tmp_path):
+    from hncse.config import ConfigError
+
+    out = tmp_path / "run"
+
+    def argv(*extra):
+        return [
+            "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
+            "--per_device_train_batch_size", "8", "--max_steps", "2", "--save_steps", "1", "--eval_strategy", "no",
+            "--load_best_model_at_end", "false", "--dataloader_pin_memory", "false", "--disable_tqdm", "true", *extra,
+        ]  # fmt: skip
+
+    run_hncse.main(argv("--objective", "simcse"))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError) as error:
+        run_hncse.main(argv("--objective", "hnm", "--learning_rate", "1e-4"))
+    message = str(error.value)
+    assert "objective: 'simcse' → 'hnm'" in message and "learning_rate: 3e-05 → 0.0001" in message
+    assert "--overwrite_output_dir" in message and "\n" not in message
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing written over
+
+    run_hncse.main(argv("--objective", "simcse", "--max_steps", "3"))  # same run, longer: resumes from step 2
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    kept = out / "checkpoint-2" / "model.safetensors"
+    assert kept.stat().st_mtime_ns == before[kept]  # resumed from it, not retrained
+
+    run_hncse.main(argv("--objective", "hnm", "--hnm_k", "4", "--overwrite_output_dir", "true"))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    saved = json.loads((out / "checkpoint-2" / "run_config.json").read_text())
+    assert saved["objective"] == "hnm"
