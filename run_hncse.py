@@ -22,7 +22,7 @@ import torch
 import transformers
 from transformers import DataCollatorWithPadding, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hncse.config import ConfigError, check_same_run, parse_args, run_config
 from hncse.data import DataError, load_sentences, tokenize_sentences
@@ -34,6 +34,22 @@ from hncse.trainer import HNCSETrainer, TrainingDivergedError
 
 logger = logging.getLogger("run_hncse")
 SENTEVAL_RESULTS_NAME = "senteval_results.json"
+
+
+CHECKPOINT_FILES = ("model.safetensors", "scheduler.pt", "rng_state*.pth", "trainer_state.json")  # written last
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint that was written to the end: a run killed while saving leaves a partial folder,
+    which is skipped (with a warning) rather than resumed from."""
+    folders = glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*"))
+    steps = sorted((int(f.rsplit("-", 1)[-1]), f) for f in folders if f.rsplit("-", 1)[-1].isdigit())
+    for _, folder in reversed(steps):
+        missing = [name for name in CHECKPOINT_FILES if not glob.glob(os.path.join(folder, name))]
+        if not missing:
+            return folder
+        logger.warning("%s is incomplete (no %s): not resuming from it", folder, ", ".join(missing))
+    return None
 
 
 def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
@@ -89,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     settings = run_config(model_args, data_args, training_args)
     last_checkpoint = None
     if os.path.isdir(training_args.output_dir) and training_args.resume_from_checkpoint is None:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        last_checkpoint = last_complete_checkpoint(training_args.output_dir)
         if last_checkpoint is not None and training_args.overwrite_output_dir:
             with training_args.main_process_first(desc="removing old checkpoints"):
                 if training_args.should_save:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 import hncse.trainer
 import run_hncse
+
+REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
 
 
 def losses(output_dir) -> dict[int, float]:
@@ -97,3 +104,36 @@ def test_output_dir_of_another_configuration_is_refused_untouched(tiny_model_dir
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     saved = json.loads((out / "checkpoint-2" / "run_config.json").read_text())
     assert saved["objective"] == "hnm"
+
+
+def test_sigkill_mid_training_loses_only_the_steps_since_the_last_checkpoint(tiny_model_dir, corpus_file, tmp_path):
+    out = tmp_path / "killed"
+
+    def argv(max_steps: int) -> list[str]:
+        return [
+            "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
+            "--per_device_train_batch_size", "8", "--max_steps", str(max_steps), "--save_steps", "2",
+            "--eval_strategy", "no", "--load_best_model_at_end", "false", "--save_total_limit", "3",
+            "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+        ]  # fmt: skip
+
+    proc = subprocess.Popen(
+        [sys.executable, "run_hncse.py", *argv(400)], cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while not (out / "checkpoint-6" / "trainer_state.json").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoint-6" / "trainer_state.json").is_file(), "the run did not reach step 6"
+    # A folder cut short while being written (the kill may land mid-save) is skipped, not resumed from.
+    (out / "checkpoint-100000").mkdir()
+    (out / "checkpoint-100000" / "model.safetensors").write_bytes(b"")
+
+    newest = run_hncse.last_complete_checkpoint(str(out))
+    step = int(newest.rsplit("-", 1)[-1])
+    assert step >= 6
+    run_hncse.main(argv(step + 2))
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == step + 2  # continued from the newest complete checkpoint: 2 more steps
