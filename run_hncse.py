@@ -10,11 +10,9 @@ The output directory loads with `SentenceTransformer(path)` and `AutoModel.from_
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
-import shutil
 import sys
 
 import datasets
@@ -22,9 +20,9 @@ import torch
 import transformers
 from transformers import DataCollatorWithPadding, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from hncse.config import ConfigError, check_same_run, parse_args, run_config
+from hncse.checkpoints import check_same_run, last_complete_checkpoint, remove_checkpoints, run_config
+from hncse.config import ConfigError, parse_args
 from hncse.data import DataError, load_sentences, tokenize_sentences
 from hncse.eval_suite import EvalConfigError, format_tables, load_suite, resolve_tasks
 from hncse.hub import ModelNotFoundError
@@ -34,22 +32,6 @@ from hncse.trainer import HNCSETrainer, TrainingDivergedError
 
 logger = logging.getLogger("run_hncse")
 SENTEVAL_RESULTS_NAME = "senteval_results.json"
-
-
-CHECKPOINT_FILES = ("model.safetensors", "scheduler.pt", "rng_state*.pth", "trainer_state.json")  # written last
-
-
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest checkpoint that was written to the end: a run killed while saving leaves a partial folder,
-    which is skipped (with a warning) rather than resumed from."""
-    folders = glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*"))
-    steps = sorted((int(f.rsplit("-", 1)[-1]), f) for f in folders if f.rsplit("-", 1)[-1].isdigit())
-    for _, folder in reversed(steps):
-        missing = [name for name in CHECKPOINT_FILES if not glob.glob(os.path.join(folder, name))]
-        if not missing:
-            return folder
-        logger.warning("%s is incomplete (no %s): not resuming from it", folder, ", ".join(missing))
-    return None
 
 
 def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
@@ -100,7 +82,6 @@ def main(argv: list[str] | None = None) -> dict:
         training_args.fp16,
     )
 
-    # Resume from the newest checkpoint in output_dir unless told where to resume from.
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
     settings = run_config(model_args, data_args, training_args)
     last_checkpoint = None
@@ -109,8 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         if last_checkpoint is not None and training_args.overwrite_output_dir:
             with training_args.main_process_first(desc="removing old checkpoints"):
                 if training_args.should_save:
-                    for folder in glob.glob(os.path.join(training_args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
-                        shutil.rmtree(folder)
+                    remove_checkpoints(training_args.output_dir)
             logger.info("--overwrite_output_dir: removed the checkpoints in %s", training_args.output_dir)
             last_checkpoint = None
         elif last_checkpoint is not None:

@@ -316,38 +316,3 @@ def check_best_metric(data_args: DataArguments, training_args: HNCSEConfig) -> N
             f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}; choose one of {', '.join(sorted(produced))} "
             "or set --load_best_model_at_end false"
         )
-
-
-RUN_KEYS = {  # what makes a checkpoint belong to the same run (changing anything else, e.g. max_steps, is fine)
-    "model": ["model_name_or_path", "pooler_type", "mlp_only_train"],
-    "data": [
-        "train_file", "dataset_name", "dataset_config_name", "text_column", "max_seq_length", "max_train_samples",
-    ],
-    "training": [
-        "objective", "temperature", "pm_theta", "pm_w1", "pm_w2", "pm_ratio_grid_size", "pm_detach_coefficients",
-        "hnm_k", "hnm_s", "hnm_alpha", "hnm_detach_synthetic", "hnm_seed", "hybrid_lambda", "learning_rate",
-        "per_device_train_batch_size", "gradient_accumulation_steps", "seed",
-    ],
-}  # fmt: skip
-
-
-def run_config(model_args: ModelArguments, data_args: DataArguments, training_args: HNCSEConfig) -> dict:
-    """The settings that identify a run; saved in every checkpoint as run_config.json."""
-    groups = {"model": model_args, "data": data_args, "training": training_args}
-    return {key: getattr(groups[group], key) for group, keys in RUN_KEYS.items() for key in keys}
-
-
-def check_same_run(checkpoint: str, current: dict) -> None:
-    """Refuse to resume a checkpoint written with other settings (ConfigError listing the differences)."""
-    path = os.path.join(checkpoint, "run_config.json")
-    if not os.path.isfile(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
-    changed = [f"{k}: {saved[k]!r} → {current.get(k)!r}" for k in saved if saved[k] != current.get(k)]
-    if changed:
-        raise ConfigError(
-            f"--output_dir holds {checkpoint} of a different run ({'; '.join(changed)}); nothing was changed. "
-            "Pass --resume_from_checkpoint PATH to resume it anyway, --overwrite_output_dir true to start afresh "
-            "(its checkpoints are deleted), or another --output_dir"
-        )

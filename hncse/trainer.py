@@ -15,6 +15,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from hncse.cached_contrastive import average_gradients, cached_contrastive_loss
+from hncse.checkpoints import LOSS_STATE_NAME, RUN_CONFIG_NAME
 from hncse.config import ConfigError
 from hncse.distributed import batch_exchange
 from hncse.eval_suite import EvalSuite, flat_metrics, run_suite
@@ -23,7 +24,6 @@ from hncse.model_card import write_model_card
 from hncse.modeling import FEATURE_KEYS
 
 logger = logging.getLogger(__name__)
-LOSS_STATE_NAME = "loss_state.pt"  # in checkpoints: the objective's own state (HNM's pair sampler)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -171,7 +171,7 @@ class HNCSETrainer(Trainer):
         if os.path.basename(os.path.normpath(output_dir)).startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
             torch.save(self.loss_fn.state_dict(), os.path.join(output_dir, LOSS_STATE_NAME))  # e.g. HNM's sampler
             if "run_config" in self.card_data:  # what a later run compares before resuming this checkpoint
-                with open(os.path.join(output_dir, "run_config.json"), "w", encoding="utf-8") as f:
+                with open(os.path.join(output_dir, RUN_CONFIG_NAME), "w", encoding="utf-8") as f:
                     json.dump(self.card_data["run_config"], f, indent=2)
         self._write_card(output_dir)
 
