@@ -21,11 +21,11 @@ import transformers
 from transformers import DataCollatorWithPadding, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from hncse.checkpoints import check_same_run, last_complete_checkpoint, remove_checkpoints, run_config
+from hncse.checkpoints import check_resumable, check_same_run, last_complete_checkpoint, remove_checkpoints, run_config
 from hncse.config import ConfigError, parse_args
-from hncse.data import DataError, load_sentences, tokenize_sentences
+from hncse.data import DataError, load_sentences, tokenize_sentences, truncation_summary
 from hncse.eval_suite import EvalConfigError, format_tables, load_suite, resolve_tasks
-from hncse.hub import ModelNotFoundError
+from hncse.hub import HubError, ModelNotFoundError, explain_push_failure
 from hncse.modeling import SentenceEncoder
 from hncse.senteval_data import EvalDataError
 from hncse.trainer import HNCSETrainer, TrainingDivergedError
@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
     settings = run_config(model_args, data_args, training_args)
+    if training_args.resume_from_checkpoint is not None:
+        check_resumable(training_args.resume_from_checkpoint)
     last_checkpoint = None
     if os.path.isdir(training_args.output_dir) and training_args.resume_from_checkpoint is None:
         last_checkpoint = last_complete_checkpoint(training_args.output_dir)
@@ -110,11 +112,20 @@ def main(argv: list[str] | None = None) -> dict:
         mlp_only_train=model_args.mlp_only_train,
         cache_dir=model_args.cache_dir,
     )
+    if data_args.max_seq_length > model.position_limit:
+        raise ConfigError(
+            f"--max_seq_length {data_args.max_seq_length} is longer than {model_args.model_name_or_path} takes "
+            f"({model.position_limit} tokens)"
+        )
     tokenizer = model.tokenizer
     with training_args.main_process_first(desc="tokenising the corpus"):
         train_dataset = tokenize_sentences(
             sentences, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers
         )
+    truncated = truncation_summary(sentences, train_dataset, data_args.max_seq_length)
+    if truncated and training_args.process_index == 0:
+        logger.warning(truncated)
+    train_dataset = train_dataset.remove_columns("num_tokens")
 
     trainer = HNCSETrainer(
         model=model,
@@ -128,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         card_data={
             "base_model": model_args.model_name_or_path,
             "train_data": data_args.train_file or data_args.dataset_name,
+            "train_sentences": len(train_dataset),
             "run_config": settings,
         },
     )
@@ -137,7 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(("before training", trainer.evaluate(metric_key_prefix="eval")))
 
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
-    trainer.save_model()  # the best checkpoint's weights when load_best_model_at_end, else the last step's
+    # The final folder holds the best checkpoint's weights when load_best_model_at_end, else the last step's.
+    # With --push_to_hub it is saved and pushed once, at the end, so that its card has every result.
+    if not training_args.push_to_hub:
+        trainer.save_model()
     metrics = dict(result.metrics, train_samples=len(train_dataset))
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
@@ -166,10 +181,14 @@ def main(argv: list[str] | None = None) -> dict:
                 json.dump(results, f, indent=2)
                 f.write("\n")
             trainer.card_data["senteval_results"] = results
-            trainer.create_model_card()
+            if not training_args.push_to_hub:
+                trainer.create_model_card()
             print("\nSentEval test sets\n" + format_tables(results) + "\n")
     if training_args.push_to_hub:
-        trainer.push_to_hub(commit_message="End of training")
+        try:
+            trainer.push_to_hub(commit_message="End of training")  # saves output_dir first, then uploads it
+        except Exception as error:  # the network or the Hub; the folder is saved by then
+            raise explain_push_failure(trainer.hub_model_id, training_args.output_dir, error) from error
     return {"rows": rows, "output_dir": training_args.output_dir}
 
 
@@ -184,6 +203,7 @@ def cli() -> None:
         EvalDataError,
         FileNotFoundError,
         TrainingDivergedError,
+        HubError,
     ) as error:
         print(f"run_hncse.py: error: {error}", file=sys.stderr)
         sys.exit(2)

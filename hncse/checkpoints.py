@@ -62,14 +62,40 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
     folders = glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*"))
     steps = sorted((int(f.rsplit("-", 1)[-1]), f) for f in folders if f.rsplit("-", 1)[-1].isdigit())
     for _, folder in reversed(steps):
-        missing = [name for name in CHECKPOINT_FILES if not glob.glob(os.path.join(folder, name))]
+        missing = missing_checkpoint_files(folder)
         if not missing:
             return folder
         logger.warning("%s is incomplete (no %s): not resuming from it", folder, ", ".join(missing))
     return None
 
 
+def missing_checkpoint_files(folder: str) -> list[str]:
+    return [name for name in CHECKPOINT_FILES if not glob.glob(os.path.join(folder, name))]
+
+
+def check_resumable(path: str) -> None:
+    """--resume_from_checkpoint PATH: fail before any loading if PATH is not a whole checkpoint."""
+    if not os.path.isdir(path):
+        raise ConfigError(f"--resume_from_checkpoint: no such folder: {path}")
+    missing = missing_checkpoint_files(path)
+    if missing:
+        raise ConfigError(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {', '.join(missing)})")
+
+
 def remove_checkpoints(output_dir: str) -> None:
     """--overwrite_output_dir: delete every checkpoint folder of the old run."""
     for folder in glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
         shutil.rmtree(folder)
+
+
+# What a checkpoint holds only to resume training; the rest of it is the model folder (weights, configs,
+# tokenizer, sentence-transformers modules, card). DeepSpeed adds its own global_step*/, latest, zero_to_fp32.py.
+RESUME_STATE = (
+    "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json", "training_args.bin",
+    LOSS_STATE_NAME, RUN_CONFIG_NAME, "global_step*", "latest", "zero_to_fp32.py",
+)  # fmt: skip
+
+
+def copy_model_folder(checkpoint: str, output_dir: str) -> None:
+    """Make output_dir the model of `checkpoint` (what the Hub receives during training), resume state left out."""
+    shutil.copytree(checkpoint, output_dir, ignore=shutil.ignore_patterns(*RESUME_STATE), dirs_exist_ok=True)

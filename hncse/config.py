@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from dataclasses import dataclass, field
@@ -282,11 +283,24 @@ def config_file_to_argv(path: str) -> list[str]:
     return argv
 
 
+def check_known_flags(argv: list[str]) -> None:
+    """An unknown flag, named with the nearest known ones (HfArgumentParser would list the leftovers only)."""
+    fields = [f for group in ARGUMENT_GROUPS for f in dataclasses.fields(group)]
+    known = {f"--{f.name}" for f in fields} | {f"--no_{f.name}" for f in fields if f.default is True} | {"--help"}
+    for arg in argv:
+        flag = arg.split("=", 1)[0].replace("-", "_").replace("__", "--", 1)
+        if flag.startswith("--") and flag not in known and not any(k.startswith(flag) for k in known):
+            close = difflib.get_close_matches(flag, sorted(known), n=2)
+            hint = f"; did you mean {' or '.join(close)}?" if close else "; see python run_hncse.py --help"
+            raise ConfigError(f"unknown argument {flag}{hint}")
+
+
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, HNCSEConfig]:
     """Parse `[config.yaml|config.json] [--flag value ...]`; flags after the file override it."""
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = config_file_to_argv(argv[0]) + argv[1:]
     parser = make_parser()
+    check_known_flags(argv)
     try:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     except ConfigError:

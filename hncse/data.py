@@ -112,10 +112,20 @@ def pick_text_column(dataset: Dataset, text_column: str | None, source: str) -> 
 
 
 def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_proc: int | None = None) -> Dataset:
-    """input_ids/attention_mask (+token_type_ids) truncated to max_seq_length, unpadded (the collator pads)."""
+    """input_ids/attention_mask (+token_type_ids) truncated to max_seq_length, unpadded (the collator pads), and
+    `num_tokens`: each sentence's length before truncation (see `truncation_summary`)."""
+    num_special = tokenizer.num_special_tokens_to_add()
 
     def tokenize(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=max_seq_length)
+        # The overflow pieces (stride 0) cost nothing extra and give each sentence's untruncated length.
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_seq_length, return_overflowing_tokens=True)
+        owners = encoded.pop("overflow_to_sample_mapping")
+        first_piece = [i for i, owner in enumerate(owners) if i == 0 or owners[i - 1] != owner]
+        num_tokens = [num_special] * len(batch["text"])
+        for owner, ids in zip(owners, encoded["input_ids"]):
+            num_tokens[owner] += len(ids) - num_special
+        columns = {key: [values[i] for i in first_piece] for key, values in encoded.items()}
+        return {**columns, "num_tokens": num_tokens}
 
     return dataset.map(
         tokenize,
@@ -123,4 +133,20 @@ def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_pro
         num_proc=num_proc,
         remove_columns=dataset.column_names,
         desc=f"Tokenising (max_seq_length={max_seq_length})",
+    )
+
+
+def truncation_summary(sentences: Dataset, tokenized: Dataset, max_seq_length: int) -> str | None:
+    """One line on the sentences cut to max_seq_length (how many, the longest, an example), or None if none was."""
+    lengths = tokenized["num_tokens"]
+    longer = [i for i, n in enumerate(lengths) if n > max_seq_length]
+    if not longer:
+        return None
+    longest = max(longer, key=lengths.__getitem__)
+    example = " ".join(sentences[longest]["text"].split()[:8])
+    share = 100 * len(longer) / len(lengths)
+    return (
+        f"{len(longer)} of {len(lengths)} training sentences ({share:.1f}%) are longer than "
+        f"--max_seq_length {max_seq_length} tokens and were truncated to it; the longest has {lengths[longest]} "
+        f'tokens (sentence {longest + 1}: "{example} …")'
     )

@@ -56,3 +56,31 @@ def explain_load_failure(name_or_path: str, error: Exception) -> ModelNotFoundEr
         f"model_name_or_path: cannot load {name_or_path!r}: {hint} or it is not a model ({first_line}). "
         "Pass a local folder with config.json and weights instead, e.g. --model_name_or_path /path/to/model"
     )
+
+
+class HubError(RuntimeError):
+    """Creating or pushing to the Hub repository failed; what was saved locally stays."""
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def explain_repo_failure(repo_id: str, error: Exception) -> HubError:
+    """--push_to_hub could not create or reach the repository before training: say why and the two ways out."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    return HubError(
+        f"--push_to_hub: cannot create or reach the Hub repository {repo_id!r}"
+        + (" (HF_HUB_OFFLINE is set)" if offline else "")
+        + f": {_first_line(error)}. Check the network and HF_TOKEN (or `hf auth login`), or train without "
+        "--push_to_hub and upload the output folder afterwards with `hf upload`"
+    )
+
+
+def explain_push_failure(repo_id: str, output_dir: str, error: Exception) -> HubError:
+    """The end-of-training push failed after the folder was saved: the run's work is on disk."""
+    return HubError(
+        f"the model is saved in {output_dir}, but pushing it to {repo_id!r} failed: {_first_line(error)}. "
+        f"Upload it with: hf upload {repo_id} {output_dir} --exclude 'checkpoint-*'"
+    )

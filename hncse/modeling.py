@@ -59,18 +59,22 @@ class SentenceEncoder(nn.Module):
             std = getattr(encoder.config, "initializer_range", 0.02)
             nn.init.normal_(self.mlp[0].weight, std=std)
             nn.init.zeros_(self.mlp[0].bias)
-        if max_seq_length is None:
-            limits = [
-                getattr(encoder.config, "max_position_embeddings", 512),
-                getattr(tokenizer, "model_max_length", 512),
-            ]
-            max_seq_length = min(512, *[m for m in limits if isinstance(m, int) and m > 0])
-        self.max_seq_length = int(max_seq_length)
+        self.max_seq_length = int(max_seq_length) if max_seq_length is not None else min(512, self.position_limit)
         # The encoder's own pooler (BERT/RoBERTa's Linear+tanh) is never used: freeze it so it stays as loaded
         # and distributed training does not see parameters without gradients.
         for name, param in encoder.named_parameters():
             if name.startswith("pooler."):
                 param.requires_grad_(False)
+
+    @property
+    def position_limit(self) -> int:
+        """The longest input the encoder takes: its position embeddings, or its tokenizer's limit if smaller."""
+        limits = [
+            getattr(self.encoder.config, "max_position_embeddings", None),
+            getattr(self.tokenizer, "model_max_length", None),
+        ]
+        limits = [m for m in limits if isinstance(m, int) and 0 < m < 10**6]  # tokenizers without one say 1e30
+        return min(limits) if limits else 512
 
     # ---- building and loading -------------------------------------------------------------------------
 

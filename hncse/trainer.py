@@ -15,10 +15,11 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from hncse.cached_contrastive import average_gradients, cached_contrastive_loss
-from hncse.checkpoints import LOSS_STATE_NAME, RUN_CONFIG_NAME
+from hncse.checkpoints import LOSS_STATE_NAME, RUN_CONFIG_NAME, copy_model_folder
 from hncse.config import ConfigError
 from hncse.distributed import batch_exchange
 from hncse.eval_suite import EvalSuite, flat_metrics, run_suite
+from hncse.hub import explain_repo_failure
 from hncse.losses import OBJECTIVES
 from hncse.model_card import write_model_card
 from hncse.modeling import FEATURE_KEYS
@@ -149,15 +150,35 @@ class HNCSETrainer(Trainer):
     def _write_card(self, output_dir: str) -> None:
         folder = os.path.basename(os.path.normpath(output_dir))
         if folder.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
-            step = int(folder.rsplit("-", 1)[-1])
+            step, which = int(folder.rsplit("-", 1)[-1]), "a checkpoint"
         elif self.args.load_best_model_at_end and self.state.best_model_checkpoint:
             step = int(self.state.best_model_checkpoint.rstrip("/").rsplit("-", 1)[-1])
+            which = f"the best checkpoint by {self.args.metric_for_best_model}"
         else:
-            step = self.state.global_step
+            step, which = self.state.global_step, "the last step"
+        # The name users load it by: the Hub repository once it exists, else the folder itself.
+        repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id or output_dir
         encoder = self.accelerator.unwrap_model(self.model)
         write_model_card(
-            output_dir, encoder, self.args, self.state, self.loss_fn, self.card_data, self._tag_names, step
-        )
+            output_dir, encoder, self.args, self.state, self.loss_fn, self.card_data, self._tag_names,
+            weights=(step, which), repo_id=repo_id,
+        )  # fmt: skip
+
+    # ---- Hub: the pushed folder is the whole model folder, created with a clear error if it cannot be --------
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except Exception as error:  # offline, no token, no permission: huggingface_hub raises several types
+            repo_id = self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
+            raise explain_repo_failure(repo_id, error) from error
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """The Trainer copies only config and weights from the checkpoint into output_dir before pushing it; copy
+        the whole model folder (sentence-transformers modules, head, card) so each push loads like the final one."""
+        if self.is_world_process_zero() and self.args.hub_strategy != "end":
+            copy_model_folder(checkpoint_folder, self.args.output_dir)
+        super()._push_from_checkpoint(checkpoint_folder)
 
     # ---- checkpoints: the encoder's own folder layout instead of a raw state dict -----------------------
 

@@ -1,0 +1,261 @@
+"""Every bad input we know of, tried on the command line: the message seen and what was left on disk.
+
+    python -m bench.robustness        # runs run_hncse.py on the quickstart setup; writes docs/robustness.md
+
+Each case runs `python run_hncse.py configs/quickstart.yaml …` in a fresh process (the bundled
+all-MiniLM-L6-v2, 2 training steps when a case gets that far), after preparing the output directory where the
+case needs earlier work in it. tests/test_robustness.py runs the same cases on a tiny model and checks them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ERROR_PREFIX = "run_hncse.py: error: "
+
+
+@dataclass
+class Workspace:
+    """Where a case runs: a scratch folder and the arguments of a short, valid training run."""
+
+    root: Path
+    base_argv: list[str]  # everything but --output_dir; a valid run of a few steps
+    corpus: Path  # a valid corpus file
+
+    def text_file(self, name: str, content: bytes) -> str:
+        path = self.root / name
+        path.write_bytes(content)
+        return str(path)
+
+
+@dataclass
+class Case:
+    """One bad input. `argv` adds to (and overrides) the workspace's valid run; `prepare` leaves earlier work in
+    the output directory first (with the workspace's valid run, plus `prepare` arguments)."""
+
+    name: str
+    argv: Callable[[Workspace], list[str]]
+    expect: str  # a fragment of the message
+    exit_code: int = 2
+    prepare: list[str] | None = None
+    damage: Callable[[Path], None] | None = None  # what happens to the earlier work before the case runs
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    message: str  # the error line, or the warning line for a case that goes on
+    traceback: bool
+    before: dict[str, str]  # file → digest, in the output directory, before the case ran
+    after: dict[str, str]
+    seconds: float
+
+    @property
+    def kept_earlier_work(self) -> bool:
+        return all(self.after.get(path) == digest for path, digest in self.before.items())
+
+
+def _long_line(workspace: Workspace) -> list[str]:
+    sentences = workspace.corpus.read_text(encoding="utf-8").splitlines()[:40]
+    long = " ".join(["the history of the city is long and the river runs through it ."] * 40)
+    return ["--train_file", workspace.text_file("long_line.txt", "\n".join([*sentences, long]).encode() + b"\n")]
+
+
+def _drop_trainer_state(output_dir: Path) -> None:
+    """A kill while checkpoint-2 was being written: its last file never arrived."""
+    (output_dir / "checkpoint-2" / "trainer_state.json").unlink()
+
+
+CASES = [
+    Case("missing train file", lambda w: ["--train_file", str(w.root / "no_such_file.txt")], "no such file"),
+    Case("empty train file", lambda w: ["--train_file", w.text_file("empty.txt", b"")], "no sentences"),
+    Case(
+        "only blank lines",
+        lambda w: ["--train_file", w.text_file("blank.txt", b"\n   \n\t\n\n")],
+        "no sentences",
+    ),
+    Case(
+        "non-UTF-8 bytes (Latin-1 on line 3)",
+        lambda w: ["--train_file", w.text_file("latin1.txt", "one\ntwo\ncaf\u00e9 au lait\n".encode("latin-1"))],
+        "latin1.txt:3: not valid UTF-8 (byte 0xe9 at column 4)",
+    ),
+    Case("a line longer than --max_seq_length", _long_line, "were truncated", exit_code=0),
+    Case("--max_seq_length beyond the model", lambda w: ["--max_seq_length", "100000"], "--max_seq_length 100000"),
+    Case("unknown objective", lambda w: ["--objective", "infonce"], "--objective: unknown value 'infonce'"),
+    Case("unknown pooler", lambda w: ["--pooler_type", "max"], "pooler_type: unknown value 'max'"),
+    Case("misspelt flag", lambda w: ["--lerning_rate", "1e-5"], "--lerning_rate"),
+    Case(
+        "Hub model id while offline",
+        lambda w: ["--model_name_or_path", "bert-base-uncased"],
+        "Pass a local folder",
+        env={"HF_HUB_OFFLINE": "1"},
+    ),
+    Case(
+        "--push_to_hub while offline",
+        lambda w: ["--push_to_hub", "true", "--hub_model_id", "someone/my-encoder"],
+        "--push_to_hub: cannot create or reach the Hub repository",
+        env={"HF_HUB_OFFLINE": "1"},
+    ),
+    Case(
+        "SentEval folder missing",
+        lambda w: ["--senteval_dir", str(w.root / "no_senteval"), "--eval_strategy", "steps"],
+        "--senteval_dir",
+    ),
+    Case(
+        "--resume_from_checkpoint that does not exist",
+        lambda w: ["--resume_from_checkpoint", str(w.root / "no_checkpoint")],
+        "--resume_from_checkpoint",
+    ),
+    Case(
+        "output dir holding another configuration's checkpoints",
+        lambda w: ["--learning_rate", "1e-4"],
+        "of a different run (learning_rate",
+        prepare=[],
+    ),
+    Case(
+        "checkpoint cut short by a kill",
+        lambda w: ["--max_steps", "3"],
+        "checkpoint-2 is incomplete",
+        exit_code=0,
+        prepare=[],
+        damage=_drop_trainer_state,
+    ),
+    Case(
+        "loss becomes NaN/inf (learning rate 1e38)",
+        lambda w: ["--learning_rate", "1e38", "--max_steps", "4"],
+        "the loss became nan at step 2",
+    ),
+]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Relative path → size and SHA-1 of every file under `folder`."""
+    if not folder.exists():
+        return {}
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        out[str(path.relative_to(folder))] = f"{path.stat().st_size}:{hashlib.sha1(path.read_bytes()).hexdigest()}"
+    return out
+
+
+def run_cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **env}
+    return subprocess.run(
+        [sys.executable, "run_hncse.py", *argv], cwd=REPO, env=full_env, capture_output=True, text=True
+    )
+
+
+def message_of(case: Case, stderr: str) -> str:
+    """The line the user reads: the error line, or for a case that goes on, the logged warning."""
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
+    if errors:
+        return errors[-1]
+    found = [line for line in lines if case.expect in line]
+    return re.sub(r"^\S+ \S+ (WARNING|INFO) \S+: ", "", found[-1]) if found else (lines[-1] if lines else "")
+
+
+def run_case(case: Case, workspace: Workspace, output_dir: Path) -> Outcome:
+    if case.prepare is not None:
+        earlier = run_cli([*workspace.base_argv, "--output_dir", str(output_dir), *case.prepare], {})
+        if earlier.returncode != 0:
+            raise RuntimeError(f"{case.name}: preparing the earlier run failed:\n{earlier.stderr[-2000:]}")
+        if case.damage is not None:
+            case.damage(output_dir)
+    before = snapshot(output_dir)
+    start = time.perf_counter()
+    proc = run_cli([*workspace.base_argv, "--output_dir", str(output_dir), *case.argv(workspace)], case.env)
+    return Outcome(
+        exit_code=proc.returncode,
+        message=message_of(case, proc.stderr),
+        traceback="Traceback (most recent call last)" in proc.stderr,
+        before=before,
+        after=snapshot(output_dir),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def describe_disk(outcome: Outcome, output_dir: Path) -> str:
+    """What the output directory holds after the case, next to what it held before."""
+    if not outcome.after:
+        return "nothing (no output directory)"
+    top = sorted({path.split("/")[0] for path in outcome.after})
+    checkpoints = [f"`{name}/`" for name in top if name.startswith("checkpoint-")]
+    listing = ", ".join(checkpoints)
+    if "model.safetensors" in top:
+        listing = f"the trained model folder ({len(top) - len(checkpoints)} files), " + listing
+    if not outcome.before:
+        return listing
+    if outcome.exit_code == 0:
+        return f"the run went on from the earlier one: {listing}"
+    return f"{'untouched' if outcome.before == outcome.after else 'CHANGED'}: {listing}"
+
+
+def quickstart_workspace(root: Path) -> Workspace:
+    corpus = REPO.parent / "shared" / "data" / "unsup" / "wiki1m_random10k.txt"
+    base = [
+        "configs/quickstart.yaml", "--max_steps", "2", "--save_steps", "1", "--per_device_train_batch_size", "8",
+        "--max_train_samples", "64", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+        "--logging_steps", "1", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    return Workspace(root=root, base_argv=base, corpus=corpus)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default="outputs/robustness", help="scratch folder (emptied first)")
+    parser.add_argument("--out", default="docs/robustness.md")
+    args = parser.parse_args()
+    root = Path(args.workdir).resolve()
+    if root.exists():
+        import shutil
+
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    workspace = quickstart_workspace(root)
+    rows = []
+    for number, case in enumerate(CASES, start=1):
+        output_dir = root / f"case{number:02d}"
+        outcome = run_case(case, workspace, output_dir)
+        ok = outcome.exit_code == case.exit_code and case.expect in outcome.message and not outcome.traceback
+        print(f"{'ok ' if ok else 'BAD'} {case.name}: exit {outcome.exit_code}, {outcome.seconds:.1f} s", flush=True)
+        message = outcome.message.replace(str(root), "…").replace("|", "\\|")
+        extra = " ".join(case.argv(workspace)).replace(str(root), "…")
+        prepared = "an earlier 2-step run; " if case.prepare is not None else ""
+        rows.append(
+            f"| {case.name} | {prepared}`{extra}` | {outcome.exit_code} | {message} | "
+            f"{describe_disk(outcome, output_dir)} |"
+        )
+    lines = [
+        "# Bad input: what you see and what is kept",
+        "",
+        "Generated by `python -m bench.robustness` (do not edit by hand). Each row runs",
+        f"`python run_hncse.py {' '.join(workspace.base_argv)} --output_dir …` plus the row's arguments, in a fresh",
+        'process on the bundled all-MiniLM-L6-v2. "An earlier 2-step run" means the same command without the',
+        'row\'s arguments ran first in that output directory. "…" stands for the scratch folder. Every error is',
+        "one line on stderr, starting `run_hncse.py: error:`, with exit status 2 and no traceback;",
+        "`tests/test_robustness.py` runs the same cases on a tiny model and checks exactly that, and that the earlier",
+        "files are unchanged.",
+        "",
+        "| bad input | arguments | exit | message | left on disk |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
