@@ -290,7 +290,7 @@ def check_known_flags(argv: list[str]) -> None:
     for arg in argv:
         flag = arg.split("=", 1)[0].replace("-", "_").replace("__", "--", 1)
         if flag.startswith("--") and flag not in known and not any(k.startswith(flag) for k in known):
-            close = difflib.get_close_matches(flag, sorted(known), n=2)
+            close = difflib.get_close_matches(flag, sorted(known), n=2, cutoff=0.8)
             hint = f"; did you mean {' or '.join(close)}?" if close else "; see python run_hncse.py --help"
             raise ConfigError(f"unknown argument {flag}{hint}")
 

@@ -12,10 +12,10 @@ from collections import defaultdict
 import torch
 from transformers import Trainer
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hncse.cached_contrastive import average_gradients, cached_contrastive_loss
-from hncse.checkpoints import LOSS_STATE_NAME, RUN_CONFIG_NAME, copy_model_folder
+from hncse.checkpoints import LOSS_STATE_NAME, RUN_CONFIG_NAME, copy_model_folder, last_complete_checkpoint
 from hncse.config import ConfigError
 from hncse.distributed import batch_exchange
 from hncse.eval_suite import EvalSuite, flat_metrics, run_suite
@@ -92,10 +92,21 @@ class HNCSETrainer(Trainer):
         """Stop before a NaN/inf loss reaches the weights; every process agrees, and earlier checkpoints stay."""
         bad = self.accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
         if bad.item() > 0:
-            last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
             raise TrainingDivergedError(
                 f"the loss became {loss.item()} at step {self.state.global_step + 1}; training stopped before that "
                 f"step's update. Last checkpoint: {last or 'none'} (lower --learning_rate, or try --bf16 false)"
+            )
+
+    def _refuse_non_finite(self, state_dict: dict, output_dir: str) -> None:
+        """A finite loss can still be followed by an update that overflows the weights: never write those, so that
+        every checkpoint on disk (and the one rotation keeps) is usable."""
+        checks = [torch.isfinite(t).all() for t in state_dict.values() if t.is_floating_point() and t.numel()]
+        if checks and not bool(torch.stack(checks).all()):
+            last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            raise TrainingDivergedError(
+                f"the weights became inf or nan in step {self.state.global_step}'s update, so {output_dir} was not "
+                f"written. Last checkpoint: {last or 'none'} (lower --learning_rate, or try --bf16 false)"
             )
 
     def _cached_loss(self, model, features):
@@ -187,6 +198,7 @@ class HNCSETrainer(Trainer):
         if not self.args.should_save:
             return
         encoder = self.accelerator.unwrap_model(self.model)
+        self._refuse_non_finite(state_dict if state_dict is not None else encoder.state_dict(), output_dir)
         encoder.save_pretrained(output_dir, state_dict=state_dict)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
         if os.path.basename(os.path.normpath(output_dir)).startswith(f"{PREFIX_CHECKPOINT_DIR}-"):

@@ -84,3 +84,15 @@ def test_best_metric_must_come_from_an_evaluated_task(corpus_file):
         ["--train_file", str(corpus_file), "--eval_tasks", "sickr", "--metric_for_best_model", "sickr_spearman"]
     )
     assert args.metric_for_best_model == "sickr_spearman"
+
+
+def test_unknown_flag_is_named_with_the_nearest_known_one(corpus_file):
+    with pytest.raises(ConfigError, match=r"^unknown argument --lerning_rate; did you mean --learning_rate\?$"):
+        parse_args(["--train_file", str(corpus_file), "--lerning_rate", "1e-5"])
+    with pytest.raises(ConfigError, match=r"^unknown argument --zzz; see python run_hncse.py --help$"):
+        parse_args(["--train_file", str(corpus_file), "--zzz=1"])
+    # Spellings argparse accepts stay accepted: dashes, --flag=value, --no_<flag>, unambiguous prefixes.
+    model_args, _, args = parse_args(
+        ["--train_file", str(corpus_file), "--learning-rate=2e-5", "--no_mlp_only_train", "--temperat", "0.1"]
+    )
+    assert (args.learning_rate, model_args.mlp_only_train, args.temperature) == (2e-5, False, 0.1)

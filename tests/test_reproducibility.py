@@ -11,9 +11,11 @@ import time
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import hncse.trainer
 import run_hncse
+from hncse.checkpoints import missing_checkpoint_files
 
 REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
 
@@ -137,3 +139,57 @@ def test_sigkill_mid_training_loses_only_the_steps_since_the_last_checkpoint(tin
     run_hncse.main(argv(step + 2))
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == step + 2  # continued from the newest complete checkpoint: 2 more steps
+
+
+SCRIPTED_RUN = """
+import sys
+import hncse.trainer, run_hncse
+real, calls = hncse.trainer.flat_metrics, iter(range(10**6))
+def scripted(results):  # before training, then every eval: step 2 is the best by far
+    call = next(calls)
+    return {**real(results), "stsb_spearman": 90.0 if call == 1 else 10.0 + call}
+hncse.trainer.flat_metrics = scripted
+run_hncse.main(sys.argv[1:])
+"""
+
+
+def test_sigkill_with_evaluation_never_loses_the_best_checkpoint(
+    tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch
+):
+    out = tmp_path / "killed"
+
+    def argv(max_steps: int) -> list[str]:
+        return [
+            "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
+            "--senteval_dir", str(senteval_dir), "--eval_tasks", "stsb", "--per_device_train_batch_size", "8",
+            "--max_steps", str(max_steps), "--save_steps", "2", "--eval_steps", "2", "--save_total_limit", "1",
+            "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+        ]  # fmt: skip
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPTED_RUN, *argv(400)], cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while not (out / "checkpoint-10" / "trainer_state.json").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    newest = run_hncse.last_complete_checkpoint(str(out))
+    assert newest is not None and int(newest.rsplit("-", 1)[-1]) >= 10, "the run did not reach step 10"
+    # save_total_limit 1 rotated every other checkpoint away, but not the best one, which is whole.
+    best = json.loads((out / os.path.basename(newest) / "trainer_state.json").read_text())["best_model_checkpoint"]
+    assert best == str(out / "checkpoint-2")
+    assert not missing_checkpoint_files(best)
+
+    # The rerun resumes, still knows its best, and ends with the best checkpoint's weights.
+    monkeypatch.setattr(
+        hncse.trainer,
+        "flat_metrics",
+        lambda results, real=hncse.trainer.flat_metrics: {**real(results), "stsb_spearman": 20.0},
+    )
+    step = int(newest.rsplit("-", 1)[-1])
+    run_hncse.main(argv(step + 2))
+    final = load_file(out / "model.safetensors")
+    kept = load_file(out / "checkpoint-2" / "model.safetensors")
+    assert all(torch.equal(final[k], kept[k]) for k in kept)

@@ -1,0 +1,65 @@
+"""Every bad input of docs/robustness.md, on the command line with a tiny model: one line, the right exit status,
+and the earlier work in the output directory untouched. The cases are bench/robustness.py's, which writes the doc."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bench.robustness import CASES, ERROR_PREFIX, Workspace, run_case
+
+
+@pytest.fixture(scope="module")
+def outcomes(tiny_model_dir, corpus_file, senteval_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("robustness")
+    base = [
+        "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
+        "--senteval_dir", str(senteval_dir), "--per_device_train_batch_size", "8", "--max_seq_length", "16",
+        "--max_steps", "2", "--save_steps", "1", "--logging_steps", "1", "--eval_strategy", "no",
+        "--load_best_model_at_end", "false", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    workspace = Workspace(root=root, base_argv=base, corpus=corpus_file)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each case is its own process
+        futures = {
+            case.name: pool.submit(run_case, case, workspace, root / f"case{i}") for i, case in enumerate(CASES)
+        }
+    return {name: (future.result(), root / f"case{CASES.index(next(c for c in CASES if c.name == name))}")
+            for name, future in futures.items()}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input_gets_one_line_and_keeps_earlier_work(outcomes, case):
+    outcome, output_dir = outcomes[case.name]
+    assert outcome.exit_code == case.exit_code, outcome.message
+    assert not outcome.traceback
+    assert case.expect in outcome.message, outcome.message
+    if case.exit_code != 0:
+        assert outcome.message.startswith(ERROR_PREFIX) and "\n" not in outcome.message
+        assert outcome.kept_earlier_work
+        if case.prepare is None and "NaN" not in case.name:
+            assert not output_dir.exists()  # refused before anything was written
+
+
+def test_divergence_leaves_only_finite_checkpoints(outcomes):
+    """With lr 1e38 the first update overflows the weights while its loss was finite: that checkpoint is not
+    written (the check at saving), and the run stops at once."""
+    outcome, output_dir = outcomes["loss or weights become NaN/inf (learning rate 1e38)"]
+    assert "step 1" in outcome.message and "Last checkpoint: none" in outcome.message
+    for checkpoint in output_dir.glob("checkpoint-*"):
+        weights = load_file(checkpoint / "model.safetensors")
+        assert all(torch.isfinite(t).all() for t in weights.values()), checkpoint
+
+
+def test_long_lines_are_counted_right_and_reported_once(outcomes, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    outcome, output_dir = outcomes["a line longer than --max_seq_length"]
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    lines = (output_dir.parent / "long_line.txt").read_text(encoding="utf-8").splitlines()
+    lengths = [len(tokenizer(line)["input_ids"]) for line in lines]  # one at a time, untruncated
+    longer = sum(n > 16 for n in lengths)
+    assert outcome.message.startswith(f"{longer} of {len(lines)} training sentences")
+    assert f"the longest has {max(lengths)} tokens (sentence {lengths.index(max(lengths)) + 1}:" in outcome.message
+    assert outcome.stderr.count("were truncated") == 1
+    assert (output_dir / "model.safetensors").is_file()  # the run went on
