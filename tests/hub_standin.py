@@ -46,8 +46,9 @@ class HubStandIn:
     {"private": bool, "files": {path_in_repo: bytes}, "commits": [commit message, ...], "trees": [the paths in
     the repo after each commit, ...]}."""
 
-    def __init__(self, user: str = USER):
+    def __init__(self, user: str = USER, refuse_commit: str | None = None):
         self.user, self.endpoint = user, ""
+        self.refuse_commit = refuse_commit  # a commit message answered 403, to test a push failing late
         self.repos: dict[str, dict] = {}
         self.lock = threading.Lock()  # uploads run as futures, and the server answers each request in a thread
         self._lfs: dict[tuple[str, str], bytes] = {}  # (repo, sha256) -> bytes PUT by clients, committed or not
@@ -149,6 +150,8 @@ class HubStandIn:
         lines = [json.loads(line) for line in req.body.splitlines() if line.strip()]
         if not lines or lines[0]["key"] != "header" or not lines[0]["value"].get("summary"):
             raise StandInError(400, "a commit starts with a header line carrying a summary")
+        if lines[0]["value"]["summary"] == self.refuse_commit:
+            raise StandInError(403, "You don't have the rights to create a commit in this repo")
         header = lines[0]["value"]
         if header.get("parentCommit") not in (None, self._heads[repo]):
             raise StandInError(412, "A commit has happened since the parent commit. Please refresh and try again.")

@@ -79,3 +79,24 @@ def test_push_sends_the_loadable_folder_with_weights_card_and_results_once(
     torch.testing.assert_close(
         theirs, SentenceEncoder.from_pretrained(str(out)).encode(sentences), atol=1e-5, rtol=1e-4
     )
+
+
+def test_a_failed_final_push_says_so_in_one_line_and_keeps_the_saved_folder(
+    tiny_model_dir, corpus_file, senteval_dir, tmp_path
+):
+    out = tmp_path / "run"
+    argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + [
+        "--push_to_hub", "true", "--hub_model_id", "standin-user/refused", "--hub_strategy", "end",
+    ]  # fmt: skip
+    with HubStandIn(refuse_commit="End of training") as hub:
+        proc = subprocess.run(
+            [sys.executable, "run_hncse.py", *argv],
+            cwd=REPO, env={**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert hub.repos["standin-user/refused"]["commits"] == []
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"run_hncse.py: error: the model is saved in {out}, but pushing it to")
+    assert f"hf upload standin-user/refused {out} --exclude 'checkpoint-*'" in message
+    for name in ("model.safetensors", "modules.json", "README.md", "trainer_state.json"):
+        assert (out / name).is_file(), name
