@@ -21,7 +21,7 @@ import transformers
 from transformers import DataCollatorWithPadding, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from hncse.checkpoints import check_resumable, check_same_run, last_complete_checkpoint, remove_checkpoints, run_config
+from hncse.checkpoints import checkpoint_to_resume, run_config
 from hncse.config import ConfigError, parse_args
 from hncse.data import DataError, load_sentences, tokenize_sentences, truncation_summary
 from hncse.eval_suite import EvalConfigError, format_tables, load_suite, resolve_tasks
@@ -84,20 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
     settings = run_config(model_args, data_args, training_args)
-    if training_args.resume_from_checkpoint is not None:
-        check_resumable(training_args.resume_from_checkpoint)
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir) and training_args.resume_from_checkpoint is None:
-        last_checkpoint = last_complete_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None and training_args.overwrite_output_dir:
-            with training_args.main_process_first(desc="removing old checkpoints"):
-                if training_args.should_save:
-                    remove_checkpoints(training_args.output_dir)
-            logger.info("--overwrite_output_dir: removed the checkpoints in %s", training_args.output_dir)
-            last_checkpoint = None
-        elif last_checkpoint is not None:
-            check_same_run(last_checkpoint, settings)
-            logger.info("Resuming from %s (pass another --output_dir to start afresh)", last_checkpoint)
+    resume_from = checkpoint_to_resume(training_args, settings)
     set_seed(training_args.seed)
 
     if is_deepspeed_zero3_enabled() and torch.distributed.is_initialized():
@@ -145,10 +132,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     rows = []
-    if eval_suite and last_checkpoint is None and training_args.resume_from_checkpoint is None:
+    if eval_suite and resume_from is None:
         rows.append(("before training", trainer.evaluate(metric_key_prefix="eval")))
 
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     # The final folder holds the best checkpoint's weights when load_best_model_at_end, else the last step's.
     # With --push_to_hub it is saved and pushed once, at the end, so that its card has every result.
     if not training_args.push_to_hub:

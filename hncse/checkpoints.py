@@ -99,3 +99,25 @@ RESUME_STATE = (
 def copy_model_folder(checkpoint: str, output_dir: str) -> None:
     """Make output_dir the model of `checkpoint` (what the Hub receives during training), resume state left out."""
     shutil.copytree(checkpoint, output_dir, ignore=shutil.ignore_patterns(*RESUME_STATE), dirs_exist_ok=True)
+
+
+def checkpoint_to_resume(training_args, settings: dict) -> str | None:
+    """The checkpoint this run continues from: --resume_from_checkpoint (checked to be whole), else the newest
+    complete checkpoint in output_dir if it has this run's settings (another run's is refused), else None.
+    --overwrite_output_dir deletes the old checkpoints instead."""
+    if training_args.resume_from_checkpoint is not None:
+        check_resumable(training_args.resume_from_checkpoint)
+        return training_args.resume_from_checkpoint
+    output_dir = training_args.output_dir
+    newest = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    if newest is None:
+        return None
+    if training_args.overwrite_output_dir:
+        with training_args.main_process_first(desc="removing old checkpoints"):
+            if training_args.should_save:
+                remove_checkpoints(output_dir)
+        logger.info("--overwrite_output_dir: removed the checkpoints in %s", output_dir)
+        return None
+    check_same_run(newest, settings)
+    logger.info("Resuming from %s (pass another --output_dir to start afresh)", newest)
+    return newest

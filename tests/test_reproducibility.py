@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import hncse.trainer
 import run_hncse
-from hncse.checkpoints import missing_checkpoint_files
+from hncse.checkpoints import last_complete_checkpoint, missing_checkpoint_files
 
 REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
 
@@ -133,7 +133,7 @@ def test_sigkill_mid_training_loses_only_the_steps_since_the_last_checkpoint(tin
     (out / "checkpoint-100000").mkdir()
     (out / "checkpoint-100000" / "model.safetensors").write_bytes(b"")
 
-    newest = run_hncse.last_complete_checkpoint(str(out))
+    newest = last_complete_checkpoint(str(out))
     step = int(newest.rsplit("-", 1)[-1])
     assert step >= 6
     run_hncse.main(argv(step + 2))
@@ -175,7 +175,7 @@ def test_sigkill_with_evaluation_never_loses_the_best_checkpoint(
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    newest = run_hncse.last_complete_checkpoint(str(out))
+    newest = last_complete_checkpoint(str(out))
     assert newest is not None and int(newest.rsplit("-", 1)[-1]) >= 10, "the run did not reach step 10"
     # save_total_limit 1 rotated every other checkpoint away, but not the best one, which is whole.
     best = json.loads((out / os.path.basename(newest) / "trainer_state.json").read_text())["best_model_checkpoint"]
