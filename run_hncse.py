@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.push_to_hub:
         try:
             trainer.push_to_hub(commit_message="End of training")  # saves output_dir first, then uploads it
+        except TrainingDivergedError:  # the save refused non-finite weights: nothing was pushed or saved
+            raise
         except Exception as error:  # the network or the Hub; the folder is saved by then
             raise explain_push_failure(trainer.hub_model_id, training_args.output_dir, error) from error
     return {"rows": rows, "output_dir": training_args.output_dir}
