@@ -7,12 +7,21 @@ import subprocess
 import sys
 
 import pytest
+from hub_standin import HubStandIn, hub_env
 from safetensors.torch import load_file
 
 import run_hncse
 
 REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
 PORTS = {"zero2": "29521", "zero3": "29523"}
+
+
+def assert_pushed_once(hub: HubStandIn, repo_id: str, out) -> None:
+    """Only the main process pushed, once at the end, the folder it saved (weights included)."""
+    repo = hub.repos[repo_id]
+    assert repo["commits"].count("End of training") == 1 and repo["commits"][-1] == "End of training"
+    assert repo["files"]["model.safetensors"] == (out / "model.safetensors").read_bytes()
+    assert "modules.json" in repo["files"] and not any(p.startswith("checkpoint-") for p in repo["files"])
 
 
 def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
@@ -27,10 +36,14 @@ def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, sen
         "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
         "--objective", "hybrid", "--hnm_k", "4", "--hnm_s", "4",  # PM and HNM mined over the global batch of 16
     ]  # fmt: skip
-    proc = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    cmd += ["--push_to_hub", "true", "--hub_model_id", "standin-user/ddp"]
+    with HubStandIn() as hub:
+        proc = subprocess.run(
+            cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+            env={**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert_pushed_once(hub, "standin-user/ddp", out)
     state = json.loads((out / "trainer_state.json").read_text())
     # 200 sentences, 2 processes x 8 per step, last batch dropped: 12 steps per epoch (one process alone: 25).
     assert state["global_step"] == 4 and abs(state["epoch"] - 4 / 12) < 1e-6
@@ -54,10 +67,14 @@ def test_deepspeed_two_processes_write_a_folder_that_loads(tiny_model_dir, corpu
         "--disable_tqdm", "true", "--dataloader_pin_memory", "false", "--deepspeed", f"ds_configs/{stage}.json",
         "--objective", "hybrid", "--hnm_k", "4", "--hnm_s", "4",
     ]  # fmt: skip
-    proc = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    cmd += ["--push_to_hub", "true", "--hub_model_id", f"standin-user/{stage}"]
+    with HubStandIn() as hub:
+        proc = subprocess.run(
+            cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+            env={**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert_pushed_once(hub, f"standin-user/{stage}", out)
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
     assert state["global_step"] == 4 and len(losses) == 4 and all(math.isfinite(x) and x > 0 for x in losses)
