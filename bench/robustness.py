@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -221,8 +222,6 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.workdir).resolve()
     if root.exists():
-        import shutil
-
         shutil.rmtree(root)
     root.mkdir(parents=True)
     workspace = quickstart_workspace(root)

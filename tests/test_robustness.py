@@ -20,12 +20,10 @@ def outcomes(tiny_model_dir, corpus_file, senteval_dir, tmp_path_factory):
         "--load_best_model_at_end", "false", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
     ]  # fmt: skip
     workspace = Workspace(root=root, base_argv=base, corpus=corpus_file)
+    folders = {case.name: root / f"case{number}" for number, case in enumerate(CASES)}
     with ThreadPoolExecutor(max_workers=2) as pool:  # each case is its own process
-        futures = {
-            case.name: pool.submit(run_case, case, workspace, root / f"case{i}") for i, case in enumerate(CASES)
-        }
-    return {name: (future.result(), root / f"case{CASES.index(next(c for c in CASES if c.name == name))}")
-            for name, future in futures.items()}  # fmt: skip
+        futures = {case.name: pool.submit(run_case, case, workspace, folders[case.name]) for case in CASES}
+    return {name: (future.result(), folders[name]) for name, future in futures.items()}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
