@@ -108,6 +108,22 @@ def test_output_dir_of_another_configuration_is_refused_untouched(tiny_model_dir
     assert saved["objective"] == "hnm"
 
 
+def kill_once_saved(python_args: list[str], checkpoint) -> None:
+    """Start a training process and SIGKILL it as soon as `checkpoint` is written whole (or after 240 s)."""
+    proc = subprocess.Popen(
+        [sys.executable, *python_args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.time() + 240
+    while not (checkpoint / "trainer_state.json").is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_sigkill_mid_training_loses_only_the_steps_since_the_last_checkpoint(tiny_model_dir, corpus_file, tmp_path):
     out = tmp_path / "killed"
 
@@ -119,15 +135,7 @@ def test_sigkill_mid_training_loses_only_the_steps_since_the_last_checkpoint(tin
             "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
         ]  # fmt: skip
 
-    proc = subprocess.Popen(
-        [sys.executable, "run_hncse.py", *argv(400)], cwd=REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    deadline = time.time() + 240
-    while not (out / "checkpoint-6" / "trainer_state.json").is_file() and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_once_saved(["run_hncse.py", *argv(400)], out / "checkpoint-6")
     assert (out / "checkpoint-6" / "trainer_state.json").is_file(), "the run did not reach step 6"
     # A folder cut short while being written (the kill may land mid-save) is skipped, not resumed from.
     (out / "checkpoint-100000").mkdir()
@@ -166,15 +174,7 @@ def test_sigkill_with_evaluation_never_loses_the_best_checkpoint(
             "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
         ]  # fmt: skip
 
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPTED_RUN, *argv(400)], cwd=REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    deadline = time.time() + 240
-    while not (out / "checkpoint-10" / "trainer_state.json").is_file() and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_once_saved(["-c", SCRIPTED_RUN, *argv(400)], out / "checkpoint-10")
     newest = last_complete_checkpoint(str(out))
     assert newest is not None and int(newest.rsplit("-", 1)[-1]) >= 10, "the run did not reach step 10"
     # save_total_limit 1 rotated every other checkpoint away, but not the best one, which is whole.
