@@ -70,7 +70,17 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 
 def missing_checkpoint_files(folder: str) -> list[str]:
-    return [name for name in CHECKPOINT_FILES if not glob.glob(os.path.join(folder, name))]
+    """What a checkpoint folder lacks to be resumed from; a trainer_state.json that a kill cut short (it exists but
+    is not whole JSON) counts as missing."""
+    missing = [name for name in CHECKPOINT_FILES if not glob.glob(os.path.join(folder, name))]
+    state = os.path.join(folder, "trainer_state.json")
+    if "trainer_state.json" not in missing:
+        try:
+            with open(state, encoding="utf-8") as f:
+                json.load(f)
+        except (ValueError, UnicodeDecodeError):
+            missing.append("trainer_state.json (cut short)")
+    return missing
 
 
 def check_resumable(path: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,7 +110,8 @@ def test_output_dir_of_another_configuration_is_refused_untouched(tiny_model_dir
 
 
 def kill_once_saved(python_args: list[str], checkpoint) -> None:
-    """Start a training process and SIGKILL it as soon as `checkpoint` is written whole (or after 240 s)."""
+    """Start a training process and SIGKILL it as soon as `checkpoint` is written whole (or after 240 s); the
+    kill may land in the middle of writing a later one."""
     proc = subprocess.Popen(
         [sys.executable, *python_args],
         cwd=REPO,
@@ -118,7 +120,7 @@ def kill_once_saved(python_args: list[str], checkpoint) -> None:
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     deadline = time.time() + 240
-    while not (checkpoint / "trainer_state.json").is_file() and time.time() < deadline:
+    while missing_checkpoint_files(checkpoint) and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -140,6 +142,9 @@ def test_sigkill_mid_training_loses_only_the_steps_since_the_last_checkpoint(tin
     # A folder cut short while being written (the kill may land mid-save) is skipped, not resumed from.
     (out / "checkpoint-100000").mkdir()
     (out / "checkpoint-100000" / "model.safetensors").write_bytes(b"")
+    # ... and one killed while writing its last file: every file there, trainer_state.json empty.
+    shutil.copytree(out / "checkpoint-6", out / "checkpoint-100001")
+    (out / "checkpoint-100001" / "trainer_state.json").write_text("")
 
     newest = last_complete_checkpoint(str(out))
     step = int(newest.rsplit("-", 1)[-1])
