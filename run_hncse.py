@@ -10,9 +10,7 @@ The output directory loads with `SentenceTransformer(path)` and `AutoModel.from_
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 
 import datasets
@@ -21,17 +19,17 @@ import transformers
 from transformers import DataCollatorWithPadding, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from hncse.checkpoints import checkpoint_to_resume, run_config
-from hncse.config import ConfigError, parse_args
-from hncse.data import DataError, load_sentences, tokenize_sentences, truncation_summary
-from hncse.eval_suite import EvalConfigError, format_tables, load_suite, resolve_tasks
-from hncse.hub import HubError, ModelNotFoundError, explain_push_failure
+from hncse.data import load_sentences, tokenize_sentences, truncation_summary
+from hncse.errors import ConfigError, TrainingDivergedError, run_cli
+from hncse.evaluation import format_tables, load_suite
 from hncse.modeling import SentenceEncoder
-from hncse.senteval_data import EvalDataError
-from hncse.trainer import HNCSETrainer, TrainingDivergedError
+from hncse.parser import parse_args
+from hncse.training import HNCSETrainer, RunFacts
+from hncse.training.checkpoints import checkpoint_to_resume, save_senteval_results
+from hncse.training.hub import explain_push_failure
+from hncse.training.run_facts import run_settings
 
 logger = logging.getLogger("run_hncse")
-SENTEVAL_RESULTS_NAME = "senteval_results.json"
 
 
 def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
@@ -66,12 +64,10 @@ def main(argv: list[str] | None = None) -> dict:
         sentences = sentences.select(range(min(data_args.max_train_samples, len(sentences))))
     eval_suite = None
     if training_args.eval_strategy != "no":
-        dev_tasks = resolve_tasks(None, data_args.eval_tasks, "dev", flag="--eval_tasks")
-        eval_suite = load_suite(dev_tasks, "dev", data_args.senteval_dir)
+        eval_suite = load_suite(data_args.dev_tasks, "dev", data_args.senteval_dir)
     predict_suite = None
     if training_args.do_predict:
-        test_tasks = resolve_tasks(data_args.predict_task_set, None, "test")
-        predict_suite = load_suite(test_tasks, "test", data_args.senteval_dir, alignment=True)
+        predict_suite = load_suite(data_args.test_tasks, "test", data_args.senteval_dir, alignment=True)
 
     logger.info(
         "process %d/%d, device %s, bf16 %s, fp16 %s",
@@ -83,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
-    settings = run_config(model_args, data_args, training_args)
+    settings = run_settings(model_args, data_args, training_args)
     resume_from = checkpoint_to_resume(training_args, settings)
     set_seed(training_args.seed)
 
@@ -123,12 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=DataCollatorWithPadding(
             tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
         ),
-        card_data={
-            "base_model": model_args.model_name_or_path,
-            "train_data": data_args.train_file or data_args.dataset_name,
-            "train_sentences": len(train_dataset),
-            "run_config": settings,
-        },
+        run_facts=RunFacts.from_arguments(model_args, data_args, training_args, train_sentences=len(train_dataset)),
     )
 
     rows = []
@@ -164,10 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
         metrics, results = trainer.evaluate_suite(predict_suite, metric_key_prefix="predict")
         trainer.save_metrics("predict", metrics)
         if trainer.is_world_process_zero():
-            with open(os.path.join(training_args.output_dir, SENTEVAL_RESULTS_NAME), "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=2)
-                f.write("\n")
-            trainer.card_data["senteval_results"] = results
+            save_senteval_results(training_args.output_dir, results)
+            trainer.run_facts.senteval_results = results
             if not training_args.push_to_hub:
                 trainer.create_model_card()
             print("\nSentEval test sets\n" + format_tables(results) + "\n")
@@ -182,20 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def cli() -> None:
-    try:
-        main()
-    except (
-        ConfigError,
-        DataError,
-        ModelNotFoundError,
-        EvalConfigError,
-        EvalDataError,
-        FileNotFoundError,
-        TrainingDivergedError,
-        HubError,
-    ) as error:
-        print(f"run_hncse.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, "run_hncse.py")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Ablation of the objectives on the bundled all-MiniLM-L6-v2 `[CLS]` vector (METHOD.md §2-§4), 3 seeds each.
+"""Ablation of the objectives on the bundled all-MiniLM-L6-v2 `[CLS]` vector (docs/method.md §2-§4), 3 seeds each.
 
     python -m bench.ablation [--seeds 42 43 44] [--max_train_samples 6400]
 
@@ -21,13 +21,13 @@ import time
 from transformers import DataCollatorWithPadding, set_seed
 
 from bench.report import markdown_table, replace_section
-from hncse.config import parse_args
 from hncse.data import load_sentences, tokenize_sentences
+from hncse.evaluation.senteval_data import load_sts_task
+from hncse.evaluation.sts import evaluate_sts
 from hncse.losses import OBJECTIVES
 from hncse.modeling import SentenceEncoder
-from hncse.senteval_data import load_sts_task
-from hncse.sts import evaluate_sts
-from hncse.trainer import HNCSETrainer
+from hncse.parser import parse_args
+from hncse.training.trainer import HNCSETrainer
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CORPUS = "../shared/data/unsup/wiki1m_random10k.txt"

@@ -38,10 +38,10 @@ def resident_mib() -> float:
 
 
 def child(name: str) -> dict:
-    from hncse.cached_contrastive import cached_contrastive_loss
     from hncse.distributed import LocalBatch
     from hncse.losses import HardNegativeMixingLoss, HybridLoss, PositiveMixingLoss
     from hncse.modeling import SentenceEncoder
+    from hncse.training.cached_contrastive import cached_contrastive_loss
 
     batch, mini = CONFIGS[name]
     torch.manual_seed(0)

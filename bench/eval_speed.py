@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from bench.report import markdown_table, replace_section
-from hncse.hub import resolve_model_path
+from hncse.evaluation.senteval_data import STS_TASKS, TABLE_NAMES, load_sts_task
+from hncse.evaluation.sts import evaluate_sts
 from hncse.modeling import SentenceEncoder
-from hncse.senteval_data import STS_TASKS, TABLE_NAMES, load_sts_task
-from hncse.sts import evaluate_sts
+from hncse.modeling.resolve import resolve_model_path
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SENTEVAL = "../shared/data/senteval"

@@ -27,11 +27,11 @@ import time
 import torch
 
 from bench.report import markdown_table, replace_section
-from hncse.config import parse_args
 from hncse.data import load_sentences, tokenize_sentences
 from hncse.losses import OBJECTIVES
 from hncse.modeling import SentenceEncoder
-from hncse.trainer import HNCSETrainer, build_loss
+from hncse.parser import parse_args
+from hncse.training.trainer import HNCSETrainer, build_loss
 from tests import naive_losses
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -131,7 +131,7 @@ def st_comparison(steps: int, batch_size: int, length: int, rounds: int = 2) -> 
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import DataCollatorWithPadding
 
-    from hncse.hub import resolve_model_path
+    from hncse.modeling.resolve import resolve_model_path
 
     path = resolve_model_path(MODEL)
     texts = load_sentences(train_file=CORPUS)["text"][: steps * batch_size]

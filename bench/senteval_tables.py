@@ -19,7 +19,7 @@ import torch
 
 from bench.report import markdown_table, replace_section
 from hncse import evaluate as evaluate_cli
-from hncse.eval_suite import TRANSFER_TABLE_NAMES, format_tables
+from hncse.evaluation.suite import TRANSFER_TABLE_NAMES, format_tables
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SENTEVAL = "../shared/data/senteval"

@@ -1,9 +1,15 @@
-"""HNCSE: unsupervised sentence embeddings by contrastive learning with hard negatives, as a Trainer recipe."""
+"""HNCSE: unsupervised sentence embeddings by contrastive learning with hard negatives, as a Trainer recipe.
+
+Layers, each importing only from those before it: foundations (`errors`, `citations`, `distributed`, `local_data`)
+← `losses` ← `modeling` ← `evaluation`, `data` ← `config` ← `parser` ← `training` ← `run_hncse.py`. CONTRIBUTING.md
+has the rules; docs/method.md the method.
+"""
 
 from hncse.config import DataArguments, HNCSEConfig, ModelArguments
-from hncse.losses import SimCSELoss, info_nce_loss
+from hncse.errors import HNCSEError
+from hncse.losses import Objective, SimCSELoss, info_nce_loss, register
 from hncse.modeling import POOLER_TYPES, SentenceEncoder, similarity
-from hncse.trainer import HNCSETrainer
+from hncse.training import HNCSETrainer, RunFacts
 
 __version__ = "0.1.0"
 
@@ -11,10 +17,14 @@ __all__ = [
     "POOLER_TYPES",
     "DataArguments",
     "HNCSEConfig",
+    "HNCSEError",
     "HNCSETrainer",
     "ModelArguments",
+    "Objective",
+    "RunFacts",
     "SentenceEncoder",
     "SimCSELoss",
     "info_nce_loss",
+    "register",
     "similarity",
 ]

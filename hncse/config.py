@@ -1,28 +1,22 @@
-"""Configuration: model and data argument groups plus `HNCSEConfig`, a `TrainingArguments` with the paper's defaults.
+"""The training configuration: model and data argument groups, and `HNCSEConfig`, a `TrainingArguments` with the
+paper's defaults and one field per hyper-parameter of every registered objective (`hncse.losses.registry`).
 
-`parse_args` accepts a YAML/JSON file as the first argument, with command-line overrides after it:
-`run_hncse.py configs/quickstart.yaml --learning_rate 1e-5`.
+Dataclasses only; `hncse.parser` reads them from YAML/JSON files and flags.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-import os
 from dataclasses import dataclass, field
 
 import torch
-import yaml
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import TrainingArguments
 
-from hncse.eval_suite import EvalConfigError, produced_metrics, resolve_tasks
-from hncse.losses import OBJECTIVES
-from hncse.pooling import POOLER_TYPES
-
-
-class ConfigError(ValueError):
-    """An invalid argument or config file; the message names the argument (and file)."""
+from hncse.errors import ConfigError, EvalConfigError
+from hncse.evaluation import resolve_tasks
+from hncse.local_data import resolve_data_dir
+from hncse.losses import OBJECTIVES, get_objective, hyperparameter_fields
+from hncse.modeling import POOLER_TYPES
 
 
 @dataclass
@@ -95,6 +89,10 @@ class DataArguments:
         },
     )
 
+    # Resolved once, from the fields above, when the arguments are parsed.
+    dev_tasks: list[str] = field(init=False, default_factory=list)  # SentEval names of --eval_tasks
+    test_tasks: list[str] = field(init=False, default_factory=list)  # SentEval names of --predict_task_set
+
     def __post_init__(self):
         if self.train_file is None and self.dataset_name is None:
             raise ConfigError("--train_file or --dataset_name is required")
@@ -104,56 +102,23 @@ class DataArguments:
             raise ConfigError(f"--max_seq_length must be at least 2, got {self.max_seq_length}")
         if self.max_train_samples is not None and self.max_train_samples < 2:
             raise ConfigError(f"--max_train_samples must be at least 2, got {self.max_train_samples}")
+        self.senteval_dir = resolve_data_dir(self.senteval_dir)
+        try:
+            if self.eval_tasks:
+                self.dev_tasks = resolve_tasks(None, self.eval_tasks, "dev", flag="--eval_tasks")
+            self.test_tasks = resolve_tasks(self.predict_task_set, None, "test", task_set_flag="--predict_task_set")
+        except EvalConfigError as error:
+            raise ConfigError(str(error)) from None
 
 
 @dataclass
-class HNCSEConfig(TrainingArguments):
-    """`TrainingArguments` for contrastive sentence-embedding training.
+class TrainingConfigBase(TrainingArguments):
+    """Everything of `HNCSEConfig` but the objectives' hyper-parameters, which `config_class` adds from the
+    objective registry."""
 
-    > Parameters that control the objective
-
-    objective: `simcse` (InfoNCE with in-batch negatives), `pm` (positive mixing), `hnm` (hard-negative
-        mixing), `hybrid` (PM then HNM, one loss) or `hybrid_sum` (L_PM + λ·L_HNM); METHOD.md §1-§4.
-    temperature: τ of the similarity logits.
-    pm_*: θ, case-A weights w1/w2, optional per-step search of w2/w1, detaching of the case-C coefficients.
-    hnm_*: k hardest negatives, s synthetic negatives per anchor, α, detaching, sampler seed.
-    hybrid_lambda: λ of `hybrid_sum`.
-    mini_batch_size: cached contrastive step (GradCache) — encode this many rows at a time, objective on the
-        whole batch; for batches larger than memory.
-    gather_negatives: with several processes, score each anchor against the global batch (all processes'
-        sentences, gathered with gradients) and mine PM/HNM negatives over it.
-
-    > Changed defaults (SimCSE / HNCSE BERT-base setup, METHOD.md §6)
-
-    learning_rate 3e-5, per_device_train_batch_size 64, num_train_epochs 1, evaluate and save every 125 steps,
-    keep the best checkpoint by STS-B dev Spearman (load_best_model_at_end, metric_for_best_model
-    stsb_spearman), drop the incomplete last batch, log every 10 steps, encode dev sets 128 sentences at a time,
-    DDP without the unused-parameter search, `use_cpu` set on machines without an accelerator.
-    """
-
-    objective: str = field(default="simcse", metadata={"help": f"Contrastive objective: {', '.join(OBJECTIVES)}."})
-    temperature: float = field(default=0.05, metadata={"help": "Temperature τ of the cosine-similarity logits."})
-    pm_theta: float = field(
-        default=0.1,
-        metadata={"help": "PM: a positive with (p − n)/p ≤ θ over its hardest negative is mixed (case A)."},
+    objective: str = field(
+        default="simcse", metadata={"help": "Contrastive objective (see docs/method.md): one of the registered ones."}
     )
-    pm_w1: float = field(default=1.0, metadata={"help": "PM: case-A weight of the positive."})
-    pm_w2: float = field(default=0.5, metadata={"help": "PM: case-A weight of the hardest negative."})
-    pm_ratio_grid_size: int = field(
-        default=0,
-        metadata={"help": "PM: if ≥ 2, pick w2/w1 each step among this many values in [0, 1] (batched, no grad)."},
-    )
-    pm_detach_coefficients: bool = field(
-        default=True, metadata={"help": "PM: no gradient through the case-C coefficients (false: as the public code)."}
-    )
-    hnm_k: int = field(default=10, metadata={"help": "HNM: hardest in-batch negatives to mix from (≤ batch − 1)."})
-    hnm_s: int = field(default=40, metadata={"help": "HNM: synthetic negatives per anchor."})
-    hnm_alpha: float = field(default=0.5, metadata={"help": "HNM: mixing weight α of the two negatives."})
-    hnm_detach_synthetic: bool = field(
-        default=False, metadata={"help": "HNM: no gradient through synthetic negatives."}
-    )
-    hnm_seed: int | None = field(default=None, metadata={"help": "HNM: seed of the pair sampler (default: --seed)."})
-    hybrid_lambda: float = field(default=1.0, metadata={"help": "hybrid_sum: weight λ of the HNM loss."})
     mini_batch_size: int | None = field(
         default=None,
         metadata={
@@ -202,31 +167,23 @@ class HNCSEConfig(TrainingArguments):
     )
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"--objective: unknown value {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        if not self.temperature > 0:
-            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
-        if self.objective in ("hnm", "hybrid", "hybrid_sum") and self.per_device_train_batch_size < 3:
+        objective = get_objective(self.objective)
+        if self.per_device_train_batch_size < objective.min_batch_size and objective.min_batch_size > 2:
             raise ConfigError(
-                f"--objective {self.objective} needs --per_device_train_batch_size ≥ 3 (pairs of negatives)"
+                f"--objective {self.objective} needs --per_device_train_batch_size ≥ {objective.min_batch_size} "
+                "(pairs of negatives)"
             )
-        checks = [
-            (self.pm_theta >= 0, f"--pm_theta must be ≥ 0, got {self.pm_theta}"),
-            (self.pm_w1 > 0, f"--pm_w1 must be > 0, got {self.pm_w1}"),
-            (self.pm_w2 >= 0, f"--pm_w2 must be ≥ 0, got {self.pm_w2}"),
-            (self.pm_ratio_grid_size != 1 and self.pm_ratio_grid_size >= 0, "--pm_ratio_grid_size must be 0 or ≥ 2"),
-            (self.hnm_k >= 2, f"--hnm_k must be ≥ 2, got {self.hnm_k}"),
-            (self.hnm_s >= 1, f"--hnm_s must be ≥ 1, got {self.hnm_s}"),
-            (0.0 <= self.hnm_alpha <= 1.0, f"--hnm_alpha must be in [0, 1], got {self.hnm_alpha}"),
-            (self.hybrid_lambda >= 0, f"--hybrid_lambda must be ≥ 0, got {self.hybrid_lambda}"),
-            (
-                self.mini_batch_size is None or self.mini_batch_size >= 1,
-                f"--mini_batch_size must be ≥ 1, got {self.mini_batch_size}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        for registered in OBJECTIVES.values():  # each flag exists whatever the objective: check every value
+            names = [f.name for f in dataclasses.fields(registered.params)]
+            if all(hasattr(self, name) for name in names):
+                registered.params_from(self)
+            elif registered is objective:
+                raise ConfigError(
+                    f"--objective {self.objective}: registered after this config class was made; build the config "
+                    "from hncse.config.config_class() (hncse.parser.parse_args does)"
+                )
+        if self.mini_batch_size is not None and self.mini_batch_size < 1:
+            raise ConfigError(f"--mini_batch_size must be ≥ 1, got {self.mini_batch_size}")
         if self.per_device_train_batch_size < 2:
             raise ConfigError(
                 "--per_device_train_batch_size must be at least 2 (in-batch negatives), "
@@ -242,91 +199,58 @@ class HNCSEConfig(TrainingArguments):
             raise ConfigError(str(error).strip().splitlines()[0]) from error
 
 
-ARGUMENT_GROUPS = (ModelArguments, DataArguments, HNCSEConfig)
+CONFIG_DOC = """`TrainingArguments` for contrastive sentence-embedding training.
+
+> Parameters that control the objective
+
+objective: `simcse` (InfoNCE with in-batch negatives), `pm` (positive mixing), `hnm` (hard-negative
+    mixing), `hybrid` (PM then HNM, one loss) or `hybrid_sum` (L_PM + λ·L_HNM), or any registered objective;
+    docs/method.md §1-§4.
+<objective hyper-parameters>: one field per parameter of every registered objective (`temperature`, `pm_*`,
+    `hnm_*`, `hybrid_lambda`, …), declared by the objective's params dataclass.
+mini_batch_size: cached contrastive step (GradCache) — encode this many rows at a time, objective on the
+    whole batch; for batches larger than memory.
+gather_negatives: with several processes, score each anchor against the global batch (all processes'
+    sentences, gathered with gradients) and mine PM/HNM negatives over it.
+
+> Changed defaults (SimCSE / HNCSE BERT-base setup, docs/method.md §6)
+
+learning_rate 3e-5, per_device_train_batch_size 64, num_train_epochs 1, evaluate and save every 125 steps,
+keep the best checkpoint by STS-B dev Spearman (load_best_model_at_end, metric_for_best_model
+stsb_spearman), drop the incomplete last batch, log every 10 steps, encode dev sets 128 sentences at a time,
+DDP without the unused-parameter search, `use_cpu` set on machines without an accelerator.
+"""
+_config_classes: dict[tuple, type] = {}
 
 
-def make_parser() -> HfArgumentParser:
-    return HfArgumentParser(ARGUMENT_GROUPS)
+def config_class() -> type[TrainingConfigBase]:
+    """The training-config class for the objectives registered now: `TrainingConfigBase` plus one field per
+    hyper-parameter (its flag, type, default and help come from the objective's params dataclass).
+
+    `HNCSEConfig` is this class for the built-in objectives; an objective registered later (a plug-in) gets a
+    subclass of it with the new fields, bound in this module under its own name so that it pickles.
+    """
+    parameters = hyperparameter_fields()
+    key = (tuple(OBJECTIVES), tuple((p.name, p.type, p.default, p.help, p.choices) for p in parameters))
+    if key in _config_classes:
+        return _config_classes[key]
+    base = globals().get("HNCSEConfig", TrainingConfigBase)
+    known = {f.name for f in dataclasses.fields(base)}
+    objective_help = f"Contrastive objective: {', '.join(OBJECTIVES)} (docs/method.md)."
+    new = [("objective", str, field(default="simcse", metadata={"help": objective_help}))]
+    for p in parameters:
+        if p.name not in known:
+            metadata = {"help": p.help} | ({"choices": p.choices} if p.choices else {})
+            new.append((p.name, p.type, field(default=p.default, metadata=metadata)))
+    if base is TrainingConfigBase:
+        name = "HNCSEConfig"
+    else:
+        name = "HNCSEConfig_" + "_".join(OBJECTIVES)
+    cls = dataclasses.make_dataclass(name, new, bases=(base,), namespace={"__doc__": CONFIG_DOC})
+    cls.__module__ = __name__
+    globals()[name] = cls
+    _config_classes[key] = cls
+    return cls
 
 
-def config_file_to_argv(path: str) -> list[str]:
-    """Turn a YAML/JSON mapping into command-line tokens, so that values are typed and checked like flags."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such config file")
-    with open(path, encoding="utf-8") as f:
-        try:
-            config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
-        except (json.JSONDecodeError, yaml.YAMLError) as error:
-            raise ConfigError(
-                f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {str(error).splitlines()[0]}"
-            ) from None
-    if config is None:
-        return []
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: expected a mapping of argument names to values")
-    known = {f.name for group in ARGUMENT_GROUPS for f in dataclasses.fields(group) if f.init}
-    argv: list[str] = []
-    for key, value in config.items():
-        if key not in known:
-            raise ConfigError(f"{path}: unknown argument {key!r}")
-        if value is None:
-            continue
-        argv.append(f"--{key}")
-        if isinstance(value, list):
-            argv.extend(str(v) for v in value)
-        elif isinstance(value, dict):
-            argv.append(json.dumps(value))
-        elif isinstance(value, bool):
-            argv.append("true" if value else "false")
-        else:
-            argv.append(str(value))
-    return argv
-
-
-def check_known_flags(argv: list[str]) -> None:
-    """An unknown flag, named with the nearest known ones (HfArgumentParser would list the leftovers only)."""
-    fields = [f for group in ARGUMENT_GROUPS for f in dataclasses.fields(group)]
-    known = {f"--{f.name}" for f in fields} | {f"--no_{f.name}" for f in fields if f.default is True} | {"--help"}
-    for arg in argv:
-        flag = arg.split("=", 1)[0].replace("-", "_").replace("__", "--", 1)
-        if flag.startswith("--") and flag not in known and not any(k.startswith(flag) for k in known):
-            close = difflib.get_close_matches(flag, sorted(known), n=2, cutoff=0.8)
-            hint = f"; did you mean {' or '.join(close)}?" if close else "; see python run_hncse.py --help"
-            raise ConfigError(f"unknown argument {flag}{hint}")
-
-
-def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, HNCSEConfig]:
-    """Parse `[config.yaml|config.json] [--flag value ...]`; flags after the file override it."""
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        argv = config_file_to_argv(argv[0]) + argv[1:]
-    parser = make_parser()
-    check_known_flags(argv)
-    try:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    except ConfigError:
-        raise
-    except ValueError as error:
-        raise ConfigError(str(error).strip().splitlines()[0]) from error
-    check_best_metric(data_args, training_args)
-    return model_args, data_args, training_args
-
-
-def check_best_metric(data_args: DataArguments, training_args: HNCSEConfig) -> None:
-    """The evaluation tasks must exist, and the metric that picks the best checkpoint must be one they produce."""
-    if not data_args.eval_tasks and training_args.eval_strategy != "no":
-        raise ConfigError("--eval_tasks is empty; name at least one dev task or set --eval_strategy no")
-    try:
-        tasks = resolve_tasks(None, data_args.eval_tasks, "dev", flag="--eval_tasks") if data_args.eval_tasks else []
-        resolve_tasks(data_args.predict_task_set, None, "test")
-    except EvalConfigError as error:
-        raise ConfigError(str(error).replace("--task_set", "--predict_task_set")) from None
-    if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
-        return
-    produced = produced_metrics(tasks)
-    metric = training_args.metric_for_best_model.removeprefix("eval_")
-    if metric not in produced:
-        raise ConfigError(
-            f"--metric_for_best_model {training_args.metric_for_best_model!r} is not produced by "
-            f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}; choose one of {', '.join(sorted(produced))} "
-            "or set --load_best_model_at_end false"
-        )
+HNCSEConfig = config_class()

@@ -7,13 +7,11 @@ import os
 
 from datasets import Dataset, load_dataset
 
+from hncse.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
-
-
-class DataError(ValueError):
-    """Bad training data; the message is one line naming the file (and line)."""
 
 
 def is_remote(path: str) -> bool:

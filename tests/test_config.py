@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from hncse.config import ConfigError, parse_args
+from hncse.errors import ConfigError
+from hncse.parser import parse_args
 
 
 def test_defaults_follow_the_paper(corpus_file):

@@ -5,7 +5,8 @@ import logging
 
 import pytest
 
-from hncse.data import DataError, load_sentences, tokenize_sentences
+from hncse.data import load_sentences, tokenize_sentences
+from hncse.errors import DataError
 
 
 def test_text_file_drops_and_counts_blank_lines(tmp_path, caplog):

@@ -1,76 +1,145 @@
-"""Two CPU processes under torchrun (gloo): data is split between them, negatives are shared, one folder is written."""
+"""Negatives across processes: 2 processes × N sentences give the loss and gradients of 1 process × 2N.
 
-import json
-import math
+Two gloo processes (CPU) each hold half of fixed float64 views; the objective gathers the second views (and
+PM's mixed positives) from both, with gradients flowing back. Since DDP averages gradients over processes, the
+reference is: mean of the two local losses = the single-process loss over 2N, and half of each process's
+gradient on its own rows = the single-process gradient on those rows.
+"""
+
+from __future__ import annotations
+
 import os
-import subprocess
-import sys
 
 import pytest
-from hub_standin import HubStandIn, hub_env
-from safetensors.torch import load_file
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-import run_hncse
+from hncse.distributed import GlobalBatch, LocalBatch, batch_exchange
+from hncse.losses import HardNegativeMixingLoss, HybridLoss, HybridSumLoss, PositiveMixingLoss, SimCSELoss
 
-REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
-PORTS = {"zero2": "29521", "zero3": "29523"}
-
-
-def torchrun_with_hub(
-    port, tiny_model_dir, corpus_file, senteval_dir, out, repo_id, *extra
-) -> subprocess.CompletedProcess:
-    """2 gloo processes of run_hncse.py (4 steps, evaluation and checkpoints every 2) pushing to a Hub stand-in;
-    checks the run succeeded and that only the main process pushed, once at the end, the folder it saved."""
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-        "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
-        "--senteval_dir", str(senteval_dir), "--output_dir", str(out), "--per_device_train_batch_size", "8",
-        "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
-        "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
-        "--objective", "hybrid", "--hnm_k", "4", "--hnm_s", "4",  # PM and HNM mined over the global batch of 16
-        "--push_to_hub", "true", "--hub_model_id", repo_id, *extra,
-    ]  # fmt: skip
-    with HubStandIn() as hub:
-        proc = subprocess.run(
-            cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-            env={**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"},
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        repo = hub.repos[repo_id]
-    assert repo["commits"].count("End of training") == 1 and repo["commits"][-1] == "End of training"
-    assert repo["files"]["model.safetensors"] == (out / "model.safetensors").read_bytes()
-    assert "modules.json" in repo["files"] and not any(p.startswith("checkpoint-") for p in repo["files"])
-    return proc
+WORLD = 2
+N, DIM = 6, 8
 
 
-def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
-    from sentence_transformers import SentenceTransformer
+def make_loss(objective: str):
+    pm = PositiveMixingLoss(theta=1.0, ratio_grid_size=5)  # θ = 1 puts many anchors in case A; ratio searched
+    hnm = HardNegativeMixingLoss(k=4, s=6, seed=7)
+    return {
+        "simcse": SimCSELoss(),
+        "pm": pm,
+        "hnm": hnm,
+        "hybrid": HybridLoss(pm, hnm),
+        "hybrid_sum": HybridSumLoss(pm, hnm, 0.5),
+    }[objective]
 
-    out = tmp_path / "ddp"
-    proc = torchrun_with_hub("29517", tiny_model_dir, corpus_file, senteval_dir, out, "standin-user/ddp")
-    state = json.loads((out / "trainer_state.json").read_text())
-    # 200 sentences, 2 processes x 8 per step, last batch dropped: 12 steps per epoch (one process alone: 25).
-    assert state["global_step"] == 4 and abs(state["epoch"] - 4 / 12) < 1e-6
-    assert proc.stdout.count("STS dev Spearman x100") == 1  # only the main process reports
-    assert "negatives from the global batch of 2 processes" in proc.stderr
-    assert SentenceTransformer(str(out), device="cpu").encode(["a man is playing ."]).shape == (1, 32)
+
+def views() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    z1 = torch.randn(WORLD * N, DIM, generator=g, dtype=torch.float64)
+    z2 = z1 + 0.6 * torch.randn(WORLD * N, DIM, generator=g, dtype=torch.float64)  # positives close to anchors
+    return z1, z2
 
 
-@pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_deepspeed_two_processes_write_a_folder_that_loads(tiny_model_dir, corpus_file, senteval_dir, tmp_path, stage):
-    """ZeRO-2/3 on CPU (gloo): training with the shipped config files, evaluation on gathered weights (ZeRO-3),
-    and a full-weights output folder that sentence-transformers loads."""
-    from sentence_transformers import SentenceTransformer
+def worker(rank: int, init_file: str, out_dir: str, objectives: list[str]) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        exchange = batch_exchange(True)
+        assert isinstance(exchange, GlobalBatch)
+        # batches of different sizes gather in rank order
+        gathered, offset = exchange.gather(torch.full((rank + 2, 1), float(rank)))
+        assert gathered.squeeze(1).tolist() == [0.0, 0.0, 1.0, 1.0, 1.0] and offset == 2 * rank
+        z1_all, z2_all = views()
+        rows = slice(rank * N, (rank + 1) * N)
+        results = {}
+        for objective in objectives:
+            z1 = z1_all[rows].clone().requires_grad_()
+            z2 = z2_all[rows].clone().requires_grad_()
+            loss, _ = make_loss(objective)(z1, z2, exchange=exchange)
+            loss.backward()
+            results[objective] = (loss.detach(), z1.grad, z2.grad)
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
 
-    out = tmp_path / stage
-    deepspeed = ("--deepspeed", f"ds_configs/{stage}.json")
-    torchrun_with_hub(
-        PORTS[stage], tiny_model_dir, corpus_file, senteval_dir, out, f"standin-user/{stage}", *deepspeed
+
+OBJECTIVES = ["simcse", "pm", "hnm", "hybrid", "hybrid_sum"]
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("global-negatives")
+    mp.spawn(worker, args=(str(out / "init"), str(out), OBJECTIVES), nprocs=WORLD, join=True)
+    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_two_processes_equal_one_process_with_the_global_batch(two_process_results, objective):
+    z1 = views()[0].clone().requires_grad_()
+    z2 = views()[1].clone().requires_grad_()
+    loss, _ = make_loss(objective)(z1, z2, exchange=LocalBatch())
+    loss.backward()
+    losses = torch.stack([two_process_results[r][objective][0] for r in range(WORLD)])
+    torch.testing.assert_close(losses.mean(), loss.detach(), atol=1e-5, rtol=0)
+    for r in range(WORLD):
+        _, g1, g2 = two_process_results[r][objective]
+        rows = slice(r * N, (r + 1) * N)
+        torch.testing.assert_close(g1 / WORLD, z1.grad[rows], atol=1e-5, rtol=0)
+        torch.testing.assert_close(g2 / WORLD, z2.grad[rows], atol=1e-5, rtol=0)
+
+
+def test_without_a_process_group_the_batch_is_local():
+    assert isinstance(batch_exchange(True), LocalBatch) and isinstance(batch_exchange(False), LocalBatch)
+
+
+SENTENCES = ["a man is playing a guitar .", "a woman is slicing an onion .", "the cat sits on the mat .",
+             "two dogs run in the park .", "a child is riding a horse .", "someone is cooking food .",
+             "a man plays an instrument .", "the sun is shining ."]  # fmt: skip
+
+
+def tiny_encoder(model_dir: str):
+    from hncse.modeling import SentenceEncoder
+
+    encoder = SentenceEncoder.from_pretrained(
+        model_dir, pooler_type="avg", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
     )
-    state = json.loads((out / "trainer_state.json").read_text())
-    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
-    assert state["global_step"] == 4 and len(losses) == 4 and all(math.isfinite(x) and x > 0 for x in losses)
-    model = SentenceTransformer(str(out), device="cpu")
-    assert model.encode(["a man is playing ."]).shape == (1, 32)
-    weights = load_file(out / "model.safetensors")
-    assert len(weights) > 30 and all(t.numel() > 0 for t in weights.values())  # full tensors, not ZeRO-3 slices
+    return encoder.train()
+
+
+def doubled(encoder, sentences):
+    batch = encoder.tokenizer(sentences, padding="max_length", max_length=12, return_tensors="pt")
+    return {k: torch.cat([v, v]) for k, v in batch.items()}
+
+
+def cached_worker(rank: int, init_file: str, out_dir: str, model_dir: str) -> None:
+    from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        encoder = tiny_encoder(model_dir)
+        half = len(SENTENCES) // WORLD
+        features = doubled(encoder, SENTENCES[rank * half : (rank + 1) * half])
+        loss, _ = cached_contrastive_loss(
+            encoder, features, make_loss("hybrid"), 3, GlobalBatch(), lambda: average_gradients(encoder)
+        )
+        loss.backward()
+        grads = {n: p.grad for n, p in encoder.named_parameters() if p.grad is not None}
+        torch.save({"loss": loss.detach(), "grads": grads}, os.path.join(out_dir, f"cached{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_cached_step_on_two_processes_equals_one_process(tiny_model_dir, tmp_path):
+    """--mini_batch_size with DDP: gathered negatives, mini-batch replay, then gradients averaged over processes."""
+    mp.spawn(cached_worker, args=(str(tmp_path / "init"), str(tmp_path), str(tiny_model_dir)), nprocs=WORLD)
+    results = [torch.load(tmp_path / f"cached{r}.pt") for r in range(WORLD)]
+    encoder = tiny_encoder(str(tiny_model_dir))
+    z1, z2 = encoder(**doubled(encoder, SENTENCES)).chunk(2)
+    loss, _ = make_loss("hybrid")(z1, z2)
+    loss.backward()
+    torch.testing.assert_close(torch.stack([r["loss"] for r in results]).mean(), loss.detach(), atol=1e-5, rtol=0)
+    for name, param in encoder.named_parameters():
+        if param.grad is None:
+            continue
+        for r in range(WORLD):  # averaged, so every process holds the single-process gradient
+            torch.testing.assert_close(results[r]["grads"][name], param.grad, atol=1e-5, rtol=1e-4, msg=name)

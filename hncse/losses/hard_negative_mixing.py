@@ -1,16 +1,20 @@
-"""HNCSE-HNM: synthetic hard negatives mixed from each anchor's k hardest in-batch negatives (METHOD.md §3)."""
+"""HNCSE-HNM: synthetic hard negatives mixed from each anchor's k hardest in-batch negatives (docs/method.md §3)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.losses.simcse import (
+from hncse.errors import ConfigError
+from hncse.losses.common import (
     LOCAL_BATCH,
+    SIMILARITY_STATISTICS,
+    ContrastiveParams,
     as_float,
     check_views,
     cosine_logits,
@@ -18,8 +22,31 @@ from hncse.losses.simcse import (
     positive_mask,
     similarity_stats,
 )
+from hncse.losses.registry import Objective, hyperparameter
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HardNegativeMixingParams(ContrastiveParams):
+    """HNM's hyper-parameters (k, s, α, detaching, the pair sampler's seed)."""
+
+    hnm_k: int = hyperparameter(10, "HNM: hardest in-batch negatives to mix from (≤ batch − 1).")
+    hnm_s: int = hyperparameter(40, "HNM: synthetic negatives per anchor.")
+    hnm_alpha: float = hyperparameter(0.5, "HNM: mixing weight α of the two negatives.")
+    hnm_detach_synthetic: bool = hyperparameter(False, "HNM: no gradient through synthetic negatives.")
+    hnm_seed: int | None = hyperparameter(None, "HNM: seed of the pair sampler (default: --seed).")
+
+    def __post_init__(self):
+        super().__post_init__()
+        checks = [
+            (self.hnm_k >= 2, f"--hnm_k must be ≥ 2, got {self.hnm_k}"),
+            (self.hnm_s >= 1, f"--hnm_s must be ≥ 1, got {self.hnm_s}"),
+            (0.0 <= self.hnm_alpha <= 1.0, f"--hnm_alpha must be in [0, 1], got {self.hnm_alpha}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
 
 def hardest_negatives(sim: Tensor, k: int, offset: int = 0) -> Tensor:
@@ -120,9 +147,10 @@ class HardNegativeMixingLoss(nn.Module):
         self._warned_k = False
 
     @classmethod
-    def from_config(cls, args) -> HardNegativeMixingLoss:
-        seed = args.seed if args.hnm_seed is None else args.hnm_seed
-        return cls(args.temperature, args.hnm_k, args.hnm_s, args.hnm_alpha, args.hnm_detach_synthetic, seed)
+    def from_params(cls, params: HardNegativeMixingParams, seed: int | None = None) -> HardNegativeMixingLoss:
+        """`params.hnm_seed` seeds the pair sampler, else `seed` (the run's --seed), else 42."""
+        seed = params.hnm_seed if params.hnm_seed is not None else seed if seed is not None else 42
+        return cls(params.temperature, params.hnm_k, params.hnm_s, params.hnm_alpha, params.hnm_detach_synthetic, seed)
 
     def generator(self, device: torch.device) -> torch.Generator:
         """One seeded generator per device, created on first use and advanced by every draw."""
@@ -180,6 +208,14 @@ class HardNegativeMixingLoss(nn.Module):
             "hnm_seed": self.seed,
         }
 
-    @property
-    def citation(self) -> str:
-        return HNCSE_BIBTEX
+
+OBJECTIVE = Objective(
+    name="hnm",
+    loss=HardNegativeMixingLoss,
+    params=HardNegativeMixingParams,
+    statistics=SIMILARITY_STATISTICS + ("sim_synthetic",),
+    description="HNCSE hard-negative mixing: synthetic hard negatives, mixed from each anchor's k hardest in-batch "
+    "negatives, are added to InfoNCE's denominator",
+    citations=(HNCSE_BIBTEX,),
+    min_batch_size=3,
+)

@@ -1,14 +1,23 @@
-"""The two ways of combining PM and HNM (METHOD.md §4): one loss over mixed positives, or a weighted sum."""
+"""HNCSE hybrid: positive mixing, then hard-negative mixing over the mixed positives, in one loss
+(docs/method.md §4). `hybrid_sum` is the other way of combining the two."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss
-from hncse.losses.positive_mixing import PositiveMixingLoss, pm_stats
-from hncse.losses.simcse import LOCAL_BATCH, diagonal_cross_entropy, info_nce_loss, similarity_stats
+from hncse.losses.common import LOCAL_BATCH, SIMILARITY_STATISTICS, diagonal_cross_entropy, similarity_stats
+from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss, HardNegativeMixingParams
+from hncse.losses.positive_mixing import PM_STATISTICS, PositiveMixingLoss, PositiveMixingParams, pm_stats
+from hncse.losses.registry import Objective
+
+
+@dataclass
+class HybridParams(HardNegativeMixingParams, PositiveMixingParams):
+    """PM's and HNM's hyper-parameters together."""
 
 
 class HybridLoss(nn.Module):
@@ -24,8 +33,8 @@ class HybridLoss(nn.Module):
         self.pm, self.hnm, self.temperature = pm, hnm, pm.temperature
 
     @classmethod
-    def from_config(cls, args) -> HybridLoss:
-        return cls(PositiveMixingLoss.from_config(args), HardNegativeMixingLoss.from_config(args))
+    def from_params(cls, params: HybridParams, seed: int | None = None) -> HybridLoss:
+        return cls(PositiveMixingLoss.from_params(params), HardNegativeMixingLoss.from_params(params, seed))
 
     def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
         mixed = self.pm.mix(z1, z2, exchange)
@@ -43,41 +52,13 @@ class HybridLoss(nn.Module):
     def get_config_dict(self) -> dict:
         return {**self.pm.get_config_dict(), **self.hnm.get_config_dict(), "objective": self.name}
 
-    @property
-    def citation(self) -> str:
-        return HNCSE_BIBTEX
 
-
-class HybridSumLoss(nn.Module):
-    """L_PM + λ·L_HNM, each computed from the original two views."""
-
-    name = "hybrid_sum"
-
-    def __init__(self, pm: PositiveMixingLoss, hnm: HardNegativeMixingLoss, weight: float = 1.0):
-        super().__init__()
-        self.pm, self.hnm, self.weight = pm, hnm, weight
-
-    @classmethod
-    def from_config(cls, args) -> HybridSumLoss:
-        return cls(PositiveMixingLoss.from_config(args), HardNegativeMixingLoss.from_config(args), args.hybrid_lambda)
-
-    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
-        mixed = self.pm.mix(z1, z2, exchange)
-        positives, offset = exchange.gather(mixed.positives)
-        pm_loss, _ = info_nce_loss(z1, positives, self.pm.temperature, offset)
-        hnm_loss, hnm_stats = self.hnm(z1, z2, exchange)
-        with torch.no_grad():
-            stats = {**hnm_stats, **pm_stats(mixed), "loss_pm": pm_loss.detach(), "loss_hnm": hnm_loss.detach()}
-        return pm_loss + self.weight * hnm_loss, stats
-
-    def get_config_dict(self) -> dict:
-        return {
-            **self.pm.get_config_dict(),
-            **self.hnm.get_config_dict(),
-            "objective": self.name,
-            "hybrid_lambda": self.weight,
-        }
-
-    @property
-    def citation(self) -> str:
-        return HNCSE_BIBTEX
+OBJECTIVE = Objective(
+    name="hybrid",
+    loss=HybridLoss,
+    params=HybridParams,
+    statistics=SIMILARITY_STATISTICS + PM_STATISTICS + ("sim_synthetic",),
+    description="HNCSE hybrid: positive mixing, then hard-negative mixing over the mixed positives, in one loss",
+    citations=(HNCSE_BIBTEX,),
+    min_batch_size=3,
+)

@@ -1,4 +1,4 @@
-"""HNCSE-PM: move each positive towards its anchor's hardest in-batch negative (METHOD.md §2)."""
+"""HNCSE-PM: move each positive towards its anchor's hardest in-batch negative (docs/method.md §2)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.losses.simcse import (
+from hncse.errors import ConfigError
+from hncse.losses.common import (
     LOCAL_BATCH,
+    SIMILARITY_STATISTICS,
+    ContrastiveParams,
     as_float,
     cosine_logits,
     info_nce_loss,
@@ -18,6 +21,38 @@ from hncse.losses.simcse import (
     positive_similarities,
     similarity_stats,
 )
+from hncse.losses.registry import Objective, hyperparameter
+
+PM_STATISTICS = ("pm_case_a", "pm_case_b", "pm_case_c", "pm_ratio")  # `pm_stats`' keys
+
+
+@dataclass
+class PositiveMixingParams(ContrastiveParams):
+    """PM's hyper-parameters (θ, the case-A weights, the optional ratio search, detaching)."""
+
+    pm_theta: float = hyperparameter(
+        0.1, "PM: a positive with (p − n)/p ≤ θ over its hardest negative is mixed (case A)."
+    )
+    pm_w1: float = hyperparameter(1.0, "PM: case-A weight of the positive.")
+    pm_w2: float = hyperparameter(0.5, "PM: case-A weight of the hardest negative.")
+    pm_ratio_grid_size: int = hyperparameter(
+        0, "PM: if ≥ 2, pick w2/w1 each step among this many values in [0, 1] (batched, no grad)."
+    )
+    pm_detach_coefficients: bool = hyperparameter(
+        True, "PM: no gradient through the case-C coefficients (false: as the public code)."
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        checks = [
+            (self.pm_theta >= 0, f"--pm_theta must be ≥ 0, got {self.pm_theta}"),
+            (self.pm_w1 > 0, f"--pm_w1 must be > 0, got {self.pm_w1}"),
+            (self.pm_w2 >= 0, f"--pm_w2 must be ≥ 0, got {self.pm_w2}"),
+            (self.pm_ratio_grid_size != 1 and self.pm_ratio_grid_size >= 0, "--pm_ratio_grid_size must be 0 or ≥ 2"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
 
 @dataclass
@@ -112,7 +147,7 @@ def mix_positives(
     offset: int = 0,
     exchange=LOCAL_BATCH,
 ) -> MixedPositives:
-    """Build the anchors' ẑ2 by the three cases of METHOD.md §2. Gradients flow through the vectors (and through
+    """Build the anchors' ẑ2 by the three cases of docs/method.md §2. Gradients flow through the vectors (and through
     the case-C coefficients when detach_coefficients=False).
 
     z1: (N, d) anchors; z2: (M, d) candidates (the global batch's second views), row offset + i anchor i's.
@@ -195,14 +230,14 @@ class PositiveMixingLoss(nn.Module):
         self.ratio_grid_size, self.detach_coefficients = ratio_grid_size, detach_coefficients
 
     @classmethod
-    def from_config(cls, args) -> PositiveMixingLoss:
+    def from_params(cls, params: PositiveMixingParams, seed: int | None = None) -> PositiveMixingLoss:
         return cls(
-            args.temperature,
-            args.pm_theta,
-            args.pm_w1,
-            args.pm_w2,
-            args.pm_ratio_grid_size,
-            args.pm_detach_coefficients,
+            params.temperature,
+            params.pm_theta,
+            params.pm_w1,
+            params.pm_w2,
+            params.pm_ratio_grid_size,
+            params.pm_detach_coefficients,
         )
 
     def mix(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> MixedPositives:
@@ -232,6 +267,13 @@ class PositiveMixingLoss(nn.Module):
             "pm_detach_coefficients": self.detach_coefficients,
         }
 
-    @property
-    def citation(self) -> str:
-        return HNCSE_BIBTEX
+
+OBJECTIVE = Objective(
+    name="pm",
+    loss=PositiveMixingLoss,
+    params=PositiveMixingParams,
+    statistics=SIMILARITY_STATISTICS + PM_STATISTICS,
+    description="HNCSE positive mixing: a positive that is too easy or too hard is mixed with the anchor's hardest "
+    "in-batch negative, then InfoNCE",
+    citations=(HNCSE_BIBTEX,),
+)

@@ -1,0 +1,123 @@
+"""Evaluate a sentence encoder on SentEval's STS and transfer tasks (SimCSE's table), offline and fast.
+
+    python -m hncse.evaluate outputs/quickstart --senteval_dir ../shared/data/senteval
+    hncse-evaluate sentence-transformers/all-MiniLM-L6-v2 --pooler avg --task_set full --senteval_dir DIR
+    python -m hncse.evaluate MODEL --mode dev --tasks stsb sickr          # the dev sets used during training
+
+MODEL is a folder written by run_hncse.py, any transformers checkpoint or a sentence-transformers folder (a
+local path or a Hub id). Prints markdown tables ("all" is the headline STS12–16 setting, "wmean" beside it)
+and writes every number, per-subset scores included, to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+
+import torch
+
+from hncse.errors import EvalConfigError, run_cli
+from hncse.evaluation.suite import MODES, TASK_SETS, format_tables, load_suite, resolve_tasks, run_suite
+from hncse.local_data import DATA_DIR_ENV, resolve_data_dir
+from hncse.modeling import POOLER_TYPES, SentenceEncoder
+
+logger = logging.getLogger("hncse.evaluate")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hncse-evaluate", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("model", help="output folder of run_hncse.py, transformers checkpoint or ST folder/Hub id")
+    parser.add_argument(
+        "--pooler",
+        default="auto",
+        choices=["auto", *POOLER_TYPES],
+        help="auto: the folder's own (hncse_config.json, else its sentence-transformers Pooling), else cls",
+    )
+    parser.add_argument("--task_set", default="sts", choices=list(TASK_SETS), help="which tasks (default: sts)")
+    parser.add_argument("--tasks", nargs="+", help="explicit tasks instead of --task_set, e.g. stsb sickr mr")
+    parser.add_argument(
+        "--mode",
+        default="test",
+        choices=MODES,
+        help="test: test sets, full transfer protocol; fasttest: test sets, fast transfer protocol;\n"
+        "dev: STS-B/SICK-R dev sets and transfer validation accuracy (fast protocol)",
+    )
+    parser.add_argument(
+        "--senteval_dir",
+        default=None,
+        help=f"SentEval's data/downstream folder (default ${DATA_DIR_ENV}); without it STS sets come from the Hub",
+    )
+    parser.add_argument("--batch_size", type=int, default=128, help="sentences per forward pass")
+    parser.add_argument("--max_seq_length", type=int, default=None, help="truncate longer inputs (default: model's)")
+    parser.add_argument("--bf16", action="store_true", help="encode under bfloat16 autocast (GPU)")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument(
+        "--mrpc_features",
+        default="senteval",
+        choices=["senteval", "full"],
+        help="senteval: [|u-v|, u*v] as SentEval's code; full: [u, v, |u-v|, u*v]",
+    )
+    parser.add_argument("--no_alignment", action="store_true", help="skip alignment/uniformity on STS-B dev")
+    parser.add_argument("--output_json", default=None, help="default: eval_results/<model>-<pooler>-<mode>.json")
+    return parser
+
+
+def default_output_json(model: str, pooler: str, mode: str, task_set: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(os.path.normpath(model)) or model)
+    return os.path.join("eval_results", f"{slug}-{pooler}-{mode}-{task_set}.json")
+
+
+def evaluate_model(args: argparse.Namespace) -> dict:
+    if args.batch_size < 1:
+        raise EvalConfigError(f"--batch_size must be at least 1, got {args.batch_size}")
+    tasks = resolve_tasks(args.task_set, args.tasks, args.mode)
+    senteval_dir = resolve_data_dir(args.senteval_dir)
+    # Data before the model: a missing file fails in a second.
+    suite = load_suite(tasks, args.mode, senteval_dir, alignment=not args.no_alignment)
+    encoder = SentenceEncoder.from_pretrained(
+        args.model,
+        pooler_type=None if args.pooler == "auto" else args.pooler,
+        max_seq_length=args.max_seq_length,
+    )
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    encoder.to(device).eval()
+    results = run_suite(encoder, suite, batch_size=args.batch_size, bf16=args.bf16, mrpc_features=args.mrpc_features)
+    results = {
+        "model": args.model,
+        "pooler": encoder.pooler_type,
+        "task_set": args.task_set if not args.tasks else "custom",
+        "senteval_dir": senteval_dir or "hub",
+        "mrpc_features": args.mrpc_features,
+        **results,
+    }
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    results = evaluate_model(args)
+    output = args.output_json or default_output_json(args.model, results["pooler"], args.mode, results["task_set"])
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    print(
+        f"\n{args.model} · pooler {results['pooler']} · mode {args.mode} · "
+        f"{results['sentences_encoded']} sentences encoded in {results['encode_seconds']:.1f} s · "
+        f"total {results['seconds']:.1f} s\n\n{format_tables(results)}\n\nWrote {output}\n"
+    )
+    return results
+
+
+def cli() -> None:
+    run_cli(main, "hncse-evaluate")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,264 @@
+"""SentenceEncoder: any `AutoModel` encoder + SimCSE pooler + the MLP head used in training.
+
+The saved folder is a plain transformers checkpoint (config.json, model.safetensors, tokenizer) with the
+sentence-transformers module files beside it, so `AutoModel.from_pretrained(path)` and
+`SentenceTransformer(path)` both load it, and `SentenceEncoder.from_pretrained(path)` restores the head too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+
+from hncse.errors import ModelNotFoundError
+from hncse.modeling.folder import (
+    HNCSE_CONFIG_NAME,
+    MLP_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    read_sentence_transformers_pooling,
+    write_sentence_transformers_files,
+)
+from hncse.modeling.pooling import NEEDS_HIDDEN_STATES, POOLER_TYPES, pool
+from hncse.modeling.resolve import explain_load_failure, resolve_model_path
+
+FEATURE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # the tokenizer outputs `forward` takes
+
+
+class SentenceEncoder(nn.Module):
+    """Encoder + pooler (+ MLP head). `forward` returns one vector per sentence: (B, d).
+
+    Args:
+        encoder: a transformers base model (BERT, RoBERTa, MPNet, DistilBERT, …).
+        tokenizer: its tokenizer; used by `encode` and saved beside the weights.
+        pooler_type: one of POOLER_TYPES.
+        mlp_only_train: with pooler `cls`, apply the Linear+tanh head in training only (SimCSE unsupervised).
+        max_seq_length: truncation length for `encode` (evaluation and inference; training truncates its data).
+    """
+
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        tokenizer,
+        pooler_type: str = "cls",
+        mlp_only_train: bool = True,
+        max_seq_length: int | None = None,
+    ):
+        super().__init__()
+        if pooler_type not in POOLER_TYPES:
+            raise ValueError(f"pooler_type: unknown value {pooler_type!r}; choose one of {', '.join(POOLER_TYPES)}")
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.pooler_type = pooler_type
+        self.mlp_only_train = mlp_only_train
+        hidden = encoder.config.hidden_size
+        self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh()) if pooler_type == "cls" else None
+        if self.mlp is not None:
+            std = getattr(encoder.config, "initializer_range", 0.02)
+            nn.init.normal_(self.mlp[0].weight, std=std)
+            nn.init.zeros_(self.mlp[0].bias)
+        self.max_seq_length = int(max_seq_length) if max_seq_length is not None else min(512, self.position_limit)
+        # The encoder's own pooler (BERT/RoBERTa's Linear+tanh) is never used: freeze it so it stays as loaded
+        # and distributed training does not see parameters without gradients.
+        for name, param in encoder.named_parameters():
+            if name.startswith("pooler."):
+                param.requires_grad_(False)
+
+    @property
+    def position_limit(self) -> int:
+        """The longest input the encoder takes: its position embeddings, or its tokenizer's limit if smaller."""
+        limits = [
+            getattr(self.encoder.config, "max_position_embeddings", None),
+            getattr(self.tokenizer, "model_max_length", None),
+        ]
+        limits = [m for m in limits if isinstance(m, int) and 0 < m < 10**6]  # tokenizers without one say 1e30
+        return min(limits) if limits else 512
+
+    # ---- building and loading -------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_path: str,
+        pooler_type: str | None = None,
+        mlp_only_train: bool | None = None,
+        max_seq_length: int | None = None,
+        **model_kwargs,
+    ) -> SentenceEncoder:
+        """Load a transformers checkpoint or a folder saved by `save_pretrained` (its pooler and head included).
+
+        Arguments left as None come from the folder's hncse_config.json, else from a sentence-transformers
+        folder's Pooling module (mean → avg, CLS → cls_before_pooler), else SimCSE's defaults (cls, MLP in training
+        only).
+        """
+        path = resolve_model_path(model_name_or_path)
+        try:
+            encoder = AutoModel.from_pretrained(path, **model_kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as error:
+            raise explain_load_failure(model_name_or_path, error) from error
+        saved = {}
+        if os.path.isfile(os.path.join(path, HNCSE_CONFIG_NAME)):
+            with open(os.path.join(path, HNCSE_CONFIG_NAME), encoding="utf-8") as f:
+                saved = json.load(f)
+        else:
+            saved = read_sentence_transformers_pooling(path)
+        model = cls(
+            encoder,
+            tokenizer,
+            pooler_type=pooler_type if pooler_type is not None else saved.get("pooler_type", "cls"),
+            mlp_only_train=mlp_only_train if mlp_only_train is not None else saved.get("mlp_only_train", True),
+            max_seq_length=max_seq_length if max_seq_length is not None else saved.get("max_seq_length"),
+        )
+        mlp_file = os.path.join(path, MLP_WEIGHTS_NAME)
+        if model.mlp is not None and os.path.isfile(mlp_file):
+            model.mlp[0].load_state_dict(load_file(mlp_file))
+        return model
+
+    def load_weights(self, folder: str) -> None:
+        """Load encoder and head weights saved by `save_pretrained` into this model (checkpoint resume)."""
+        state = load_file(os.path.join(folder, WEIGHTS_NAME))
+        missing, unexpected = self.encoder.load_state_dict(state, strict=False)
+        # Tied or buffer-like entries may be left out by save_pretrained; real weights must all be there.
+        missing = [k for k in missing if not k.endswith("position_ids")]
+        if missing or unexpected:
+            raise RuntimeError(
+                f"{folder}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        mlp_file = os.path.join(folder, MLP_WEIGHTS_NAME)
+        if self.mlp is not None:
+            if not os.path.isfile(mlp_file):
+                raise ModelNotFoundError(f"{mlp_file}: the checkpoint has no MLP head weights")
+            self.mlp[0].load_state_dict(load_file(mlp_file, device=str(self.mlp[0].weight.device)))
+
+    def save_pretrained(self, output_dir: str, state_dict: dict[str, Tensor] | None = None) -> None:
+        """Write the transformers checkpoint, the head, hncse_config.json and the sentence-transformers files.
+
+        state_dict: this module's full state dict, when the caller gathered it (DeepSpeed ZeRO-3).
+        """
+        os.makedirs(output_dir, exist_ok=True)
+        if state_dict is None:
+            state_dict = self.state_dict()
+        encoder_state = {k[len("encoder.") :]: v for k, v in state_dict.items() if k.startswith("encoder.")}
+        self.encoder.save_pretrained(output_dir, state_dict=encoder_state)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(output_dir)
+        mlp_state = None
+        if self.mlp is not None:
+            mlp_state = {k: state_dict[f"mlp.0.{k}"].detach().cpu().contiguous() for k in ("weight", "bias")}
+            save_file(mlp_state, os.path.join(output_dir, MLP_WEIGHTS_NAME))
+        with open(os.path.join(output_dir, HNCSE_CONFIG_NAME), "w", encoding="utf-8") as f:
+            json.dump(
+                {
+                    "pooler_type": self.pooler_type,
+                    "mlp_only_train": self.mlp_only_train,
+                    "max_seq_length": self.max_seq_length,
+                },
+                f,
+                indent=2,
+            )
+            f.write("\n")
+        write_sentence_transformers_files(
+            output_dir,
+            pooler_type=self.pooler_type,
+            hidden_size=self.encoder.config.hidden_size,
+            num_hidden_layers=self.encoder.config.num_hidden_layers,
+            max_seq_length=self.max_seq_length,
+            mlp_state=mlp_state if self.uses_mlp_at_inference else None,
+        )
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
+        """Recompute the encoder's layer activations in the backward pass (`--activation_checkpointing`)."""
+        self.encoder.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=activation_checkpointing_kwargs, **kwargs
+        )
+
+    # ---- forward and inference ------------------------------------------------------------------------
+
+    @property
+    def uses_mlp_at_inference(self) -> bool:
+        return self.mlp is not None and not self.mlp_only_train
+
+    @property
+    def config(self):
+        """The encoder's transformers config (DeepSpeed's "auto" values read hidden_size from it)."""
+        return self.encoder.config
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.encoder.config.hidden_size
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        outputs = self.encoder(
+            **inputs, output_hidden_states=self.pooler_type in NEEDS_HIDDEN_STATES, return_dict=True
+        )
+        pooled = pool(self.pooler_type, attention_mask, outputs.last_hidden_state, outputs.hidden_states)  # (B, d)
+        if self.mlp is not None and (self.training or not self.mlp_only_train):
+            pooled = self.mlp(pooled)
+        return pooled
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 128,
+        normalize: bool = False,
+        convert_to_numpy: bool = False,
+    ) -> Tensor | np.ndarray:
+        """Inference embeddings (no MLP when it is training-only), in the input order, float32 on CPU.
+
+        All sentences are tokenised at once and batched by token count, so batches hold sequences of (nearly)
+        equal length and almost no padding is computed.
+        """
+        if len(sentences) == 0:
+            out = torch.empty(0, self.embedding_dim)
+            return out.numpy() if convert_to_numpy else out
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        encoded = self.tokenizer(
+            list(sentences), truncation=True, max_length=self.max_seq_length, return_attention_mask=False
+        )
+        ids = encoded["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        with_token_types = "token_type_ids" in self.tokenizer.model_input_names
+        out = torch.empty(len(ids), self.embedding_dim, dtype=torch.float32)
+        try:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                input_ids = torch.full((len(idx), len(ids[idx[0]])), pad_id, dtype=torch.long)
+                attention_mask = torch.zeros_like(input_ids)
+                for row, i in enumerate(idx):
+                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    attention_mask[row, : len(ids[i])] = 1
+                features = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+                if with_token_types:
+                    features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+                out[idx] = self(**features).float().cpu()
+        finally:
+            self.train(was_training)
+        if normalize:
+            out = F.normalize(out, dim=-1)
+        return out.numpy() if convert_to_numpy else out
+
+
+def similarity(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> Tensor:
+    """Cosine similarity matrix (len(a), len(b)) between two sets of embeddings, as float32 on CPU."""
+    a = torch.as_tensor(a, dtype=torch.float32).cpu()
+    b = torch.as_tensor(b, dtype=torch.float32).cpu()
+    if a.dim() == 1:
+        a = a[None]
+    if b.dim() == 1:
+        b = b[None]
+    return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T

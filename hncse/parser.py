@@ -1,0 +1,107 @@
+"""The command line of run_hncse.py: a YAML/JSON config file as the first argument, flags after it override it.
+
+    run_hncse.py configs/quickstart.yaml --learning_rate 1e-5
+
+Flags are the fields of `hncse.config`'s dataclasses, the registered objectives' hyper-parameters included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+
+import yaml
+from transformers import HfArgumentParser
+
+from hncse.config import DataArguments, ModelArguments, TrainingConfigBase, config_class
+from hncse.errors import ConfigError
+from hncse.evaluation import produced_metrics
+
+
+def argument_groups() -> tuple[type, ...]:
+    """The dataclasses whose fields are the flags, with the training config of the objectives registered now."""
+    return (ModelArguments, DataArguments, config_class())
+
+
+def make_parser() -> HfArgumentParser:
+    return HfArgumentParser(argument_groups())
+
+
+def config_file_to_argv(path: str) -> list[str]:
+    """Turn a YAML/JSON mapping into command-line tokens, so that values are typed and checked like flags."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such config file")
+    with open(path, encoding="utf-8") as f:
+        try:
+            config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
+            raise ConfigError(
+                f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {str(error).splitlines()[0]}"
+            ) from None
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of argument names to values")
+    known = {f.name for group in argument_groups() for f in dataclasses.fields(group) if f.init}
+    argv: list[str] = []
+    for key, value in config.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown argument {key!r}")
+        if value is None:
+            continue
+        argv.append(f"--{key}")
+        if isinstance(value, list):
+            argv.extend(str(v) for v in value)
+        elif isinstance(value, dict):
+            argv.append(json.dumps(value))
+        elif isinstance(value, bool):
+            argv.append("true" if value else "false")
+        else:
+            argv.append(str(value))
+    return argv
+
+
+def check_known_flags(argv: list[str]) -> None:
+    """An unknown flag, named with the nearest known ones (HfArgumentParser would list the leftovers only)."""
+    fields = [f for group in argument_groups() for f in dataclasses.fields(group) if f.init]
+    known = {f"--{f.name}" for f in fields} | {f"--no_{f.name}" for f in fields if f.default is True} | {"--help"}
+    for arg in argv:
+        flag = arg.split("=", 1)[0].replace("-", "_").replace("__", "--", 1)
+        if flag.startswith("--") and flag not in known and not any(k.startswith(flag) for k in known):
+            close = difflib.get_close_matches(flag, sorted(known), n=2, cutoff=0.8)
+            hint = f"; did you mean {' or '.join(close)}?" if close else "; see python run_hncse.py --help"
+            raise ConfigError(f"unknown argument {flag}{hint}")
+
+
+def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingConfigBase]:
+    """Parse `[config.yaml|config.json] [--flag value ...]`; flags after the file override it."""
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        argv = config_file_to_argv(argv[0]) + argv[1:]
+    parser = make_parser()
+    check_known_flags(argv)
+    try:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(str(error).strip().splitlines()[0]) from error
+    check_best_metric(data_args, training_args)
+    return model_args, data_args, training_args
+
+
+def check_best_metric(data_args: DataArguments, training_args: TrainingConfigBase) -> None:
+    """There must be dev tasks to evaluate, and the metric that picks the best checkpoint must be one they produce."""
+    if not data_args.eval_tasks and training_args.eval_strategy != "no":
+        raise ConfigError("--eval_tasks is empty; name at least one dev task or set --eval_strategy no")
+    if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
+        return
+    produced = produced_metrics(data_args.dev_tasks)
+    metric = training_args.metric_for_best_model.removeprefix("eval_")
+    if metric not in produced:
+        raise ConfigError(
+            f"--metric_for_best_model {training_args.metric_for_best_model!r} is not produced by "
+            f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}; choose one of {', '.join(sorted(produced))} "
+            "or set --load_best_model_at_end false"
+        )

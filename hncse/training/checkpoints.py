@@ -1,0 +1,151 @@
+"""Every file of a checkpoint and of the output folder beyond the model itself, and which checkpoint a run may
+resume from. The model's own files (weights, head, configs) are `hncse.modeling.folder`'s."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import shutil
+
+import torch
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from hncse.errors import ConfigError
+from hncse.modeling import WEIGHTS_NAME
+
+logger = logging.getLogger(__name__)
+
+TRAINING_ARGS_NAME = "training_args.bin"  # the TrainingArguments, pickled (as the Trainer saves them)
+TRAINER_STATE_NAME = "trainer_state.json"  # the Trainer's step, log history and best checkpoint
+LOSS_STATE_NAME = "loss_state.pt"  # the objective's own state (HNM's pair sampler)
+RUN_CONFIG_NAME = "run_config.json"  # the settings a later run compares before resuming
+MODEL_CARD_NAME = "README.md"
+SENTEVAL_RESULTS_NAME = "senteval_results.json"  # --do_predict's nested results, in the output folder
+
+# Written last by the Trainer: a checkpoint that has all of them was saved to the end.
+CHECKPOINT_FILES = (WEIGHTS_NAME, "scheduler.pt", "rng_state*.pth", TRAINER_STATE_NAME)
+# What a checkpoint holds only to resume training; the rest of it is the model folder (weights, configs,
+# tokenizer, sentence-transformers modules, card). DeepSpeed adds its own global_step*/, latest, zero_to_fp32.py.
+RESUME_STATE = (
+    "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", TRAINER_STATE_NAME, TRAINING_ARGS_NAME,
+    LOSS_STATE_NAME, RUN_CONFIG_NAME, "global_step*", "latest", "zero_to_fp32.py",
+)  # fmt: skip
+
+
+def is_checkpoint_folder(path: str) -> bool:
+    return os.path.basename(os.path.normpath(path)).startswith(f"{PREFIX_CHECKPOINT_DIR}-")
+
+
+def checkpoint_step(path: str) -> int:
+    """The training step a checkpoint folder (`checkpoint-<step>`) was saved at."""
+    return int(os.path.normpath(path).rsplit("-", 1)[-1])
+
+
+def save_training_state(folder: str, training_args, loss: torch.nn.Module, settings: dict) -> None:
+    """Beside the model: the training arguments, and in a checkpoint what resuming it needs (the objective's state
+    and the run's settings)."""
+    torch.save(training_args, os.path.join(folder, TRAINING_ARGS_NAME))
+    if is_checkpoint_folder(folder):
+        torch.save(loss.state_dict(), os.path.join(folder, LOSS_STATE_NAME))  # e.g. HNM's sampler
+        with open(os.path.join(folder, RUN_CONFIG_NAME), "w", encoding="utf-8") as f:
+            json.dump(settings, f, indent=2)
+
+
+def load_loss_state(folder: str, loss: torch.nn.Module) -> None:
+    """Restore the objective's state saved in a checkpoint, if it has one."""
+    path = os.path.join(folder, LOSS_STATE_NAME)
+    if os.path.isfile(path):
+        loss.load_state_dict(torch.load(path, weights_only=True))
+
+
+def save_senteval_results(output_dir: str, results: dict) -> None:
+    with open(os.path.join(output_dir, SENTEVAL_RESULTS_NAME), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+
+
+def check_same_run(checkpoint: str, current: dict) -> None:
+    """Refuse to resume a checkpoint written with other settings (ConfigError listing the differences)."""
+    path = os.path.join(checkpoint, RUN_CONFIG_NAME)
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    changed = [f"{k}: {saved[k]!r} → {current.get(k)!r}" for k in saved if saved[k] != current.get(k)]
+    if changed:
+        raise ConfigError(
+            f"--output_dir holds {checkpoint} of a different run ({'; '.join(changed)}); nothing was changed. "
+            "Pass --resume_from_checkpoint PATH to resume it anyway, --overwrite_output_dir true to start afresh "
+            "(its checkpoints are deleted), or another --output_dir"
+        )
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint that was written to the end: a run killed while saving leaves a partial folder,
+    which is skipped (with a warning) rather than resumed from."""
+    folders = glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*"))
+    steps = sorted((int(f.rsplit("-", 1)[-1]), f) for f in folders if f.rsplit("-", 1)[-1].isdigit())
+    for _, folder in reversed(steps):
+        missing = missing_checkpoint_files(folder)
+        if not missing:
+            return folder
+        logger.warning("%s is incomplete (no %s): not resuming from it", folder, ", ".join(missing))
+    return None
+
+
+def missing_checkpoint_files(folder: str) -> list[str]:
+    """What a checkpoint folder lacks to be resumed from; a trainer_state.json that a kill cut short (it exists but
+    is not whole JSON) counts as missing."""
+    missing = [name for name in CHECKPOINT_FILES if not glob.glob(os.path.join(folder, name))]
+    state = os.path.join(folder, TRAINER_STATE_NAME)
+    if TRAINER_STATE_NAME not in missing:
+        try:
+            with open(state, encoding="utf-8") as f:
+                json.load(f)
+        except (ValueError, UnicodeDecodeError):
+            missing.append(f"{TRAINER_STATE_NAME} (cut short)")
+    return missing
+
+
+def check_resumable(path: str) -> None:
+    """--resume_from_checkpoint PATH: fail before any loading if PATH is not a whole checkpoint."""
+    if not os.path.isdir(path):
+        raise ConfigError(f"--resume_from_checkpoint: no such folder: {path}")
+    missing = missing_checkpoint_files(path)
+    if missing:
+        raise ConfigError(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {', '.join(missing)})")
+
+
+def remove_checkpoints(output_dir: str) -> None:
+    """--overwrite_output_dir: delete every checkpoint folder of the old run."""
+    for folder in glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
+        shutil.rmtree(folder)
+
+
+def copy_model_folder(checkpoint: str, output_dir: str) -> None:
+    """Make output_dir the model of `checkpoint` (what the Hub receives during training), resume state left out."""
+    shutil.copytree(checkpoint, output_dir, ignore=shutil.ignore_patterns(*RESUME_STATE), dirs_exist_ok=True)
+
+
+def checkpoint_to_resume(training_args, settings: dict) -> str | None:
+    """The checkpoint this run continues from: --resume_from_checkpoint (checked to be whole), else the newest
+    complete checkpoint in output_dir if it has this run's settings (another run's is refused), else None.
+    --overwrite_output_dir deletes the old checkpoints instead."""
+    if training_args.resume_from_checkpoint is not None:
+        check_resumable(training_args.resume_from_checkpoint)
+        return training_args.resume_from_checkpoint
+    output_dir = training_args.output_dir
+    newest = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    if newest is None:
+        return None
+    if training_args.overwrite_output_dir:
+        with training_args.main_process_first(desc="removing old checkpoints"):
+            if training_args.should_save:
+                remove_checkpoints(output_dir)
+        logger.info("--overwrite_output_dir: removed the checkpoints in %s", output_dir)
+        return None
+    check_same_run(newest, settings)
+    logger.info("Resuming from %s (pass another --output_dir to start afresh)", newest)
+    return newest

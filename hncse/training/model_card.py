@@ -1,0 +1,237 @@
+"""The model card (README.md) written with every saved folder: Hub metadata, how it was trained, results, usage.
+
+The YAML header follows sentence-transformers' cards (`library_name`, `pipeline_tag`, a `model-index` with
+`spearman_cosine` per STS set) so that the Hub shows the results and lists the model with its peers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import yaml
+
+from hncse.citations import HNCSE_BIBTEX, SIMCSE_BIBTEX
+from hncse.evaluation import format_tables
+from hncse.evaluation.senteval_data import HUB_STS, TABLE_NAMES, TASK_BY_SHORT_NAME
+from hncse.losses import get_objective
+from hncse.modeling import MLP_WEIGHTS_NAME
+from hncse.training.checkpoints import MODEL_CARD_NAME
+from hncse.training.run_facts import RunFacts
+
+POOLERS = {
+    "cls": "the [CLS] token's last hidden state",
+    "cls_before_pooler": "the [CLS] token's last hidden state",
+    "avg": "the mean of the last layer's token states",
+    "avg_top2": "the mean of the last two layers' token states",
+    "avg_first_last": "the mean of the first and last layers' token states",
+}
+POOLING_CODE = {  # plain transformers, after `outputs = model(**batch, output_hidden_states=True)`
+    "cls": "embeddings = outputs.last_hidden_state[:, 0]",
+    "avg": "states = outputs.last_hidden_state",
+    "avg_top2": "states = (outputs.hidden_states[-1] + outputs.hidden_states[-2]) / 2",
+    "avg_first_last": "states = (outputs.hidden_states[1] + outputs.hidden_states[-1]) / 2  # [0] is the embeddings",
+}
+MASKED_MEAN_CODE = [
+    'mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)',
+    "embeddings = (states * mask).sum(dim=1) / mask.sum(dim=1)",
+]
+HEAD_CODE = [
+    "from huggingface_hub import hf_hub_download",
+    "from safetensors.torch import load_file",
+    "",
+    f'head = load_file(hf_hub_download("{{repo}}", "{MLP_WEIGHTS_NAME}"))  # the Linear+tanh head trained with it',
+    'embeddings = torch.tanh(embeddings @ head["weight"].T + head["bias"])',
+]
+HUB_DATASET_URL = re.compile(r"^(?:https://huggingface\.co/datasets/|hf://datasets/)([^/@]+/[^/@]+)")
+
+
+def hub_dataset_id(train_file: str | None, dataset_name: str | None) -> str | None:
+    """The Hub dataset the corpus came from (for the card's `datasets`), if it came from one."""
+    if dataset_name and not os.path.exists(dataset_name):
+        return dataset_name
+    match = HUB_DATASET_URL.match(train_file or "")
+    return match.group(1) if match else None
+
+
+def _sts_result(task: str, split: str, spearman_x100: float) -> dict:
+    return {
+        "task": {"type": "semantic-similarity", "name": "Semantic Similarity"},
+        "dataset": {"name": f"{TABLE_NAMES[task]} {split}", "type": HUB_STS[task][0], "split": split},
+        "metrics": [{"type": "spearman_cosine", "value": round(spearman_x100 / 100, 4), "name": "Spearman Cosine"}],
+    }
+
+
+def model_index(name: str, dev_results: dict[str, float], senteval: dict | None) -> list[dict]:
+    """`model-index` entries: STS-B / SICK-R dev Spearman of these weights, and SentEval's STS test sets."""
+    results = []
+    for metric, value in dev_results.items():
+        task = TASK_BY_SHORT_NAME.get(metric.removeprefix("eval_").removesuffix("_spearman"))
+        if metric.endswith("_spearman") and task in HUB_STS:
+            results.append(_sts_result(task, "validation", value))
+    for task, scores in (senteval or {}).get("sts", {}).items():
+        results.append(_sts_result(task, "test", scores["all"]))
+    return [{"name": name, "results": results}] if results else []
+
+
+def plain_transformers_usage(repo: str, pooler_type: str, uses_mlp: bool, max_seq_length: int) -> list[str]:
+    """Code that computes the embeddings with transformers alone (as `SentenceEncoder.encode` does)."""
+    pooler = "cls" if pooler_type == "cls_before_pooler" else pooler_type
+    lines = [
+        "import torch",
+        "from transformers import AutoModel, AutoTokenizer",
+        "",
+        'sentences = ["A man is playing a guitar.", "Someone plays an instrument.", "The sky is blue."]',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+        f'model = AutoModel.from_pretrained("{repo}").eval()',
+        f"batch = tokenizer(sentences, padding=True, truncation=True, max_length={max_seq_length}, "
+        'return_tensors="pt")',
+        "with torch.no_grad():",
+        "    outputs = model(**batch, output_hidden_states=True)",
+        POOLING_CODE[pooler],
+    ]
+    if pooler != "cls":
+        lines += MASKED_MEAN_CODE
+    if uses_mlp:
+        lines += [line.replace("{repo}", repo) for line in HEAD_CODE]
+    return lines + [
+        "embeddings = torch.nn.functional.normalize(embeddings, dim=-1)",
+        "print(embeddings @ embeddings.T)  # cosine similarities",
+    ]
+
+
+def usage_section(repo: str, pooler_type: str, uses_mlp: bool, max_seq_length: int) -> list[str]:
+    return [
+        "## Usage",
+        "",
+        "With [sentence-transformers](https://www.sbert.net):",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        "",
+        f'model = SentenceTransformer("{repo}")',
+        'embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instrument."])',
+        "print(model.similarity(embeddings, embeddings))",
+        "```",
+        "",
+        "With [hncse](https://arxiv.org/abs/2411.12156) (this recipe):",
+        "",
+        "```python",
+        "from hncse import SentenceEncoder, similarity",
+        "",
+        f'model = SentenceEncoder.from_pretrained("{repo}")',
+        'embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instrument."])',
+        "print(similarity(embeddings, embeddings))",
+        "```",
+        "",
+        "With transformers alone:",
+        "",
+        "```python",
+        *plain_transformers_usage(repo, pooler_type, uses_mlp, max_seq_length),
+        "```",
+        "",
+    ]
+
+
+def _dev_results(state, step: int) -> dict[str, float]:
+    """The dev metrics logged at `step`, if an evaluation ran then."""
+    for entry in reversed(state.log_history or []):
+        if entry.get("step") == step and any(k.endswith(("_spearman", "_accuracy")) for k in entry):
+            return {k: v for k, v in entry.items() if k.endswith(("_spearman", "_accuracy"))}
+    return {}
+
+
+def write_model_card(
+    output_dir, encoder, args, state, loss, facts: RunFacts, tags: list[str], weights: tuple[int, str], repo_id: str
+) -> None:
+    """README.md for a saved folder.
+
+    weights: (training step, which one it is: "the last step", "the best checkpoint by …", "a checkpoint").
+    repo_id: the name users load it by in the usage snippets (the Hub repository, else the local folder).
+    """
+    weights_step, which = weights
+    config = loss.get_config_dict()
+    objective = get_objective(config["objective"])
+    run = facts.settings
+    base_model = facts.base_model
+    name = os.path.basename(os.path.abspath(output_dir))
+    dev = _dev_results(state, weights_step)
+    senteval = facts.senteval_results
+    max_seq_length = facts.max_seq_length
+
+    metadata = {
+        "library_name": "sentence-transformers",
+        "pipeline_tag": "sentence-similarity",
+        "tags": list(dict.fromkeys([*tags, "feature-extraction", objective.name])),
+    }
+    if base_model and not os.path.isdir(base_model):
+        metadata["base_model"] = base_model
+    dataset = hub_dataset_id(run.get("train_file"), run.get("dataset_name"))
+    if dataset:
+        metadata["datasets"] = [dataset]
+    index = model_index(repo_id.split("/")[-1] if "/" in repo_id else name, dev, senteval)
+    if index:
+        metadata["model-index"] = index
+
+    global_batch = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+    hyper = {**config, "pooler_type": encoder.pooler_type, "mlp_only_train": encoder.mlp_only_train}
+    hyper.update(
+        learning_rate=args.learning_rate,
+        lr_scheduler_type=str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        processes=args.world_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        global_batch_size=global_batch,
+        gather_negatives=args.gather_negatives,
+        max_seq_length=max_seq_length,
+        num_train_epochs=args.num_train_epochs,
+        max_steps=args.max_steps,
+        precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        seed=args.seed,
+    )
+    lines = [
+        "---",
+        yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"A sentence encoder: it maps a sentence to a {encoder.embedding_dim}-dimensional vector ("
+        f"{POOLERS[encoder.pooler_type]}{', through a Linear+tanh head' if encoder.uses_mlp_at_inference else ''}) "
+        "whose cosine similarity measures how close two sentences are in meaning. It was trained without labels "
+        "by contrastive learning with the [hncse](https://arxiv.org/abs/2411.12156) recipe"
+        + (f", starting from `{base_model}`." if base_model else "."),
+        "",
+        "## Training",
+        "",
+        f"- Objective: `{objective.name}` — {objective.description}.",
+        f"- Data: {facts.train_data or 'unknown'}"
+        + (f", {facts.train_sentences:,} sentences" if facts.train_sentences else "")
+        + (f", truncated to {max_seq_length} tokens" if max_seq_length else ""),
+        f"- Steps: {state.global_step} of global batch {global_batch}; this folder holds the weights of step "
+        f"{weights_step} ({which}).",
+        "",
+        "| hyper-parameter | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in hyper.items()],
+        "",
+    ]
+    if dev:
+        lines += ["## Dev results (×100)", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in dev.items()] + [""]
+    if senteval:
+        lines += [
+            "## SentEval test results",
+            "",
+            'Spearman ×100 of cosine similarity (STS; "all" is SimCSE\'s headline setting) and transfer '
+            "accuracy ×100, from `run_hncse.py --do_predict` (the same code as `python -m hncse.evaluate`).",
+            "",
+            format_tables(senteval),
+            "",
+        ]
+    lines += usage_section(repo_id, encoder.pooler_type, encoder.uses_mlp_at_inference, encoder.max_seq_length)
+    # The recipe (HNCSE's code base, SimCSE's dropout views), then whatever else the objective builds on.
+    citations = list(dict.fromkeys([HNCSE_BIBTEX, SIMCSE_BIBTEX, *objective.citations]))
+    lines += ["## Citation", "", "```bibtex", "\n\n".join(citations), "```", ""]
+    with open(os.path.join(output_dir, MODEL_CARD_NAME), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))

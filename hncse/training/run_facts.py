@@ -1,0 +1,61 @@
+"""What the trainer knows of a run beyond its TrainingArguments: built once by the script, read by the model card
+and written into every checkpoint (`run_config.json`) for a later run to compare before resuming."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hncse.losses import run_keys
+
+# The settings that make a checkpoint belong to one run (changing anything else, e.g. max_steps, is fine), per
+# argument group; the objectives' own come from the registry (`same_run`).
+MODEL_RUN_KEYS = ("model_name_or_path", "pooler_type", "mlp_only_train")
+DATA_RUN_KEYS = (
+    "train_file", "dataset_name", "dataset_config_name", "text_column", "max_seq_length", "max_train_samples",
+)  # fmt: skip
+TRAINING_RUN_KEYS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "seed")
+
+
+def run_settings(model_args, data_args, training_args) -> dict:
+    """The settings that identify a run, in a fixed order: model, data, objective, optimisation. An argument group
+    given as None (a trainer built without the script's arguments) contributes nothing."""
+    settings = {}
+    for group, keys in (
+        (model_args, MODEL_RUN_KEYS),
+        (data_args, DATA_RUN_KEYS),
+        (training_args, ("objective", *run_keys(), *TRAINING_RUN_KEYS)),
+    ):
+        if group is not None:
+            settings.update({key: getattr(group, key) for key in keys})
+    return settings
+
+
+@dataclass
+class RunFacts:
+    """Facts of one run for its model card and its checkpoints.
+
+    base_model: the model training started from (a Hub id or a folder).
+    train_data: where the sentences came from (--train_file or --dataset_name).
+    train_sentences: how many training sentences there were after filtering.
+    settings: `run_settings(...)`, written as run_config.json in every checkpoint.
+    senteval_results: the `--do_predict` evaluation, once it has run (the card's SentEval table).
+    """
+
+    base_model: str | None = None
+    train_data: str | None = None
+    train_sentences: int | None = None
+    settings: dict = field(default_factory=dict)
+    senteval_results: dict | None = None
+
+    @classmethod
+    def from_arguments(cls, model_args, data_args, training_args, train_sentences: int | None = None) -> RunFacts:
+        return cls(
+            base_model=model_args.model_name_or_path,
+            train_data=data_args.train_file or data_args.dataset_name,
+            train_sentences=train_sentences,
+            settings=run_settings(model_args, data_args, training_args),
+        )
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return self.settings.get("max_seq_length")

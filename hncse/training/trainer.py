@@ -1,0 +1,236 @@
+"""HNCSETrainer: a thin `Trainer` subclass that computes the contrastive loss and evaluates on STS dev sets."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections import defaultdict
+from types import SimpleNamespace
+
+import torch
+from transformers import Trainer
+from transformers.integrations import is_deepspeed_zero3_enabled
+
+from hncse.distributed import batch_exchange
+from hncse.errors import ConfigError, TrainingDivergedError
+from hncse.evaluation import EvalSuite, flat_metrics, run_suite
+from hncse.losses import get_objective
+from hncse.modeling import FEATURE_KEYS
+from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
+from hncse.training.checkpoints import (
+    checkpoint_step,
+    copy_model_folder,
+    is_checkpoint_folder,
+    last_complete_checkpoint,
+    load_loss_state,
+    save_training_state,
+)
+from hncse.training.hub import explain_repo_failure
+from hncse.training.model_card import write_model_card
+from hncse.training.run_facts import RunFacts, run_settings
+
+logger = logging.getLogger(__name__)
+
+
+def build_loss(args) -> torch.nn.Module:
+    """The objective module named by `args.objective`, with its hyper-parameters from the config."""
+    return get_objective(args.objective).build(args, seed=args.seed)
+
+
+class HNCSETrainer(Trainer):
+    """Contrastive sentence-embedding training on a `SentenceEncoder`.
+
+    Each step encodes every sentence of the batch twice in one forward pass (two dropout masks → a positive
+    pair) and applies the objective. Evaluation runs an `EvalSuite` (`eval_dataset`; SentEval's STS-B/SICK-R dev
+    sets and, if asked, transfer tasks), reported as `eval_<task>_spearman` / `eval_<task>_accuracy`.
+    Checkpoints and the final folder are the encoder's own format (transformers + sentence-transformers
+    loadable), so the three checkpoint hooks are overridden.
+
+    Args:
+        loss: the objective module; default built from `args.objective` by the objective registry.
+        run_facts: facts of the run for the model card and `run_config.json` (`RunFacts.from_arguments`, built
+            by run_hncse.py); default: what the model, the arguments and the training data tell.
+    """
+
+    _tag_names = ["hncse", "sentence-transformers", "sentence-similarity"]
+    # The objective returns a per-batch mean: let the Trainer divide it by the gradient-accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, loss: torch.nn.Module | None = None, run_facts: RunFacts | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.args.mini_batch_size and self.is_deepspeed_enabled:
+            raise ConfigError(
+                "--mini_batch_size is not supported with DeepSpeed yet; use DDP (configs/accelerate/multi_gpu.yaml)"
+            )
+        self.loss_fn = loss if loss is not None else build_loss(self.args)
+        self.run_facts = run_facts if run_facts is not None else self._facts_from_model()
+        self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._batch_exchange = None
+
+    def _facts_from_model(self) -> RunFacts:
+        """Run facts for a trainer built without the script's arguments (e.g. bench/ablation.py)."""
+        encoder = self.accelerator.unwrap_model(self.model)
+        model_args = None
+        if hasattr(encoder, "pooler_type"):
+            model_args = SimpleNamespace(
+                model_name_or_path=encoder.config.name_or_path,
+                pooler_type=encoder.pooler_type,
+                mlp_only_train=encoder.mlp_only_train,
+            )
+        return RunFacts(
+            base_model=model_args.model_name_or_path if model_args else None,
+            train_sentences=len(self.train_dataset) if self.train_dataset is not None else None,
+            settings=run_settings(model_args, None, self.args),
+        )
+
+    @property
+    def batch_exchange(self):
+        """Global batch across processes (`--gather_negatives`, the default) or this process's batch."""
+        if self._batch_exchange is None:  # decided on first use, once the process group exists
+            self._batch_exchange = batch_exchange(self.args.gather_negatives)
+            if self._batch_exchange.world_size > 1:
+                logger.info("Contrastive negatives from the global batch of %d processes", self.args.world_size)
+        return self._batch_exchange
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        features = {k: torch.cat([inputs[k], inputs[k]]) for k in FEATURE_KEYS if k in inputs}
+        if self.args.mini_batch_size and model.training and torch.is_grad_enabled() and not return_outputs:
+            loss, stats = self._cached_loss(model, features)
+        else:
+            embeddings = model(**features)  # (2N, d): rows i and N+i are two dropout views of sentence i
+            z1, z2 = embeddings.chunk(2)
+            loss, stats = self.loss_fn(z1, z2, exchange=self.batch_exchange)
+        if model.training:
+            self._stop_if_diverged(loss)
+            for name, value in stats.items():
+                self._metrics[name].append(value.detach())
+        return (loss, {"z1": z1, "z2": z2}) if return_outputs else loss
+
+    def _stop_if_diverged(self, loss: torch.Tensor) -> None:
+        """Stop before a NaN/inf loss reaches the weights; every process agrees, and earlier checkpoints stay."""
+        bad = self.accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
+        if bad.item() > 0:
+            last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            raise TrainingDivergedError(
+                f"the loss became {loss.item()} at step {self.state.global_step + 1}; training stopped before that "
+                f"step's update. Last checkpoint: {last or 'none'} (lower --learning_rate, or try --bf16 false)"
+            )
+
+    def _refuse_non_finite(self, state_dict: dict, output_dir: str) -> None:
+        """A finite loss can still be followed by an update that overflows the weights: never write those, so that
+        every checkpoint on disk (and the one rotation keeps) is usable."""
+        checks = [torch.isfinite(t).all() for t in state_dict.values() if t.is_floating_point() and t.numel()]
+        if checks and not bool(torch.stack(checks).all()):
+            last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            raise TrainingDivergedError(
+                f"the weights became inf or nan in step {self.state.global_step}'s update, so {output_dir} was not "
+                f"written. Last checkpoint: {last or 'none'} (lower --learning_rate, or try --bf16 false)"
+            )
+
+    def _cached_loss(self, model, features):
+        """`--mini_batch_size`: GradCache. The mini-batch passes bypass DDP's reducer, so gradients are averaged
+        over processes explicitly after the backward pass."""
+        encoder = self.accelerator.unwrap_model(model)
+        average = None
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            average = functools.partial(average_gradients, encoder)
+        return cached_contrastive_loss(
+            encoder, features, self.loss_fn, self.args.mini_batch_size, self.batch_exchange, average
+        )
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metrics:
+            for name, values in self._metrics.items():
+                logs[name] = round(torch.stack(values).float().mean().item(), 4)
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics, _ = self.evaluate_suite(eval_dataset, metric_key_prefix)
+        return metrics
+
+    def evaluate_suite(self, suite: EvalSuite | None = None, metric_key_prefix: str = "eval") -> tuple[dict, dict]:
+        """Score the model on an `EvalSuite` (default: `eval_dataset`); log and return the flat metrics
+        (`eval_stsb_spearman`, …) and the nested results (per-subset scores, aggregates)."""
+        suite = suite if suite is not None else self.eval_dataset
+        encoder = self.accelerator.unwrap_model(self.model)
+        with self._full_weights(encoder):
+            results = run_suite(encoder, suite, self.args.per_device_eval_batch_size, bf16=self.args.bf16)
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in flat_metrics(results).items()}
+        metrics[f"{metric_key_prefix}_runtime"] = round(results["seconds"], 3)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics, results
+
+    def _full_weights(self, encoder):
+        """Under ZeRO-3 each process holds a slice of every weight: gather them for evaluation (every process
+        runs it, as the gathering is collective). Otherwise nothing to do."""
+        if self.is_deepspeed_enabled and is_deepspeed_zero3_enabled():
+            import deepspeed
+
+            return deepspeed.zero.GatheredParameters(list(encoder.parameters()), modifier_rank=None)
+        return contextlib.nullcontext()
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """Our card (YAML metadata for sentence-transformers, dev results) instead of the generic Trainer one."""
+        if self.is_world_process_zero():
+            self._write_card(self.args.output_dir)
+
+    def _write_card(self, output_dir: str) -> None:
+        if is_checkpoint_folder(output_dir):
+            step, which = checkpoint_step(output_dir), "a checkpoint"
+        elif self.args.load_best_model_at_end and self.state.best_model_checkpoint:
+            step = checkpoint_step(self.state.best_model_checkpoint)
+            which = f"the best checkpoint by {self.args.metric_for_best_model}"
+        else:
+            step, which = self.state.global_step, "the last step"
+        # The name users load it by: the Hub repository once it exists, else the folder itself.
+        repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id or output_dir
+        encoder = self.accelerator.unwrap_model(self.model)
+        write_model_card(
+            output_dir, encoder, self.args, self.state, self.loss_fn, self.run_facts, self._tag_names,
+            weights=(step, which), repo_id=repo_id,
+        )  # fmt: skip
+
+    # ---- Hub: the pushed folder is the whole model folder, created with a clear error if it cannot be --------
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except Exception as error:  # offline, no token, no permission: huggingface_hub raises several types
+            repo_id = self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
+            raise explain_repo_failure(repo_id, error) from error
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """The Trainer copies only config and weights from the checkpoint into output_dir before pushing it; copy
+        the whole model folder (sentence-transformers modules, head, card) so each push loads like the final one."""
+        if self.is_world_process_zero() and self.args.hub_strategy != "end":
+            copy_model_folder(checkpoint_folder, self.args.output_dir)
+        super()._push_from_checkpoint(checkpoint_folder)
+
+    # ---- checkpoints: the encoder's own folder layout instead of a raw state dict -----------------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        encoder = self.accelerator.unwrap_model(self.model)
+        self._refuse_non_finite(state_dict if state_dict is not None else encoder.state_dict(), output_dir)
+        encoder.save_pretrained(output_dir, state_dict=state_dict)
+        save_training_state(output_dir, self.args, self.loss_fn, self.run_facts.settings)
+        self._write_card(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        else:
+            encoder = self.accelerator.unwrap_model(model if model is not None else self.model)
+            encoder.load_weights(resume_from_checkpoint)
+        load_loss_state(resume_from_checkpoint, self.loss_fn)
+
+    def _load_best_model(self) -> None:
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return super()._load_best_model()
+        self.accelerator.unwrap_model(self.model).load_weights(self.state.best_model_checkpoint)

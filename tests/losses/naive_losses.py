@@ -1,0 +1,105 @@
+"""Deliberately naive per-row versions of the objectives: Python loops over anchors, docs/method.md read literally."""
+
+from __future__ import annotations
+
+import torch
+
+
+def cos(a, b):
+    return torch.dot(a, b) / (torch.linalg.norm(a) * torch.linalg.norm(b))
+
+
+def info_nce(z1, z2, temperature, extra=None):
+    """Mean over i of -log softmax(row_i / τ)[i]; row_i = [cos(z1_i, z2_j) for all j] + extra[i]."""
+    n = z1.shape[0]
+    total = 0.0
+    for i in range(n):
+        row = [cos(z1[i], z2[j]) for j in range(n)]
+        if extra is not None:
+            row += list(extra[i])
+        logits = torch.stack(row) / temperature
+        total = total - (logits[i] - torch.logsumexp(logits, dim=0))
+    return total / n
+
+
+def hardest(z1, z2, i):
+    """(h(i), n_i): the first j ≠ i with the largest cos(z1_i, z2_j)."""
+    best_j, best = None, None
+    for j in range(z2.shape[0]):
+        if j == i:
+            continue
+        c = cos(z1[i], z2[j])
+        if best is None or c.item() > best.item():
+            best_j, best = j, c
+    return best_j, best
+
+
+def pm_positives(z1, z2, theta, w1, w2, detach_coefficients=True, eps=1e-6, ratio=None):
+    """ẑ2 row by row: cases A, B, C of docs/method.md §2 with its guards. Returns (ẑ2, cases as 'A'/'B'/'C')."""
+    rows, cases = [], []
+    for i in range(z1.shape[0]):
+        p = cos(z1[i], z2[i])
+        h, n = hardest(z1, z2, i)
+        if p.item() > n.item():
+            if p.item() > 0 and ((p - n) / p).item() <= theta:
+                weight2 = w2 if ratio is None else w1 * ratio
+                rows.append(w1 * z2[i] + weight2 * z2[h])
+                cases.append("A")
+            else:
+                rows.append(z2[i])
+                cases.append("B")
+        else:
+            pp, nn = (p.detach(), n.detach()) if detach_coefficients else (p, n)
+            total = pp + nn
+            if abs(total.item()) < eps:
+                total = torch.tensor(-eps if total.item() < 0 else eps, dtype=z2.dtype)
+            rows.append(pp / total * z2[i] + nn / total * z2[h])
+            cases.append("C")
+    return torch.stack(rows), cases
+
+
+def pm_ratio_search(z1, z2, theta, grid):
+    """The grid ratio minimising mean_i(S̃_ii − mean_{j≠i} S̃_ij) + mean_i #{j : S̃_ij > S̃_ii} (first on ties);
+    None when no anchor is in case A (the ratio then changes nothing)."""
+    n = z1.shape[0]
+    if "A" not in pm_positives(z1, z2, theta, 1.0, 0.5)[1]:
+        return None
+    best_value, best_ratio = None, None
+    for r in grid:
+        mixed, _ = pm_positives(z1, z2, theta, 1.0, r)
+        gap, rank = 0.0, 0
+        for i in range(n):
+            row = [cos(z1[i], mixed[j]).item() for j in range(n)]
+            gap += row[i] - sum(row[j] for j in range(n) if j != i) / (n - 1)
+            rank += sum(1 for j in range(n) if row[j] > row[i])
+        value = gap / n + rank / n
+        if best_value is None or value < best_value:
+            best_value, best_ratio = value, r
+    return best_ratio
+
+
+def top_k(z1, z2, i, k):
+    """T_i: the k j ≠ i with the largest cos(z1_i, z2_j), larger first, lower index first on ties."""
+    others = [j for j in range(z2.shape[0]) if j != i]
+    return sorted(others, key=lambda j: (-cos(z1[i], z2[j]).item(), j))[:k]
+
+
+def hnm_synthetic_sims(z1, z2, k, alpha, pick, detach=False):
+    """cos(z1_i, g_i,m) for the pairs numbered pick[i][m] in the order (0,1), (0,2), …, (k-2, k-1)."""
+    pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
+    source = z2.detach() if detach else z2
+    sims = []
+    for i in range(z1.shape[0]):
+        top = top_k(z1, z2, i, k)
+        row = []
+        for number in pick[i].tolist():
+            a, b = pairs[number]
+            g = alpha * source[top[a]] + (1 - alpha) * source[top[b]]
+            g = g / torch.linalg.norm(g)
+            row.append(cos(z1[i], g))
+        sims.append(row)
+    return sims
+
+
+def hnm_loss(z1, z2, k, alpha, temperature, pick, detach=False):
+    return info_nce(z1, z2, temperature, extra=hnm_synthetic_sims(z1, z2, k, alpha, pick, detach))

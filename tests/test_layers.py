@@ -1,0 +1,102 @@
+"""Imports only point down the layers (CONTRIBUTING.md): every import in hncse/, module-level or inside a function,
+is read from the source and checked against the layer table below."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hncse"
+
+# Subsystem → layer. A module may import from a lower layer and from its own subsystem, nothing else.
+LAYERS = {
+    "hncse.errors": 0,
+    "hncse.citations": 0,
+    "hncse.distributed": 0,
+    "hncse.local_data": 0,
+    "hncse.losses": 1,
+    "hncse.modeling": 2,
+    "hncse.data": 3,
+    "hncse.evaluation": 3,
+    "hncse.config": 4,
+    "hncse.parser": 5,
+    "hncse.training": 6,
+    "hncse.evaluate": 7,  # the `python -m hncse.evaluate` entry point
+    "hncse": 8,  # the package's public imports (hncse/__init__.py)
+}
+# Outside imports the losses may use: torch and the standard library (they are pure tensor code).
+LOSSES_MAY_IMPORT = {"torch"}
+
+
+def subsystem(module: str) -> str:
+    """The longest LAYERS key that is `module` or a parent package of it."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        name = ".".join(parts[:end])
+        if name in LAYERS:
+            return name
+    raise KeyError(f"{module} is in no layer: add its subsystem to LAYERS (and to CONTRIBUTING.md)")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(source: str, module: str, is_package: bool) -> list[str]:
+    """Absolute names of everything `source` imports (relative imports resolved against `module`)."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module
+            names.append(prefix)
+            # `from hncse.losses import simcse` imports the module hncse.losses.simcse.
+            names += [f"{prefix}.{alias.name}" for alias in node.names if prefix.startswith("hncse")]
+    return names
+
+
+def violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    own = subsystem(module)
+    found = []
+    for name in imported_modules(source, module, is_package):
+        root = name.split(".")[0]
+        if root == "hncse":
+            try:
+                target = subsystem(name)
+            except KeyError:  # `from hncse.x import name`: the name is not a module
+                target = subsystem(name.rsplit(".", 1)[0])
+            if target != own and LAYERS[target] >= LAYERS[own]:
+                found.append(f"{module} imports {name} (layer {LAYERS[target]} ≥ {LAYERS[own]})")
+        elif own == "hncse.losses" and root not in LOSSES_MAY_IMPORT and root not in sys.stdlib_module_names:
+            found.append(f"{module} imports {name}: losses use only torch and the standard library")
+    return found
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(PACKAGE)) for p in MODULES])
+def test_imports_only_point_down(path):
+    source = path.read_text(encoding="utf-8")
+    assert violations(source, module_name(path), path.name == "__init__.py") == []
+
+
+def test_the_check_finds_an_upward_import():
+    """The checker itself: each kind of wrong import is reported."""
+    assert violations("from hncse.training.trainer import HNCSETrainer", "hncse.evaluation.suite")
+    assert violations("def f():\n    import hncse.evaluation.sts", "hncse.modeling.encoder")
+    assert violations("import numpy", "hncse.losses.simcse")
+    assert violations("from hncse.data import load_sentences", "hncse.evaluation.cli")  # same layer, other room
+    assert violations("from ..training import trainer", "hncse.losses.simcse")
+    assert not violations("from hncse.losses.common import as_float", "hncse.losses.simcse")
+    assert not violations("from hncse.errors import ConfigError\nimport torch", "hncse.losses.registry")

@@ -1,0 +1,76 @@
+"""Two CPU processes under torchrun (gloo): data is split between them, negatives are shared, one folder is written."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+from hub_standin import HubStandIn, hub_env
+from safetensors.torch import load_file
+
+import run_hncse
+
+REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
+PORTS = {"zero2": "29521", "zero3": "29523"}
+
+
+def torchrun_with_hub(
+    port, tiny_model_dir, corpus_file, senteval_dir, out, repo_id, *extra
+) -> subprocess.CompletedProcess:
+    """2 gloo processes of run_hncse.py (4 steps, evaluation and checkpoints every 2) pushing to a Hub stand-in;
+    checks the run succeeded and that only the main process pushed, once at the end, the folder it saved."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+        "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
+        "--senteval_dir", str(senteval_dir), "--output_dir", str(out), "--per_device_train_batch_size", "8",
+        "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
+        "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
+        "--objective", "hybrid", "--hnm_k", "4", "--hnm_s", "4",  # PM and HNM mined over the global batch of 16
+        "--push_to_hub", "true", "--hub_model_id", repo_id, *extra,
+    ]  # fmt: skip
+    with HubStandIn() as hub:
+        proc = subprocess.run(
+            cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+            env={**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        repo = hub.repos[repo_id]
+    assert repo["commits"].count("End of training") == 1 and repo["commits"][-1] == "End of training"
+    assert repo["files"]["model.safetensors"] == (out / "model.safetensors").read_bytes()
+    assert "modules.json" in repo["files"] and not any(p.startswith("checkpoint-") for p in repo["files"])
+    return proc
+
+
+def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "ddp"
+    proc = torchrun_with_hub("29517", tiny_model_dir, corpus_file, senteval_dir, out, "standin-user/ddp")
+    state = json.loads((out / "trainer_state.json").read_text())
+    # 200 sentences, 2 processes x 8 per step, last batch dropped: 12 steps per epoch (one process alone: 25).
+    assert state["global_step"] == 4 and abs(state["epoch"] - 4 / 12) < 1e-6
+    assert proc.stdout.count("STS dev Spearman x100") == 1  # only the main process reports
+    assert "negatives from the global batch of 2 processes" in proc.stderr
+    assert SentenceTransformer(str(out), device="cpu").encode(["a man is playing ."]).shape == (1, 32)
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_deepspeed_two_processes_write_a_folder_that_loads(tiny_model_dir, corpus_file, senteval_dir, tmp_path, stage):
+    """ZeRO-2/3 on CPU (gloo): training with the shipped config files, evaluation on gathered weights (ZeRO-3),
+    and a full-weights output folder that sentence-transformers loads."""
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / stage
+    deepspeed = ("--deepspeed", f"ds_configs/{stage}.json")
+    torchrun_with_hub(
+        PORTS[stage], tiny_model_dir, corpus_file, senteval_dir, out, f"standin-user/{stage}", *deepspeed
+    )
+    state = json.loads((out / "trainer_state.json").read_text())
+    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
+    assert state["global_step"] == 4 and len(losses) == 4 and all(math.isfinite(x) and x > 0 for x in losses)
+    model = SentenceTransformer(str(out), device="cpu")
+    assert model.encode(["a man is playing ."]).shape == (1, 32)
+    weights = load_file(out / "model.safetensors")
+    assert len(weights) > 30 and all(t.numel() > 0 for t in weights.values())  # full tensors, not ZeRO-3 slices
