@@ -3,11 +3,11 @@
     python -m bench.eval_speed [--rounds 3] [--out docs/benchmarks/eval_speed.json] [--render_only]
 
 Model: the bundled all-MiniLM-L6-v2 (mean pooling), CPU. Sets: STS12–16, STS-B test, SICK-R test from
-`../shared/data/senteval` (18,850 pairs). Ours: `hncse.sts.evaluate_sts` (every distinct sentence encoded once,
-batches by token count, batch 128). Theirs: one `EmbeddingSimilarityEvaluator` per set (cosine, STS12–16 pooled
-as SentEval's "all"), run through a `SequentialEvaluator`, at its default batch size 16 and at 128. The three
-alternate in a rotating order every round so that drifts in machine speed hit all alike; the report gives the
-median seconds and both Spearman figures per set (they must agree to 0.01).
+`../shared/data/senteval` (18,850 pairs). Ours: `hncse.evaluation.sts.evaluate_sts` (every distinct sentence
+encoded once, batches by token count, batch 128). Theirs: one `EmbeddingSimilarityEvaluator` per set (cosine,
+STS12–16 pooled as SentEval's "all"), run through a `SequentialEvaluator`, at its default batch size 16 and at
+128. The three alternate in a rotating order every round so that drifts in machine speed hit all alike; the report
+gives the median seconds and both Spearman figures per set (they must agree to 0.01).
 """
 
 from __future__ import annotations

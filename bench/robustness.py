@@ -249,7 +249,7 @@ def main() -> None:
         "`tests/test_robustness.py` runs the same cases on a tiny model and checks exactly that, and that the earlier",
         "files are unchanged. In the last row the first update (lr 1e38) overflowed the weights while its loss was",
         "still finite, so that checkpoint was refused; a loss that turns NaN later stops before its update and leaves",
-        "the earlier checkpoints as they were (`tests/test_training.py`).",
+        "the earlier checkpoints as they were (`tests/training/test_training.py`).",
         "",
         "| bad input | arguments | exit | message | left on disk |",
         "|---|---|---|---|---|",

@@ -24,8 +24,14 @@ class ContrastiveParams:
     temperature: float = hyperparameter(0.05, "Temperature τ of the cosine-similarity logits.")
 
     def __post_init__(self):
-        if not self.temperature > 0:
-            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        require([(self.temperature > 0, f"--temperature must be > 0, got {self.temperature}")])
+
+
+def require(checks: list[tuple[bool, str]]) -> None:
+    """Raise `ConfigError` with the message of the first failed check (each message names its flag)."""
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 def as_float(z: Tensor) -> Tensor:

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.errors import ConfigError
 from hncse.losses.common import (
     LOCAL_BATCH,
     SIMILARITY_STATISTICS,
@@ -20,6 +19,7 @@ from hncse.losses.common import (
     cosine_logits,
     diagonal_cross_entropy,
     positive_mask,
+    require,
     similarity_stats,
 )
 from hncse.losses.registry import Objective, hyperparameter
@@ -39,14 +39,13 @@ class HardNegativeMixingParams(ContrastiveParams):
 
     def __post_init__(self):
         super().__post_init__()
-        checks = [
-            (self.hnm_k >= 2, f"--hnm_k must be ≥ 2, got {self.hnm_k}"),
-            (self.hnm_s >= 1, f"--hnm_s must be ≥ 1, got {self.hnm_s}"),
-            (0.0 <= self.hnm_alpha <= 1.0, f"--hnm_alpha must be in [0, 1], got {self.hnm_alpha}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require(
+            [
+                (self.hnm_k >= 2, f"--hnm_k must be ≥ 2, got {self.hnm_k}"),
+                (self.hnm_s >= 1, f"--hnm_s must be ≥ 1, got {self.hnm_s}"),
+                (0.0 <= self.hnm_alpha <= 1.0, f"--hnm_alpha must be in [0, 1], got {self.hnm_alpha}"),
+            ]
+        )
 
 
 def hardest_negatives(sim: Tensor, k: int, offset: int = 0) -> Tensor:

@@ -9,8 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.errors import ConfigError
-from hncse.losses.common import LOCAL_BATCH, SIMILARITY_STATISTICS, info_nce_loss
+from hncse.losses.common import LOCAL_BATCH, SIMILARITY_STATISTICS, info_nce_loss, require
 from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss
 from hncse.losses.hybrid import HybridParams
 from hncse.losses.positive_mixing import PM_STATISTICS, PositiveMixingLoss, pm_stats
@@ -25,8 +24,7 @@ class HybridSumParams(HybridParams):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.hybrid_lambda >= 0:
-            raise ConfigError(f"--hybrid_lambda must be ≥ 0, got {self.hybrid_lambda}")
+        require([(self.hybrid_lambda >= 0, f"--hybrid_lambda must be ≥ 0, got {self.hybrid_lambda}")])
 
 
 class HybridSumLoss(nn.Module):

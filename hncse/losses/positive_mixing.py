@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.errors import ConfigError
 from hncse.losses.common import (
     LOCAL_BATCH,
     SIMILARITY_STATISTICS,
@@ -19,6 +18,7 @@ from hncse.losses.common import (
     info_nce_loss,
     positive_mask,
     positive_similarities,
+    require,
     similarity_stats,
 )
 from hncse.losses.registry import Objective, hyperparameter
@@ -44,15 +44,17 @@ class PositiveMixingParams(ContrastiveParams):
 
     def __post_init__(self):
         super().__post_init__()
-        checks = [
-            (self.pm_theta >= 0, f"--pm_theta must be ≥ 0, got {self.pm_theta}"),
-            (self.pm_w1 > 0, f"--pm_w1 must be > 0, got {self.pm_w1}"),
-            (self.pm_w2 >= 0, f"--pm_w2 must be ≥ 0, got {self.pm_w2}"),
-            (self.pm_ratio_grid_size != 1 and self.pm_ratio_grid_size >= 0, "--pm_ratio_grid_size must be 0 or ≥ 2"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require(
+            [
+                (self.pm_theta >= 0, f"--pm_theta must be ≥ 0, got {self.pm_theta}"),
+                (self.pm_w1 > 0, f"--pm_w1 must be > 0, got {self.pm_w1}"),
+                (self.pm_w2 >= 0, f"--pm_w2 must be ≥ 0, got {self.pm_w2}"),
+                (
+                    self.pm_ratio_grid_size != 1 and self.pm_ratio_grid_size >= 0,
+                    "--pm_ratio_grid_size must be 0 or ≥ 2",
+                ),
+            ]
+        )
 
 
 @dataclass
