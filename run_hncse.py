@@ -20,6 +20,7 @@ from transformers import DataCollatorWithPadding, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
 from hncse.data import load_sentences, tokenize_sentences, truncation_summary
+from hncse.data_sources import resolve_senteval_dir
 from hncse.errors import ConfigError, TrainingDivergedError, run_cli
 from hncse.evaluation import format_tables, load_suite
 from hncse.modeling import SentenceEncoder
@@ -62,12 +63,13 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if data_args.max_train_samples is not None:
         sentences = sentences.select(range(min(data_args.max_train_samples, len(sentences))))
-    eval_suite = None
+    eval_suite = predict_suite = None
+    if training_args.eval_strategy != "no" or training_args.do_predict:
+        senteval_dir = resolve_senteval_dir(data_args.senteval_dir)
     if training_args.eval_strategy != "no":
-        eval_suite = load_suite(data_args.dev_tasks, "dev", data_args.senteval_dir)
-    predict_suite = None
+        eval_suite = load_suite(data_args.dev_tasks, "dev", senteval_dir)
     if training_args.do_predict:
-        predict_suite = load_suite(data_args.test_tasks, "test", data_args.senteval_dir, alignment=True)
+        predict_suite = load_suite(data_args.test_tasks, "test", senteval_dir, alignment=True)
 
     logger.info(
         "process %d/%d, device %s, bf16 %s, fp16 %s",

@@ -7,7 +7,7 @@
    run round-robin on the same batches, in an order rotated every round, so that drifts in machine speed
    hit all of them alike.
 2. The loss alone (forward + backward on fixed embeddings, d = 384): vectorised vs the naive per-row
-   versions of tests/naive_losses.py, at batch 64 and 512.
+   versions of tests/losses/naive_losses.py, at batch 64 and 512.
 3. Our `simcse` training vs sentence-transformers' SimCSE recipe (MultipleNegativesRankingLoss on
    (sentence, sentence) pairs) through each library's Trainer: same weights, batch 64, length 32, [CLS]
    pooling without MLP, AdamW lr 3e-5; sentences per second, alternated A B A B.
@@ -32,7 +32,7 @@ from hncse.losses import OBJECTIVES
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
 from hncse.training.trainer import HNCSETrainer, build_loss
-from tests import naive_losses
+from tests.losses import naive_losses
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CORPUS = "../shared/data/unsup/wiki1m_random10k.txt"
@@ -258,7 +258,7 @@ def render(report: dict, json_path: str) -> str:
             f"torch {machine['torch']} with {machine['torch_threads']} threads, {machine['platform']}.",
             "**Training step** (all-MiniLM-L6-v2, batch 64, length 32, cls + MLP, AdamW; median over rounds, "
             "objectives interleaved):\n\n" + markdown_table(["objective", "s / step", "× simcse"], step_rows),
-            "**Loss alone** (forward + backward on fixed (N, 384) embeddings; naive = tests/naive_losses.py, "
+            "**Loss alone** (forward + backward on fixed (N, 384) embeddings; naive = tests/losses/naive_losses.py, "
             "one run):\n\n" + markdown_table(["objective", "N", "vectorised ms", "naive s", "speed-up ×"], loss_rows),
             "**Against sentence-transformers** (each library's Trainer, same weights, batch 64, length 32, [CLS] "
             "without MLP, AdamW 3e-5; runs alternated):\n\n"

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hncse.data_sources import DATA_DIR_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 ERROR_PREFIX = "run_hncse.py: error: "
 
@@ -206,7 +208,9 @@ def describe_disk(outcome: Outcome, output_dir: Path) -> str:
 
 
 def quickstart_workspace(root: Path) -> Workspace:
-    corpus = REPO.parent / "shared" / "data" / "unsup" / "wiki1m_random10k.txt"
+    """The quickstart config on this machine: its data from the local copy (HNCSE_DATA_DIR, here ../shared/data)."""
+    data = Path(os.environ.setdefault(DATA_DIR_ENV, str(REPO.parent / "shared" / "data")))
+    corpus = data / "unsup" / "wiki1m_random10k.txt"
     base = [
         "configs/quickstart.yaml", "--max_steps", "2", "--save_steps", "1", "--per_device_train_batch_size", "8",
         "--max_train_samples", "64", "--eval_strategy", "no", "--load_best_model_at_end", "false",

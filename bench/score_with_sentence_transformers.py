@@ -1,6 +1,9 @@
 """Score an output folder on STS-B dev with sentence-transformers alone (a cross-check of run_hncse.py's figure).
 
-python bench/score_with_sentence_transformers.py outputs/quickstart [--data_dir ../shared/data/senteval]
+python bench/score_with_sentence_transformers.py outputs/quickstart [--data_dir SENTEVAL_DOWNSTREAM_DIR]
+
+The STS-B dev file is found as the quickstart finds it (the local copy of $HNCSE_DATA_DIR, the cache, or a
+download); only the scoring is sentence-transformers'.
 """
 
 import argparse
@@ -11,12 +14,15 @@ import torch
 from scipy.stats import spearmanr
 from sentence_transformers import SentenceTransformer
 
+from hncse.data_sources import resolve_senteval_dir
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir")
-    parser.add_argument("--data_dir", default=os.environ.get("HNCSE_DATA_DIR", "../shared/data/senteval"))
+    parser.add_argument("--data_dir", default=None, help="SentEval's data/downstream (default: as the quickstart)")
     args = parser.parse_args()
+    args.data_dir = args.data_dir or resolve_senteval_dir("senteval")
     with open(os.path.join(args.data_dir, "STS", "STSBenchmark", "sts-dev.csv"), encoding="utf-8") as f:
         rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if len(r) >= 7]
     first, second = [" ".join(r[5].split()) for r in rows], [" ".join(r[6].split()) for r in rows]

@@ -1,7 +1,7 @@
 """HNCSE: unsupervised sentence embeddings by contrastive learning with hard negatives, as a Trainer recipe.
 
-Layers, each importing only from those before it: foundations (`errors`, `citations`, `distributed`, `local_data`)
-← `losses` ← `modeling` ← `evaluation`, `data` ← `config` ← `parser` ← `training` ← `run_hncse.py`. CONTRIBUTING.md
+Layers, each importing only from those before it: `errors`, `citations` ← `distributed`, `data_sources` ←
+`losses` ← `modeling` ← `evaluation`, `data` ← `config` ← `parser` ← `training` ← `run_hncse.py`. CONTRIBUTING.md
 has the rules; docs/method.md the method.
 """
 

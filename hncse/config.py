@@ -14,7 +14,6 @@ from transformers import TrainingArguments
 
 from hncse.errors import ConfigError, EvalConfigError
 from hncse.evaluation import resolve_tasks
-from hncse.local_data import resolve_data_dir
 from hncse.losses import OBJECTIVES, get_objective, hyperparameter_fields
 from hncse.modeling import POOLER_TYPES
 
@@ -51,7 +50,9 @@ class DataArguments:
     train_file: str | None = field(
         default=None,
         metadata={
-            "help": "Local or http(s) file: .txt (one sentence per line), .csv/.tsv/.json/.jsonl with a text column."
+            "help": "`wiki1m` or `nli` (princeton-nlp/datasets-for-simcse: local copy in $HNCSE_DATA_DIR, cache or "
+            "download), or a local or http(s) file: .txt (one sentence per line), .csv/.tsv/.json/.jsonl with a text "
+            "column."
         },
     )
     dataset_name: str | None = field(
@@ -70,8 +71,9 @@ class DataArguments:
     senteval_dir: str | None = field(
         default=None,
         metadata={
-            "help": "SentEval's `data/downstream` folder (STS/, SICK/, MR/, …); default $HNCSE_DATA_DIR, else STS "
-            "sets come from the Hub (mteb/*)."
+            "help": "SentEval's `data/downstream` folder (STS/, SICK/, MR/, …), or `senteval` (the Hub's "
+            "senteval.tar: local copy, cache or download). Default: the copy in $HNCSE_DATA_DIR, else one downloaded "
+            "earlier, else STS sets come from the Hub (mteb/*)."
         },
     )
     eval_tasks: list[str] = field(
@@ -102,7 +104,6 @@ class DataArguments:
             raise ConfigError(f"--max_seq_length must be at least 2, got {self.max_seq_length}")
         if self.max_train_samples is not None and self.max_train_samples < 2:
             raise ConfigError(f"--max_train_samples must be at least 2, got {self.max_train_samples}")
-        self.senteval_dir = resolve_data_dir(self.senteval_dir)
         try:
             if self.eval_tasks:
                 self.dev_tasks = resolve_tasks(None, self.eval_tasks, "dev", flag="--eval_tasks")

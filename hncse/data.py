@@ -7,6 +7,7 @@ import os
 
 from datasets import Dataset, load_dataset
 
+from hncse.data_sources import resolve_train_file
 from hncse.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -56,12 +57,14 @@ def load_sentences(
 ) -> Dataset:
     """A Dataset with one column, "text", with blank rows dropped (and counted in the log).
 
-    Sources: a local or remote .txt (one sentence per line), a .csv/.tsv/.json/.jsonl with a text column, or
-    a Hub dataset. text_column defaults to "text", else the only/first string column.
+    Sources: a local or remote .txt (one sentence per line), a .csv/.tsv/.json/.jsonl with a text column, a
+    corpus of princeton-nlp/datasets-for-simcse by name (`wiki1m`, `nli`; `hncse.data_sources`), or a Hub
+    dataset. text_column defaults to "text", else the only/first string column.
     """
     if (train_file is None) == (dataset_name is None):
         raise DataError("give exactly one of --train_file and --dataset_name")
     if train_file is not None:
+        train_file = resolve_train_file(train_file)  # a corpus name (wiki1m, nli) → its file
         source = train_file
         suffix = os.path.splitext(train_file.split("?")[0])[1].lower()
         builder = TABLE_SUFFIXES.get(suffix, "text")

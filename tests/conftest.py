@@ -17,6 +17,8 @@ WIKI = SHARED_DATA / "unsup" / "wiki1m_random10k.txt"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# A local data copy set in the developer's shell would change what the tests resolve; tests that want one set it.
+os.environ.pop("HNCSE_DATA_DIR", None)
 
 
 def _head(path: Path, n: int) -> list[str]:

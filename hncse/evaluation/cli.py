@@ -1,6 +1,6 @@
 """Evaluate a sentence encoder on SentEval's STS and transfer tasks (SimCSE's table), offline and fast.
 
-    python -m hncse.evaluate outputs/quickstart --senteval_dir ../shared/data/senteval
+    python -m hncse.evaluate outputs/quickstart             # SentEval's data: $HNCSE_DATA_DIR's copy or the cache
     hncse-evaluate sentence-transformers/all-MiniLM-L6-v2 --pooler avg --task_set full --senteval_dir DIR
     python -m hncse.evaluate MODEL --mode dev --tasks stsb sickr          # the dev sets used during training
 
@@ -19,9 +19,9 @@ import re
 
 import torch
 
+from hncse.data_sources import DATA_DIR_ENV, resolve_senteval_dir
 from hncse.errors import EvalConfigError, run_cli
 from hncse.evaluation.suite import MODES, TASK_SETS, format_tables, load_suite, resolve_tasks, run_suite
-from hncse.local_data import DATA_DIR_ENV, resolve_data_dir
 from hncse.modeling import POOLER_TYPES, SentenceEncoder
 
 logger = logging.getLogger("hncse.evaluate")
@@ -50,7 +50,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--senteval_dir",
         default=None,
-        help=f"SentEval's data/downstream folder (default ${DATA_DIR_ENV}); without it STS sets come from the Hub",
+        help=f"SentEval's data/downstream folder, or `senteval` (princeton-nlp/datasets-for-simcse's senteval.tar:\n"
+        f"local copy, cache or download). Default: the copy in ${DATA_DIR_ENV}, else one downloaded earlier,\n"
+        "else the STS sets come from the Hub's mteb/* copies",
     )
     parser.add_argument("--batch_size", type=int, default=128, help="sentences per forward pass")
     parser.add_argument("--max_seq_length", type=int, default=None, help="truncate longer inputs (default: model's)")
@@ -76,7 +78,7 @@ def evaluate_model(args: argparse.Namespace) -> dict:
     if args.batch_size < 1:
         raise EvalConfigError(f"--batch_size must be at least 1, got {args.batch_size}")
     tasks = resolve_tasks(args.task_set, args.tasks, args.mode)
-    senteval_dir = resolve_data_dir(args.senteval_dir)
+    senteval_dir = resolve_senteval_dir(args.senteval_dir)
     # Data before the model: a missing file fails in a second.
     suite = load_suite(tasks, args.mode, senteval_dir, alignment=not args.no_alignment)
     encoder = SentenceEncoder.from_pretrained(

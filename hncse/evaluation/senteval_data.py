@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hncse.data_sources import DATA_DIR_ENV
 from hncse.errors import EvalDataError, first_line
-from hncse.local_data import DATA_DIR_ENV, resolve_data_dir
 
 STS_YEARS = {
     "STS12": ["MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"],
@@ -199,8 +199,10 @@ def load_sts_from_hub(task: str, split: str = "test") -> STSTask:
 
 
 def load_sts_task(task: str, data_dir: str | None, split: str = "test", flag: str = "--senteval_dir") -> STSTask:
-    """An STS table column. STS12–16 exist only as test sets; STS-B and SICK-R have train/dev/test."""
-    data_dir = resolve_data_dir(data_dir)
+    """An STS table column. STS12–16 exist only as test sets; STS-B and SICK-R have train/dev/test.
+
+    data_dir: SentEval's data/downstream folder (`hncse.data_sources.resolve_senteval_dir`); None: the Hub's copies.
+    """
     if data_dir is None:
         return load_sts_from_hub(task, split if task in ("STSBenchmark", "SICKRelatedness") else "test")
     if task in STS_YEARS:
@@ -259,7 +261,6 @@ def _mrpc(data_dir: str, flag: str) -> ClassificationTask:
 
 def load_transfer_task(task: str, data_dir: str | None, flag: str = "--senteval_dir") -> ClassificationTask:
     """A SentEval transfer task from its data/downstream folder (the Hub has no faithful copies of these)."""
-    data_dir = resolve_data_dir(data_dir)
     if data_dir is None:
         raise EvalDataError(
             f"{task}: transfer tasks are read from SentEval's data/downstream folder; set {flag} or ${DATA_DIR_ENV}"

