@@ -60,9 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
             dataset_split=data_args.dataset_split,
             text_column=data_args.text_column,
             cache_dir=model_args.cache_dir,
+            max_samples=data_args.max_train_samples,
         )
-    if data_args.max_train_samples is not None:
-        sentences = sentences.select(range(min(data_args.max_train_samples, len(sentences))))
     eval_suite = predict_suite = None
     if training_args.eval_strategy != "no" or training_args.do_predict:
         senteval_dir = resolve_senteval_dir(data_args.senteval_dir)
@@ -107,9 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset = tokenize_sentences(
             sentences, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers
         )
-    truncated = truncation_summary(sentences, train_dataset, data_args.max_seq_length)
-    if truncated and training_args.process_index == 0:
-        logger.warning(truncated)
+    if training_args.process_index == 0:  # a statistic over the whole corpus: once, on the main process
+        truncated = truncation_summary(sentences, train_dataset, data_args.max_seq_length)
+        if truncated:
+            logger.warning(truncated)
     train_dataset = train_dataset.remove_columns("num_tokens")
 
     trainer = HNCSETrainer(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset, load_dataset
 
 from hncse.data_sources import resolve_train_file
@@ -13,6 +17,8 @@ from hncse.errors import DataError
 logger = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+CHECK_BLOCK_BYTES = 1 << 24  # how much of a text file is decoded at a time to check that it is UTF-8
+PARALLEL_TOKENISATION_ROWS = 100_000  # from this many sentences on, tokenise in one process per core by default
 
 
 def is_remote(path: str) -> bool:
@@ -21,8 +27,25 @@ def is_remote(path: str) -> bool:
 
 def check_text_file(path: str) -> None:
     """Fail on the first line that is not UTF-8, naming file, line and column (datasets would only say 'codec'),
-    and on a file with nothing but white space."""
+    and on a file with nothing but white space. Decoded in large blocks; lines are counted only to name one."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
     has_text = False
+    with open(path, "rb") as f:
+        while block := f.read(CHECK_BLOCK_BYTES):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                report_bad_utf8_line(path)
+            has_text = has_text or bool(block.strip())
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        report_bad_utf8_line(path)
+    if not has_text:
+        raise DataError(f"{path}: no sentences (the corpus is empty or only blank lines)")
+
+
+def report_bad_utf8_line(path: str) -> None:
     with open(path, "rb") as f:
         for line_number, raw in enumerate(f, start=1):
             try:
@@ -32,19 +55,30 @@ def check_text_file(path: str) -> None:
                     f"{path}:{line_number}: not valid UTF-8 "
                     f"(byte 0x{raw[error.start]:02x} at column {error.start + 1}); re-encode the file as UTF-8"
                 ) from None
-            has_text = has_text or bool(raw.strip())
-    if not has_text:
-        raise DataError(f"{path}: no sentences (the corpus is empty or only blank lines)")
 
 
-def drop_blank(dataset: Dataset, column: str, source: str) -> tuple[Dataset, int]:
-    """Keep rows whose text is a non-empty string; anything else in the column is a data error."""
-    values = dataset[column]
-    for row, value in enumerate(values):
-        if value is not None and not isinstance(value, str):
-            raise DataError(f"{source}: row {row + 1}: column {column!r} holds {type(value).__name__}, expected text")
-    keep = [i for i, value in enumerate(values) if value is not None and value.strip()]
-    return dataset.select(keep) if len(keep) < len(values) else dataset, len(values) - len(keep)
+def non_blank_rows(dataset: Dataset, column: str, source: str) -> np.ndarray:
+    """A boolean mask of the rows whose text is a non-empty string, computed in Arrow (no Python loop over rows);
+    a column of another type is a data error naming its first row."""
+    values = dataset.with_format("arrow")[column]  # a pyarrow ChunkedArray, the dataset's row order
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type) or pa.types.is_null(values.type)):
+        row = pc.index(pc.is_valid(values), True).as_py()
+        raise DataError(
+            f"{source}: row {row + 1}: column {column!r} holds {type(values[row].as_py()).__name__}, expected text"
+        )
+    if pa.types.is_null(values.type):
+        return np.zeros(len(values), dtype=bool)
+    keep = pc.and_kleene(pc.is_valid(values), pc.not_equal(pc.utf8_trim_whitespace(values), ""))
+    return keep.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
+def keep_rows(dataset: Dataset, keep: np.ndarray, limit: int | None) -> Dataset:
+    """The rows `keep` marks, the first `limit` of them; a prefix is selected as a range (no index mapping)."""
+    kept = int(keep.sum())
+    count = kept if limit is None else min(kept, limit)
+    if kept == len(keep):
+        return dataset if count == len(dataset) else dataset.select(range(count))
+    return dataset.select(np.flatnonzero(keep)[:count])
 
 
 def load_sentences(
@@ -54,8 +88,10 @@ def load_sentences(
     dataset_split: str = "train",
     text_column: str | None = None,
     cache_dir: str | None = None,
+    max_samples: int | None = None,
 ) -> Dataset:
-    """A Dataset with one column, "text", with blank rows dropped (and counted in the log).
+    """A Dataset with one column, "text", with blank rows dropped (and counted in the log), and only the first
+    `max_samples` sentences if given.
 
     Sources: a local or remote .txt (one sentence per line), a .csv/.tsv/.json/.jsonl with a text column, a
     corpus of princeton-nlp/datasets-for-simcse by name (`wiki1m`, `nli`; `hncse.data_sources`), or a Hub
@@ -89,11 +125,13 @@ def load_sentences(
     raw = raw.select_columns([column])
     if column != "text":
         raw = raw.rename_column(column, "text")
-    raw, blank = drop_blank(raw, "text", source)
-    if len(raw) == 0:
+    keep = non_blank_rows(raw, "text", source)
+    kept = int(keep.sum())
+    if kept == 0:
         raise DataError(f"{source}: no sentences (the corpus is empty or only blank lines)")
-    if blank:
-        logger.warning("%s: dropped %d blank line(s); %d sentences remain", source, blank, len(raw))
+    if kept < len(keep):
+        logger.warning("%s: dropped %d blank line(s); %d sentences remain", source, len(keep) - kept, kept)
+    raw = keep_rows(raw, keep, max_samples)
     logger.info("%s: %d training sentences", source, len(raw))
     return raw
 
@@ -114,8 +152,13 @@ def pick_text_column(dataset: Dataset, text_column: str | None, source: str) -> 
 
 def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_proc: int | None = None) -> Dataset:
     """input_ids/attention_mask (+token_type_ids) truncated to max_seq_length, unpadded (the collator pads), and
-    `num_tokens`: each sentence's length before truncation (see `truncation_summary`)."""
+    `num_tokens`: each sentence's length before truncation (see `truncation_summary`).
+
+    num_proc: tokenising processes; default one per core from PARALLEL_TOKENISATION_ROWS sentences on (the
+    result, its order included, does not depend on it)."""
     num_special = tokenizer.num_special_tokens_to_add()
+    if num_proc is None and len(dataset) >= PARALLEL_TOKENISATION_ROWS:
+        num_proc = min(os.cpu_count() or 1, 8)
 
     def tokenize(batch):
         # The overflow pieces (stride 0) cost nothing extra and give each sentence's untruncated length.
@@ -131,23 +174,24 @@ def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_pro
     return dataset.map(
         tokenize,
         batched=True,
-        num_proc=num_proc,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
         remove_columns=dataset.column_names,
         desc=f"Tokenising (max_seq_length={max_seq_length})",
     )
 
 
 def truncation_summary(sentences: Dataset, tokenized: Dataset, max_seq_length: int) -> str | None:
-    """One line on the sentences cut to max_seq_length (how many, the longest, an example), or None if none was."""
-    lengths = tokenized["num_tokens"]
-    longer = [i for i, n in enumerate(lengths) if n > max_seq_length]
+    """One line on the sentences cut to max_seq_length (how many, the longest, an example), or None if none was.
+    Computed on the Arrow column in one pass, whatever the corpus size."""
+    lengths = tokenized.with_format("arrow")["num_tokens"].to_numpy()
+    longer = int((lengths > max_seq_length).sum())
     if not longer:
         return None
-    longest = max(longer, key=lengths.__getitem__)
+    longest = int(lengths.argmax())
     example = " ".join(sentences[longest]["text"].split()[:8])
-    share = 100 * len(longer) / len(lengths)
+    share = 100 * longer / len(lengths)
     return (
-        f"{len(longer)} of {len(lengths)} training sentences ({share:.1f}%) are longer than "
+        f"{longer} of {len(lengths)} training sentences ({share:.1f}%) are longer than "
         f"--max_seq_length {max_seq_length} tokens and were truncated to it; the longest has {lengths[longest]} "
         f'tokens (sentence {longest + 1}: "{example} …")'
     )

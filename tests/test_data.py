@@ -74,3 +74,57 @@ def test_dataset_name_reads_a_dataset_folder(tmp_path):
     folder.mkdir()
     (folder / "train.jsonl").write_text('{"sentence": "one"}\n{"sentence": " "}\n{"sentence": "two"}\n')
     assert load_sentences(dataset_name=str(folder))["text"] == ["one", "two"]
+
+
+def test_blank_rows_match_pythons_strip_and_max_samples_counts_kept_rows(tmp_path):
+    """The Arrow filter keeps exactly the rows Python's str.strip() would, Unicode white space included (the
+    zero-width space is not white space to either); --max_train_samples takes the first N rows that are kept."""
+    texts = ["one", "\u00a0\u3000", None, "two\u2003", "\x1c\x1f", "\u200b", "", "three", "\t\x0b\x0c", "four"]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n", encoding="utf-8")
+    expected = [t for t in texts if t is not None and t.strip()]
+    assert load_sentences(train_file=str(path))["text"] == expected
+    assert load_sentences(train_file=str(path), max_samples=3)["text"] == expected[:3]
+    assert load_sentences(train_file=str(path), max_samples=100)["text"] == expected
+    plain = tmp_path / "plain.txt"
+    plain.write_text("a\nb\nc\n", encoding="utf-8")
+    assert load_sentences(train_file=str(plain), max_samples=2)["text"] == ["a", "b"]
+
+
+def test_a_column_that_is_not_text_names_its_first_row(tmp_path):
+    path = tmp_path / "numbers.jsonl"
+    path.write_text('{"text": null}\n{"text": 7}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"numbers.jsonl: row 2: column 'text' holds int, expected text"):
+        load_sentences(train_file=str(path))
+
+
+def test_utf8_is_checked_across_block_boundaries(tmp_path, monkeypatch):
+    import hncse.data
+
+    monkeypatch.setattr(hncse.data, "CHECK_BLOCK_BYTES", 7)  # splits the multi-byte characters below
+    path = tmp_path / "many.txt"
+    path.write_text("café crème\nnaïve\n" * 5 + "fine\n", encoding="utf-8")
+    assert len(load_sentences(train_file=str(path))) == 11
+    path.write_bytes(path.read_bytes() + "bad caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"many.txt:12: not valid UTF-8 \(byte 0xe9 at column 8\)"):
+        load_sentences(train_file=str(path))
+    path.write_bytes(b"ok\n" + "é".encode()[:1])  # the file ends inside a character
+    with pytest.raises(DataError, match=r"many.txt:2: not valid UTF-8 \(byte 0xc3 at column 1\)"):
+        load_sentences(train_file=str(path))
+
+
+def test_truncation_summary_against_a_naive_count(tiny_model_dir, corpus_file):
+    from transformers import AutoTokenizer
+
+    from hncse.data import truncation_summary
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    sentences = load_sentences(train_file=str(corpus_file))
+    tokenized = tokenize_sentences(sentences, tokenizer, max_seq_length=12, num_proc=2)
+    lengths = [len(tokenizer(t)["input_ids"]) for t in sentences["text"]]  # one at a time, untruncated
+    assert tokenized["num_tokens"][:] == lengths  # two processes: the same rows, in the same order
+    longest = lengths.index(max(lengths))
+    summary = truncation_summary(sentences, tokenized, 12)
+    assert summary.startswith(f"{sum(n > 12 for n in lengths)} of {len(lengths)} training sentences")
+    assert f"the longest has {max(lengths)} tokens (sentence {longest + 1}:" in summary
+    assert truncation_summary(sentences, tokenized, 10_000) is None
