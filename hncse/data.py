@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
 CHECK_BLOCK_BYTES = 1 << 24  # how much of a text file is decoded at a time to check that it is UTF-8
+MASK_SLICE_ROWS = 1 << 20  # rows per slice when finding blank rows
 PARALLEL_TOKENISATION_ROWS = 100_000  # from this many sentences on, tokenise in one process per core by default
 
 
@@ -68,8 +69,13 @@ def non_blank_rows(dataset: Dataset, column: str, source: str) -> np.ndarray:
         )
     if pa.types.is_null(values.type):
         return np.zeros(len(values), dtype=bool)
-    keep = pc.and_kleene(pc.is_valid(values), pc.not_equal(pc.utf8_trim_whitespace(values), ""))
-    return keep.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    keep = np.empty(len(values), dtype=bool)
+    for start in range(0, len(values), MASK_SLICE_ROWS):  # slices: the temporary arrays stay small
+        part = values.slice(start, MASK_SLICE_ROWS)
+        # utf8_is_space is Python's str.isspace (non-empty, all Unicode white space): no trimmed copy is made.
+        text = pc.and_kleene(pc.greater(pc.binary_length(part), 0), pc.invert(pc.utf8_is_space(part)))
+        keep[start : start + len(part)] = pc.fill_null(text, False).to_numpy(zero_copy_only=False)
+    return keep
 
 
 def keep_rows(dataset: Dataset, keep: np.ndarray, limit: int | None) -> Dataset:

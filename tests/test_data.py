@@ -76,9 +76,14 @@ def test_dataset_name_reads_a_dataset_folder(tmp_path):
     assert load_sentences(dataset_name=str(folder))["text"] == ["one", "two"]
 
 
-def test_blank_rows_match_pythons_strip_and_max_samples_counts_kept_rows(tmp_path):
+@pytest.mark.parametrize("slice_rows", [3, 1 << 20])
+def test_blank_rows_match_pythons_strip_and_max_samples_counts_kept_rows(tmp_path, monkeypatch, slice_rows):
     """The Arrow filter keeps exactly the rows Python's str.strip() would, Unicode white space included (the
-    zero-width space is not white space to either); --max_train_samples takes the first N rows that are kept."""
+    zero-width space is not white space to either), in slices or not; --max_train_samples takes the first N rows
+    that are kept."""
+    import hncse.data
+
+    monkeypatch.setattr(hncse.data, "MASK_SLICE_ROWS", slice_rows)
     texts = ["one", "\u00a0\u3000", None, "two\u2003", "\x1c\x1f", "\u200b", "", "three", "\t\x0b\x0c", "four"]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n", encoding="utf-8")
