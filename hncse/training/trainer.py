@@ -10,6 +10,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 
 import torch
+from torch.utils.data import RandomSampler
 from transformers import Trainer
 from transformers.integrations import is_deepspeed_zero3_enabled
 
@@ -30,6 +31,7 @@ from hncse.training.checkpoints import (
 from hncse.training.hub import explain_repo_failure
 from hncse.training.model_card import write_model_card
 from hncse.training.run_facts import RunFacts, run_settings
+from hncse.training.sampler import PermutationSampler
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,15 @@ class HNCSETrainer(Trainer):
             train_sentences=len(self.train_dataset) if self.train_dataset is not None else None,
             settings=run_settings(model_args, None, self.args),
         )
+
+    def _get_train_sampler(self, train_dataset=None):
+        """The Trainer's shuffle (which accelerate makes seedable) in the same order, without a Python list of every
+        index held for the epoch (`hncse.training.sampler`)."""
+        sampler = super()._get_train_sampler(train_dataset)
+        seedable = self.accelerator.dataloader_config.use_seedable_sampler
+        if type(sampler) is RandomSampler and seedable and not sampler.replacement:
+            return PermutationSampler(len(sampler.data_source), self.accelerator.dataloader_config.data_seed)
+        return sampler
 
     @property
     def batch_exchange(self):
