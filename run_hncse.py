@@ -28,7 +28,6 @@ from hncse.parser import parse_args
 from hncse.training import HNCSETrainer, RunFacts
 from hncse.training.checkpoints import checkpoint_to_resume, save_senteval_results
 from hncse.training.hub import explain_push_failure
-from hncse.training.run_facts import run_settings
 
 logger = logging.getLogger("run_hncse")
 
@@ -80,8 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
-    settings = run_settings(model_args, data_args, training_args)
-    resume_from = checkpoint_to_resume(training_args, settings)
+    run_facts = RunFacts.from_arguments(model_args, data_args, training_args)
+    resume_from = checkpoint_to_resume(training_args, run_facts.settings)
     set_seed(training_args.seed)
 
     if is_deepspeed_zero3_enabled() and torch.distributed.is_initialized():
@@ -111,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         if truncated:
             logger.warning(truncated)
     train_dataset = train_dataset.remove_columns("num_tokens")
+    run_facts.train_sentences = len(train_dataset)
 
     trainer = HNCSETrainer(
         model=model,
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=DataCollatorWithPadding(
             tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
         ),
-        run_facts=RunFacts.from_arguments(model_args, data_args, training_args, train_sentences=len(train_dataset)),
+        run_facts=run_facts,
     )
 
     rows = []

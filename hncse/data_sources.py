@@ -110,7 +110,11 @@ def extract_senteval(tar_path: str) -> str:
     """
     from filelock import FileLock
 
-    key = file_etag(tar_path) or sha256_of(tar_path)
+    # The Hub's checksum names a cached archive; a local copy's is named by its path, size and time (no hashing
+    # of the whole archive on every run).
+    stat = os.stat(tar_path)
+    local_key = f"{os.path.realpath(tar_path)}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = file_etag(tar_path) or hashlib.sha256(local_key.encode()).hexdigest()
     root = extract_root()
     os.makedirs(root, exist_ok=True)
     target = os.path.join(root, f"senteval-{key[:16]}")
@@ -150,13 +154,9 @@ def resolve_senteval_dir(senteval_dir: str | None, flag: str = "--senteval_dir")
     """
     if senteval_dir is not None and (os.path.exists(senteval_dir) or senteval_dir not in SOURCES):
         return senteval_dir
-    folder = local_copy()
-    found = senteval_in_local_copy(folder) if folder is not None else None
-    if found is not None:
-        return found
     if senteval_dir is None:
-        cached = cached_file(SOURCES["senteval"])
-        return extract_senteval(cached) if cached is not None else None
+        found = on_this_machine(SOURCES["senteval"])
+        return found[0] if found is not None else None
     return locate(SOURCES[senteval_dir], flag)
 
 
@@ -190,23 +190,36 @@ def in_local_copy(source: Source, folder: str) -> str | None:
 # ---- the Hub -----------------------------------------------------------------------------------------------
 
 
-def locate(source: Source, flag: str) -> str:
-    """The source from the local copy, else the Hub cache, else downloaded; senteval as its extracted folder."""
+def on_this_machine(source: Source) -> tuple[str, str] | None:
+    """(where to read it, which copy that is) from the local copy, else the Hub cache; None if neither. No network;
+    senteval as its extracted folder."""
     folder = local_copy()
     if folder is not None:
         found = senteval_in_local_copy(folder) if source.name == "senteval" else in_local_copy(source, folder)
         if found is not None:
-            return found
-    path = cached_file(source)
-    if path is None:
-        if hub_offline():
-            where = f"${DATA_DIR_ENV}={folder} holds no copy of it" if folder else f"${DATA_DIR_ENV} is not set"
-            raise DataError(
-                f"{flag} {source.name}: not available offline ({where}, and it is not in the Hugging Face cache); "
-                f"run `{DOWNLOAD_COMMAND} {source.name}` on a machine with network, or set ${DATA_DIR_ENV} to a "
-                "folder holding a copy"
-            )
-        path = download(source)
+            return found, f"local copy, ${DATA_DIR_ENV}"
+    cached = cached_file(source)
+    return (usable(source, cached), "Hugging Face cache") if cached is not None else None
+
+
+def locate(source: Source, flag: str) -> str:
+    """The source from this machine (`on_this_machine`), else downloaded; one line when offline with nothing."""
+    found = on_this_machine(source)
+    if found is not None:
+        return found[0]
+    if hub_offline():
+        folder = local_copy()
+        where = f"${DATA_DIR_ENV}={folder} holds no copy of it" if folder else f"${DATA_DIR_ENV} is not set"
+        raise DataError(
+            f"{flag} {source.name}: not available offline ({where}, and it is not in the Hugging Face cache); "
+            f"run `{DOWNLOAD_COMMAND} {source.name}` on a machine with network, or set ${DATA_DIR_ENV} to a "
+            "folder holding a copy"
+        )
+    return usable(source, download(source))
+
+
+def usable(source: Source, path: str) -> str:
+    """What a caller reads: the file, or for senteval.tar its extracted data/downstream folder."""
     return extract_senteval(path) if source.name == "senteval" else path
 
 
@@ -283,15 +296,9 @@ def check_integrity(path: str, source: Source) -> None:
 
 def describe(name: str) -> str:
     """Where `name` comes from on this machine, without downloading anything."""
-    source = SOURCES[name]
-    folder = local_copy()
-    if folder is not None:
-        found = senteval_in_local_copy(folder) if name == "senteval" else in_local_copy(source, folder)
-        if found is not None:
-            return f"{name}: {found} (local copy, ${DATA_DIR_ENV})"
-    cached = cached_file(source)
-    if cached is not None:
-        return f"{name}: {extract_senteval(cached) if name == 'senteval' else cached} (Hugging Face cache)"
+    found = on_this_machine(SOURCES[name])
+    if found is not None:
+        return f"{name}: {found[0]} ({found[1]})"
     return f"{name}: not on this machine; `{DOWNLOAD_COMMAND} {name}` fetches it"
 
 
@@ -304,4 +311,4 @@ def fetch(name: str) -> str:
         if hub_offline():
             raise DataError(f"{name}: cannot download while HF_HUB_OFFLINE is set")
         path = download(source)
-    return extract_senteval(path) if name == "senteval" else path
+    return usable(source, path)
