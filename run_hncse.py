@@ -25,6 +25,7 @@ from hncse.errors import ConfigError, TrainingDivergedError, run_cli
 from hncse.evaluation import format_tables, load_suite
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
+from hncse.streaming import SentenceStream, TokenizingCollator, stream_sentences
 from hncse.training import HNCSETrainer, RunFacts
 from hncse.training.checkpoints import checkpoint_to_resume, save_senteval_results
 from hncse.training.hub import explain_push_failure
@@ -51,16 +52,20 @@ def main(argv: list[str] | None = None) -> dict:
     transformers.utils.logging.set_verbosity(log_level)
 
     # Data first: bad input fails in seconds, before any model is downloaded or loaded.
-    with training_args.main_process_first(desc="reading the corpus"):
-        sentences = load_sentences(
-            train_file=data_args.train_file,
-            dataset_name=data_args.dataset_name,
-            dataset_config_name=data_args.dataset_config_name,
-            dataset_split=data_args.dataset_split,
-            text_column=data_args.text_column,
-            cache_dir=model_args.cache_dir,
-            max_samples=data_args.max_train_samples,
-        )
+    corpus = dict(
+        train_file=data_args.train_file,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        dataset_split=data_args.dataset_split,
+        text_column=data_args.text_column,
+        cache_dir=model_args.cache_dir,
+        max_samples=data_args.max_train_samples,
+    )
+    if data_args.streaming:
+        sentences, source = stream_sentences(**corpus)
+    else:
+        with training_args.main_process_first(desc="reading the corpus"):
+            sentences = load_sentences(**corpus)
     eval_suite = predict_suite = None
     if training_args.eval_strategy != "no" or training_args.do_predict:
         senteval_dir = resolve_senteval_dir(data_args.senteval_dir)
@@ -101,16 +106,29 @@ def main(argv: list[str] | None = None) -> dict:
             f"({model.position_limit} tokens)"
         )
     tokenizer = model.tokenizer
-    with training_args.main_process_first(desc="tokenising the corpus"):
-        train_dataset = tokenize_sentences(
-            sentences, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers
+    pad_to_multiple_of = 8 if training_args.fp16 or training_args.bf16 else None
+    if data_args.streaming:  # tokenised batch by batch as training reads it
+        # The sentences one DataLoader batch takes: every process's share, or the main process's when it sends
+        # the batches (accelerate's dispatch_batches).
+        dispatched = training_args.accelerator_config.dispatch_batches
+        shares = 1 if dispatched else training_args.world_size
+        seed = training_args.seed if training_args.data_seed is None else training_args.data_seed
+        train_dataset = SentenceStream(
+            sentences, source, seed, data_args.shuffle_buffer_size, training_args.per_device_train_batch_size * shares
         )
-    if training_args.process_index == 0:  # a statistic over the whole corpus: once, on the main process
-        truncated = truncation_summary(sentences, train_dataset, data_args.max_seq_length)
-        if truncated:
-            logger.warning(truncated)
-    train_dataset = train_dataset.remove_columns("num_tokens")
-    run_facts.train_sentences = len(train_dataset)
+        collator = TokenizingCollator(tokenizer, data_args.max_seq_length, pad_to_multiple_of)
+    else:
+        with training_args.main_process_first(desc="tokenising the corpus"):
+            train_dataset = tokenize_sentences(
+                sentences, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers
+            )
+        if training_args.process_index == 0:  # a statistic over the whole corpus: once, on the main process
+            truncated = truncation_summary(sentences, train_dataset, data_args.max_seq_length)
+            if truncated:
+                logger.warning(truncated)
+        train_dataset = train_dataset.remove_columns("num_tokens")
+        run_facts.train_sentences = len(train_dataset)
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     trainer = HNCSETrainer(
         model=model,
@@ -118,9 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=train_dataset,
         eval_dataset=eval_suite,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(
-            tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
-        ),
+        data_collator=collator,
         run_facts=run_facts,
     )
 
@@ -133,7 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
     # With --push_to_hub it is saved and pushed once, at the end, so that its card has every result.
     if not training_args.push_to_hub:
         trainer.save_model()
-    metrics = dict(result.metrics, train_samples=len(train_dataset))
+    metrics = dict(result.metrics)
+    if run_facts.train_sentences is not None:
+        metrics["train_samples"] = run_facts.train_sentences
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()

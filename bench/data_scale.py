@@ -1,6 +1,7 @@
 """Start-up cost of a training run against corpus size: time to the first training step and memory.
 
-    python -m bench.data_scale [--lines 100000 1000000 5000000] [--baseline_rev REV] [--out FILE.json]
+    python -m bench.data_scale [--lines 100000 1000000 5000000] [--streaming_lines 1000000 100000000]
+                               [--baseline_rev REV] [--out FILE.json]
 
 For each size, a corpus of that many distinct lines of realistic length is generated (the Wikipedia sentences of
 the quickstart's corpus, each made distinct by a number) and `run_hncse.py` trains the bundled all-MiniLM-L6-v2
@@ -9,7 +10,9 @@ again with the cache the first run left (warm). At the start of its first traini
 seconds since it was started, its resident memory split into anonymous pages (not reclaimable) and file-backed
 pages (memory-mapped Arrow files, which the kernel can drop), and exits. The on-disk size of the datasets cache is
 measured after the cold run. `--baseline_rev` also runs another commit (a git worktree) on the same corpora,
-alternating with the current code, so the two are compared side by side on this noisy machine.
+alternating with the current code, so the two are compared side by side on this noisy machine. For the sizes in
+`--streaming_lines` the same run with `--streaming true` is measured once (it prepares nothing, so it has no cold
+and warm).
 """
 
 from __future__ import annotations
@@ -57,15 +60,16 @@ run_hncse.main(sys.argv[1:])
 def make_corpus(path: str, lines: int, sentences: list[str], seed: int = 0) -> None:
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as f:
-        for i in range(lines):
-            f.write(f"{sentences[rng.randrange(len(sentences))]} ({i})\n")
+        for start in range(0, lines, 100_000):
+            block = range(start, min(start + 100_000, lines))
+            f.write("".join(f"{sentences[rng.randrange(len(sentences))]} ({i})\n" for i in block))
 
 
 def folder_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
 
 
-def run_child(checkout: str, corpus: str, cache: str, scratch: str) -> dict:
+def run_child(checkout: str, corpus: str, cache: str, scratch: str, *extra: str) -> dict:
     report = os.path.join(scratch, "report.json")
     if os.path.exists(report):
         os.remove(report)
@@ -73,7 +77,7 @@ def run_child(checkout: str, corpus: str, cache: str, scratch: str) -> dict:
         "--model_name_or_path", MODEL, "--train_file", corpus, "--output_dir", os.path.join(scratch, "out"),
         "--max_seq_length", "32", "--per_device_train_batch_size", "64", "--max_steps", "2",
         "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-        "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
+        "--disable_tqdm", "true", "--dataloader_pin_memory", "false", *extra,
     ]  # fmt: skip
     env = {
         **os.environ,
@@ -109,6 +113,21 @@ def measure(label: str, checkout: str, corpus: str, lines: int, scratch: str) ->
     return result
 
 
+def measure_streaming(checkout: str, corpus: str, lines: int, scratch: str) -> dict:
+    cache = os.path.join(scratch, f"cache-streaming-{lines}")
+    shutil.rmtree(cache, ignore_errors=True)
+    run = run_child(checkout, corpus, cache, scratch, "--streaming", "true")
+    result = {
+        "code": "current, --streaming",
+        "lines": lines,
+        "run": run,
+        "cache_mb": round(folder_size(cache) / 2**20, 1),
+    }
+    shutil.rmtree(cache, ignore_errors=True)
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares a + b·x."""
     n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)
@@ -118,6 +137,8 @@ def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 def render(results: list[dict], command: str) -> str:
     rows = []
+    streamed = [r for r in results if "run" in r]
+    results = [r for r in results if "run" not in r]
     for r in results:
         rows.append(
             [
@@ -146,6 +167,27 @@ def render(results: list[dict], command: str) -> str:
             f"{cold_a + cold_b * 1e8:.0f} s cold / {warm_a + warm_b * 1e8:.0f} s warm; anonymous RSS ≈ "
             f"{anon_a + anon_b * 1e7:.0f} MB / {anon_a + anon_b * 1e8:.0f} MB.",
         ]
+    if streamed:
+        header = [
+            "code",
+            "lines",
+            "corpus file MB",
+            "s to 1st step",
+            "anon RSS MB",
+            "file RSS MB",
+            "datasets cache MB",
+        ]
+        rows = [
+            [r["code"], f"{r['lines']:,}", r.get("file_mb", "-"), r["run"]["seconds_to_first_step"],
+             r["run"]["rss_anon_mb"], r["run"]["rss_file_mb"], r["cache_mb"]]
+            for r in streamed
+        ]  # fmt: skip
+        text += [
+            "",
+            "`--streaming true` (the same run; the corpus is read as training goes, nothing is prepared or cached):",
+            "",
+            markdown_table(header, rows),
+        ]
     text += [
         "",
         f"Machine: {os.cpu_count()} cores, {platform.platform()}; one process, all-MiniLM-L6-v2, batch 64, length 32. "
@@ -157,6 +199,7 @@ def render(results: list[dict], command: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", nargs="+", type=int, default=[100_000, 1_000_000, 5_000_000])
+    parser.add_argument("--streaming_lines", nargs="+", type=int, default=[1_000_000, 100_000_000])
     parser.add_argument("--baseline_rev", default=None, help="also run this commit, for the sizes in --baseline_lines")
     parser.add_argument("--baseline_lines", nargs="+", type=int, default=[100_000, 1_000_000])
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one)")
@@ -174,12 +217,16 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "--detach", baseline, args.baseline_rev], cwd=REPO, check=True)
     results = []
     try:
-        for lines in args.lines:
+        for lines in sorted(set(args.lines) | set(args.streaming_lines)):
             corpus = os.path.join(scratch, f"corpus-{lines}.txt")
             make_corpus(corpus, lines, sentences)
             if baseline and lines in args.baseline_lines:
                 results.append(measure(f"baseline {args.baseline_rev}", baseline, corpus, lines, scratch))
-            results.append(measure("current", REPO, corpus, lines, scratch))
+            if lines in args.lines:
+                results.append(measure("current", REPO, corpus, lines, scratch))
+            if lines in args.streaming_lines:
+                results.append(measure_streaming(REPO, corpus, lines, scratch))
+                results[-1]["file_mb"] = round(os.path.getsize(corpus) / 2**20)
             os.remove(corpus)
     finally:
         if baseline:

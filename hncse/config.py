@@ -68,6 +68,17 @@ class DataArguments:
         default=None, metadata={"help": "Use only the first N sentences (quick runs)."}
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read the corpus as training goes (any size, nothing prepared, memory flat): tokenised batch by "
+            "batch (in --dataloader_num_workers workers if set), shuffled through a buffer; needs --max_steps."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=10_000,
+        metadata={"help": "With --streaming: sentences held to shuffle the stream (0: the corpus order)."},
+    )
     senteval_dir: str | None = field(
         default=None,
         metadata={
@@ -102,6 +113,8 @@ class DataArguments:
             raise ConfigError("give only one of --train_file and --dataset_name")
         if self.max_seq_length < 2:
             raise ConfigError(f"--max_seq_length must be at least 2, got {self.max_seq_length}")
+        if self.shuffle_buffer_size < 0:
+            raise ConfigError(f"--shuffle_buffer_size must be ≥ 0, got {self.shuffle_buffer_size}")
         if self.max_train_samples is not None and self.max_train_samples < 2:
             raise ConfigError(f"--max_train_samples must be at least 2, got {self.max_train_samples}")
         try:

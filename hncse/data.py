@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import Dataset, load_dataset
+from datasets import Dataset, IterableDataset, load_dataset
 
 from hncse.data_sources import resolve_train_file
 from hncse.errors import DataError
@@ -17,8 +17,9 @@ from hncse.errors import DataError
 logger = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
-CHECK_BLOCK_BYTES = 1 << 24  # how much of a text file is decoded at a time to check that it is UTF-8
-MASK_SLICE_ROWS = 1 << 20  # rows per slice when finding blank rows
+CHECK_BLOCK_BYTES = 1 << 20  # how much of a text file is decoded at a time to check that it is UTF-8
+MASK_SLICE_ROWS = 1 << 16  # rows per slice when finding blank rows (Arrow keeps what a slice used)
+TOKENISE_BATCH_ROWS = 10_000  # sentences tokenised at a time, and rows per record batch of the cached result
 PARALLEL_TOKENISATION_ROWS = 100_000  # from this many sentences on, tokenise in one process per core by default
 
 
@@ -142,15 +143,20 @@ def load_sentences(
     return raw
 
 
-def pick_text_column(dataset: Dataset, text_column: str | None, source: str) -> str:
-    columns = dataset.column_names
+def pick_text_column(dataset: Dataset | IterableDataset, text_column: str | None, source: str) -> str:
+    if dataset.features is not None:
+        columns = dataset.column_names
+        is_text = {c: getattr(dataset.features[c], "dtype", None) in ("string", "large_string") for c in columns}
+    else:  # a stream that tells its columns only once read: its first row
+        first = next(iter(dataset), {})
+        columns, is_text = list(first), {c: isinstance(v, str) for c, v in first.items()}
     if text_column is not None:
         if text_column not in columns:
             raise DataError(f"{source}: no column {text_column!r} (--text_column); columns are {columns}")
         return text_column
     if "text" in columns:
         return "text"
-    string_columns = [c for c in columns if dataset.features[c].dtype in ("string", "large_string")]
+    string_columns = [c for c in columns if is_text[c]]
     if not string_columns:
         raise DataError(f"{source}: no text column among {columns}; set --text_column")
     return string_columns[0]
@@ -180,6 +186,10 @@ def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_pro
     return dataset.map(
         tokenize,
         batched=True,
+        # Each batch is written as one record batch, which stays a chunk of every column with its own bookkeeping
+        # in memory when the cached result is opened: large batches keep that small per sentence.
+        batch_size=TOKENISE_BATCH_ROWS,
+        writer_batch_size=TOKENISE_BATCH_ROWS,
         num_proc=num_proc if num_proc and num_proc > 1 else None,
         remove_columns=dataset.column_names,
         desc=f"Tokenising (max_seq_length={max_seq_length})",

@@ -163,11 +163,12 @@ def resolve_senteval_dir(senteval_dir: str | None, flag: str = "--senteval_dir")
 # ---- corpora -----------------------------------------------------------------------------------------------
 
 
-def resolve_train_file(train_file: str, flag: str = "--train_file") -> str:
-    """A corpus name (`wiki1m`, `nli`) → its file (local copy, cache or download); anything else unchanged."""
+def resolve_train_file(train_file: str, flag: str = "--train_file", stream: bool = False) -> str:
+    """A corpus name (`wiki1m`, `nli`) → its file (local copy, cache or download; with stream, the Hub address
+    instead of a download); anything else unchanged."""
     if train_file not in CORPORA or os.path.exists(train_file):
         return train_file
-    return locate(SOURCES[train_file], flag)
+    return locate(SOURCES[train_file], flag, stream=stream)
 
 
 def in_local_copy(source: Source, folder: str) -> str | None:
@@ -202,8 +203,9 @@ def on_this_machine(source: Source) -> tuple[str, str] | None:
     return (usable(source, cached), "Hugging Face cache") if cached is not None else None
 
 
-def locate(source: Source, flag: str) -> str:
-    """The source from this machine (`on_this_machine`), else downloaded; one line when offline with nothing."""
+def locate(source: Source, flag: str, stream: bool = False) -> str:
+    """The source from this machine (`on_this_machine`), else downloaded (stream: its `hf://` address, read as
+    training goes); one line when offline with nothing."""
     found = on_this_machine(source)
     if found is not None:
         return found[0]
@@ -215,6 +217,8 @@ def locate(source: Source, flag: str) -> str:
             f"run `{DOWNLOAD_COMMAND} {source.name}` on a machine with network, or set ${DATA_DIR_ENV} to a "
             "folder holding a copy"
         )
+    if stream:
+        return f"hf://datasets/{HUB_DATASET}/{source.filename}"
     return usable(source, download(source))
 
 

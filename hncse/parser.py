@@ -88,7 +88,19 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, Training
     except ValueError as error:
         raise ConfigError(str(error).strip().splitlines()[0]) from error
     check_best_metric(data_args, training_args)
+    if data_args.streaming:
+        check_streaming(training_args)
     return model_args, data_args, training_args
+
+
+def check_streaming(training_args: TrainingConfigBase) -> None:
+    """A stream has no length: the run is counted in steps. Each process reads its share of the stream rather than
+    the main process sending every batch; the collator needs the raw "text" column."""
+    if training_args.max_steps <= 0:
+        raise ConfigError("--streaming needs --max_steps: a stream has no length to count epochs by")
+    training_args.remove_unused_columns = False
+    if training_args.accelerator_config.dispatch_batches is None:
+        training_args.accelerator_config.dispatch_batches = False
 
 
 def check_best_metric(data_args: DataArguments, training_args: TrainingConfigBase) -> None:

@@ -22,6 +22,7 @@ LAYERS = {
     "hncse.data": 4,
     "hncse.evaluation": 4,
     "hncse.config": 5,
+    "hncse.streaming": 5,  # --streaming: the corpus read as training goes
     "hncse.parser": 6,
     "hncse.training": 7,
     "hncse.evaluate": 8,  # the `python -m hncse.evaluate` entry point

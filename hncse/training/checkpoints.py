@@ -43,6 +43,12 @@ def checkpoint_step(path: str) -> int:
     return int(os.path.normpath(path).rsplit("-", 1)[-1])
 
 
+def checkpoint_global_step(folder: str) -> int:
+    """The optimizer steps a checkpoint had taken, from its trainer_state.json (the name may have been changed)."""
+    with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as f:
+        return int(json.load(f)["global_step"])
+
+
 def save_training_state(folder: str, training_args, loss: torch.nn.Module, settings: dict) -> None:
     """Beside the model: the training arguments, and in a checkpoint what resuming it needs (the objective's state
     and the run's settings)."""

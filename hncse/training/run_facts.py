@@ -12,6 +12,7 @@ from hncse.losses import run_keys
 MODEL_RUN_KEYS = ("model_name_or_path", "pooler_type", "mlp_only_train")
 DATA_RUN_KEYS = (
     "train_file", "dataset_name", "dataset_config_name", "text_column", "max_seq_length", "max_train_samples",
+    "streaming", "shuffle_buffer_size",
 )  # fmt: skip
 TRAINING_RUN_KEYS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "seed")
 
@@ -27,6 +28,8 @@ def run_settings(model_args, data_args, training_args) -> dict:
     ):
         if group is not None:
             settings.update({key: getattr(group, key) for key in keys})
+    if not settings.get("streaming", True):  # the buffer shapes a streamed run's order only
+        del settings["shuffle_buffer_size"]
     return settings
 
 

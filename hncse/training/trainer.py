@@ -19,8 +19,10 @@ from hncse.errors import ConfigError, TrainingDivergedError
 from hncse.evaluation import EvalSuite, flat_metrics, run_suite
 from hncse.losses import get_objective
 from hncse.modeling import FEATURE_KEYS
+from hncse.streaming import SentenceStream
 from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.training.checkpoints import (
+    checkpoint_global_step,
     checkpoint_step,
     copy_model_folder,
     is_checkpoint_folder,
@@ -95,6 +97,17 @@ class HNCSETrainer(Trainer):
         if type(sampler) is RandomSampler and seedable and not sampler.replacement:
             return PermutationSampler(len(sampler.data_source), self.accelerator.dataloader_config.data_seed)
         return sampler
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        if isinstance(self.train_dataset, SentenceStream) and not self.args.ignore_data_skip:
+            # The Trainer resumes by replaying the batches the checkpoint's steps took: the stream gives those as
+            # placeholders, so that their sentences are read but not tokenised.
+            if resume_from_checkpoint is True:
+                resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            step = checkpoint_global_step(resume_from_checkpoint) if resume_from_checkpoint else 0
+            per_step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+            self.train_dataset.skip(step * per_step * self.args.world_size)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     @property
     def batch_exchange(self):

@@ -1,0 +1,161 @@
+"""`--streaming`: train on a corpus read as training goes — a file of any size or a Hub dataset — with nothing
+prepared beforehand and memory that does not grow with the corpus.
+
+The corpus becomes an endless `SentenceStream`: pass after pass, each shuffled through a buffer (its own seed per
+pass), blank rows dropped. Sentences are tokenised by `TokenizingCollator` as batches are built, so only the
+sentences that are trained on are tokenised, in the DataLoader's workers if there are any. With several processes,
+accelerate gives each its share of every global batch (the same global batches as one process with the whole
+batch); a resumed run replays the sentences already trained on without tokenising them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+
+import datasets
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from hncse.data import TABLE_SUFFIXES, is_remote, pick_text_column, report_bad_utf8_line
+from hncse.data_sources import resolve_train_file
+from hncse.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def stream_sentences(
+    train_file: str | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    dataset_split: str = "train",
+    text_column: str | None = None,
+    cache_dir: str | None = None,
+    max_samples: int | None = None,
+) -> tuple[datasets.IterableDataset, str]:
+    """(a streaming dataset with one column, "text", blank rows dropped, at most `max_samples` rows; its source).
+
+    The sources of `hncse.data.load_sentences`; a named corpus (`wiki1m`, `nli`) not on this machine is read from
+    the Hub as it goes rather than downloaded first."""
+    if (train_file is None) == (dataset_name is None):
+        raise DataError("give exactly one of --train_file and --dataset_name")
+    if train_file is not None:
+        train_file = resolve_train_file(train_file, stream=True)
+        source = train_file
+        if not is_remote(train_file) and not os.path.isfile(train_file):
+            raise DataError(f"{train_file}: no such file (--train_file)")
+        suffix = os.path.splitext(train_file.split("?")[0])[1].lower()
+        builder = TABLE_SUFFIXES.get(suffix, "text")
+        kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+        raw = datasets.load_dataset(
+            builder, data_files={"train": train_file}, split="train", streaming=True, cache_dir=cache_dir, **kwargs
+        )
+    else:
+        source = dataset_name
+        raw = datasets.load_dataset(
+            dataset_name, dataset_config_name, split=dataset_split, streaming=True, cache_dir=cache_dir
+        )
+    try:
+        column = pick_text_column(raw, text_column, source)  # may read the first rows
+    except UnicodeDecodeError as error:
+        if os.path.isfile(source):
+            report_bad_utf8_line(source)
+        raise DataError(f"{source}: not valid UTF-8 ({error.reason}); re-encode the file as UTF-8") from None
+    raw = raw.select_columns([column])
+    if column != "text":
+        raw = raw.rename_column(column, "text")
+    raw = raw.filter(non_blank, batched=True, fn_kwargs={"source": source})
+    if max_samples is not None:
+        raw = raw.take(max_samples)
+    logger.info("%s: streamed (read as training goes; no corpus-wide statistics such as truncation counts)", source)
+    return raw, source
+
+
+def non_blank(batch: dict, source: str) -> list[bool]:
+    keep = []
+    for text in batch["text"]:
+        if text is not None and not isinstance(text, str):
+            raise DataError(f"{source}: column 'text' holds {type(text).__name__}, expected text")
+        keep.append(bool(text) and not text.isspace())
+    return keep
+
+
+SKIPPED = {"text": None}  # a sentence already trained on, in a resumed run
+READ_BLOCK = 1024  # sentences read from the corpus at a time
+
+
+class SentenceStream(torch.utils.data.IterableDataset):
+    """Endless {"text": sentence} examples: pass after pass over `sentences`, pass p shuffled through a buffer of
+    `buffer_size` sentences with seed `seed` + p (0: the corpus order).
+
+    `global_batch` is how many sentences one DataLoader batch of every process takes together: with DataLoader
+    workers each yields whole global batches in turn (worker w the w-th, (w + W)-th, …), so the order is the same
+    with any number of workers. After `skip(n)` the first n sentences of the stream are read but given as
+    `SKIPPED` (the batches a resumed Trainer replays, which `TokenizingCollator` does not tokenise)."""
+
+    def __init__(
+        self, sentences: datasets.IterableDataset, source: str, seed: int, buffer_size: int, global_batch: int
+    ):
+        self.sentences = sentences
+        self.source = source
+        self.seed = seed
+        self.buffer_size = buffer_size
+        self.global_batch = global_batch
+        self.start = 0
+
+    def skip(self, sentences: int) -> None:
+        self.start = sentences
+
+    def one_pass(self, index: int):
+        """Pass `index` over the corpus, its sentences one by one. Read in blocks with `iter`, which (unlike
+        iterating the dataset) reads the whole corpus in a DataLoader worker too, instead of the worker's shards."""
+        stream = self.sentences
+        if self.buffer_size > 1:
+            stream = stream.shuffle(seed=self.seed, buffer_size=self.buffer_size)
+            stream.set_epoch(index)  # datasets draws pass p's order from seed + p
+        for block in stream.iter(batch_size=READ_BLOCK):
+            yield from block["text"]
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        workers, me = (worker.num_workers, worker.id) if worker is not None else (1, 0)
+        position = 0  # sentences of the endless stream so far
+        for index in itertools.count():
+            empty = True
+            try:
+                for text in self.one_pass(index):
+                    empty = False
+                    if (position // self.global_batch) % workers == me:
+                        yield {"text": text} if position >= self.start else SKIPPED
+                    position += 1
+            except UnicodeDecodeError as error:
+                if os.path.isfile(self.source):
+                    report_bad_utf8_line(self.source)  # names the line
+                raise DataError(
+                    f"{self.source}: not valid UTF-8 somewhere after sentence {position} of pass {index + 1} "
+                    f"({error.reason}); re-encode the file as UTF-8"
+                ) from None
+            if empty:
+                raise DataError(f"{self.source}: no sentences (the corpus is empty or only blank lines)")
+
+
+class TokenizingCollator:
+    """Tokenise, truncate and pad a batch of {"text"} examples."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_seq_length: int, pad_to_multiple_of: int | None = None):
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        if examples[0]["text"] is None:  # SKIPPED: a batch the resumed Trainer replays and drops; a stand-in
+            return {"input_ids": torch.zeros(len(examples), 1, dtype=torch.long)}
+        return self.tokenizer(
+            [example["text"] for example in examples],
+            truncation=True,
+            max_length=self.max_seq_length,
+            padding=True,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            return_tensors="pt",
+        ).data

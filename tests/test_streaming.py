@@ -1,0 +1,197 @@
+"""--streaming: the corpus read as training goes — its order, resume, workers, processes, sources and errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from accelerate.data_loader import IterableDatasetShard
+from tiny_run import REPO
+from transformers import AutoTokenizer, DataCollatorWithPadding
+
+import hncse.training.trainer
+import run_hncse
+from hncse.data import load_sentences, tokenize_sentences
+from hncse.errors import ConfigError, DataError
+from hncse.parser import parse_args
+from hncse.streaming import SKIPPED, SentenceStream, TokenizingCollator, stream_sentences
+
+
+@pytest.fixture
+def lines_file(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("".join(f"sentence number {i} .\n" + ("\n   \n" if i % 7 == 0 else "") for i in range(50)))
+    return path
+
+
+def texts(stream, n: int) -> list[str]:
+    return [example["text"] for example in itertools.islice(stream, n)]
+
+
+def test_each_pass_is_a_new_permutation_of_the_non_blank_lines(lines_file):
+    sentences, source = stream_sentences(train_file=str(lines_file))
+    corpus = [f"sentence number {i} ." for i in range(50)]
+    assert texts(SentenceStream(sentences, source, seed=0, buffer_size=0, global_batch=4), 100) == corpus + corpus
+
+    shuffled = texts(SentenceStream(sentences, source, seed=3, buffer_size=1000, global_batch=4), 100)
+    first, second = shuffled[:50], shuffled[50:]
+    assert sorted(first) == sorted(second) == sorted(corpus)
+    assert first != corpus and second != first  # shuffled, and differently in each pass
+    assert texts(SentenceStream(sentences, source, seed=3, buffer_size=1000, global_batch=4), 100) == shuffled
+    assert texts(SentenceStream(sentences, source, seed=4, buffer_size=1000, global_batch=4), 100) != shuffled
+
+
+def test_max_samples_and_text_column(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    rows = [{"label": i, "sentence": f"row {i}" if i != 2 else " "} for i in range(10)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sentences, _ = stream_sentences(train_file=str(path), max_samples=4)
+    assert [e["text"] for e in sentences] == ["row 0", "row 1", "row 3", "row 4"]  # the first text column
+    with pytest.raises(DataError, match="no column 'body'"):
+        stream_sentences(train_file=str(path), text_column="body")
+
+
+def test_skip_replays_the_first_sentences_as_placeholders(lines_file):
+    sentences, source = stream_sentences(train_file=str(lines_file))
+    whole = texts(SentenceStream(sentences, source, seed=1, buffer_size=16, global_batch=4), 120)
+    resumed = SentenceStream(sentences, source, seed=1, buffer_size=16, global_batch=4)
+    resumed.skip(70)  # past the end of the first pass
+    replayed = list(itertools.islice(resumed, 120))
+    assert replayed[:70] == [SKIPPED] * 70 and [e["text"] for e in replayed[70:]] == whole[70:]
+
+
+def test_workers_and_processes_see_the_batches_of_one_process(lines_file):
+    """DataLoader workers each take whole global batches in turn; accelerate's split of an iterable dataset between
+    2 processes gives each half of every global batch: together the batches of 1 process with the global batch."""
+    sentences, source = stream_sentences(train_file=str(lines_file))
+
+    def batches(global_batch: int, batch_size: int, workers: int, process: int | None = None):
+        stream = SentenceStream(sentences, source, seed=2, buffer_size=8, global_batch=global_batch)
+        if process is not None:
+            stream = IterableDatasetShard(stream, batch_size=batch_size, num_processes=2, process_index=process)
+        loader = torch.utils.data.DataLoader(stream, batch_size=batch_size, num_workers=workers, collate_fn=list)
+        return [[e["text"] for e in batch] for batch in itertools.islice(loader, 15)]
+
+    one = batches(global_batch=8, batch_size=8, workers=0)
+    assert batches(global_batch=8, batch_size=8, workers=2) == one
+    for workers in (0, 2):
+        two = [batches(global_batch=8, batch_size=4, workers=workers, process=p) for p in (0, 1)]
+        assert [a + b for a, b in zip(*two)] == one
+
+
+def test_collator_gives_the_prepared_corpus_batches(tiny_model_dir, corpus_file):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prepared = tokenize_sentences(load_sentences(train_file=str(corpus_file)), tokenizer, 16)
+    expected = DataCollatorWithPadding(tokenizer)([prepared[i] for i in range(8)])
+    sentences, source = stream_sentences(train_file=str(corpus_file))
+    stream = SentenceStream(sentences, source, seed=0, buffer_size=0, global_batch=8)
+    got = TokenizingCollator(tokenizer, 16)(list(itertools.islice(stream, 8)))
+    assert set(got) == set(expected) - {"num_tokens"}
+    for key in got:
+        assert torch.equal(got[key], expected[key])
+
+
+def test_streaming_needs_max_steps(tiny_model_dir, corpus_file):
+    with pytest.raises(ConfigError, match="--streaming needs --max_steps"):
+        parse_args(["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--streaming", "1"])
+
+
+def test_named_corpus_streams_from_the_hub_unless_on_this_machine(monkeypatch, tmp_path):
+    from hncse.data_sources import resolve_train_file
+
+    monkeypatch.delenv("HNCSE_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    address = resolve_train_file("wiki1m", stream=True)
+    assert address == "hf://datasets/princeton-nlp/datasets-for-simcse/wiki1m_for_simcse.txt"
+    assert not (tmp_path / "empty-cache").exists()  # nothing was downloaded
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="not available offline"):
+        resolve_train_file("wiki1m", stream=True)
+
+
+def losses(output_dir) -> dict[int, float]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return {e["step"]: e["loss"] for e in history if "loss" in e}
+
+
+def streaming_argv(tiny_model_dir, train, out, *extra) -> list[str]:
+    return [
+        "--model_name_or_path", str(tiny_model_dir), *train, "--output_dir", str(out), "--streaming", "true",
+        "--shuffle_buffer_size", "64", "--per_device_train_batch_size", "8", "--max_steps", "6", "--save_steps", "3",
+        "--logging_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false", "--objective", "hybrid",
+        "--hnm_k", "4", "--learning_rate", "1e-3", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_streamed_run_resumes_at_the_sentence_it_stopped(tiny_model_dir, corpus_file, tmp_path, monkeypatch):
+    """20 sentences, 6 steps of 8: the run crosses passes; a crash after step 3 and the same command again repeat the
+    uninterrupted loss curve (the same sentences and dropout in every step)."""
+    train = ["--train_file", str(corpus_file), "--max_train_samples", "20"]
+    run_hncse.main(streaming_argv(tiny_model_dir, train, tmp_path / "uninterrupted"))
+    expected = losses(tmp_path / "uninterrupted")
+    assert sorted(expected) == [1, 2, 3, 4, 5, 6]
+    assert "train_samples" not in json.loads((tmp_path / "uninterrupted" / "train_results.json").read_text())
+
+    original = hncse.training.trainer.HNCSETrainer.training_step
+
+    def crash_after_step_3(self, *args, **kwargs):
+        if self.state.global_step == 3:
+            raise RuntimeError("simulated crash")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "training_step", crash_after_step_3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_hncse.main(streaming_argv(tiny_model_dir, train, tmp_path / "resumed"))
+    monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "training_step", original)
+
+    tokenised = []
+    monkeypatch.setattr(TokenizingCollator, "__call__", lambda self, ex, f=TokenizingCollator.__call__: (
+        tokenised.append(ex[0]["text"] is not None), f(self, ex))[1])  # fmt: skip
+    run_hncse.main(streaming_argv(tiny_model_dir, train, tmp_path / "resumed"))
+    assert losses(tmp_path / "resumed") == expected
+    assert tokenised.count(False) == 3 and tokenised.count(True) >= 3  # the 3 replayed batches were not tokenised
+
+
+def test_hub_dataset_streams_with_its_text_column(tiny_model_dir, corpus_file, tmp_path):
+    """A dataset repository (here a local folder, as load_dataset takes both) with a label column first."""
+    repo = tmp_path / "dataset-repo"
+    repo.mkdir()
+    lines = corpus_file.read_text().splitlines()
+    (repo / "train.jsonl").write_text("".join(json.dumps({"label": 1, "sentence": s}) + "\n" for s in lines))
+    out = tmp_path / "out"
+    run_hncse.main(streaming_argv(tiny_model_dir, ["--dataset_name", str(repo)], out, "--max_steps", "2"))
+    assert sorted(losses(out)) == [1, 2] and (out / "model.safetensors").is_file()
+
+
+def test_bad_utf8_in_a_stream_is_one_line_naming_the_file(tmp_path):
+    """In the first block read (when the stream is opened) and far into the stream (11 MB, past datasets' first
+    10 MB block)."""
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"fine line\n" * 5 + b"bad \xff line\n")
+    with pytest.raises(DataError, match=r"bad\.txt:6: not valid UTF-8 \(byte 0xff at column 5\)"):
+        stream_sentences(train_file=str(path))
+    path.write_bytes(b"fine line\n" * 1_100_000 + b"bad \xff line\n")
+    sentences, source = stream_sentences(train_file=str(path))
+    with pytest.raises(DataError, match=r"bad\.txt:1100001: not valid UTF-8"):
+        texts(SentenceStream(sentences, source, seed=0, buffer_size=0, global_batch=2), 1_200_000)
+
+
+def test_two_processes_stream_their_share(tiny_model_dir, corpus_file, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+        "run_hncse.py", *streaming_argv(tiny_model_dir, ["--train_file", str(corpus_file)], out, "--max_steps", "3"),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(losses(out)) == [1, 2, 3] and (out / "checkpoint-3").is_dir()
+    assert "negatives from the global batch of 2 processes" in proc.stderr
