@@ -11,6 +11,7 @@ The output directory loads with `SentenceTransformer(path)` and `AutoModel.from_
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import datasets
@@ -41,6 +42,25 @@ def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
     for name, m in rows:
         lines.append(f"| {name} | " + " | ".join(f"{m[k]:.2f}" if k in m else "-" for k in metrics) + " |")
     return "\n".join(lines)
+
+
+def launch_summary(training_args) -> str:
+    """The global batch (what the learning rate goes with), and GPUs of this machine left idle by the launch."""
+    processes = training_args.world_size
+    per_device = training_args.per_device_train_batch_size
+    accumulation = training_args.gradient_accumulation_steps
+    line = (
+        f"global batch {processes * per_device * accumulation} sentences per step = {processes} process(es) × "
+        f"{per_device} per device × {accumulation} accumulation step(s)"
+    )
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
+    gpus = 0 if training_args.use_cpu else torch.cuda.device_count()
+    if local_processes < gpus:
+        line += (
+            f"; {gpus - local_processes} of this machine's {gpus} GPUs are idle (accelerate launch --num_processes "
+            f"{gpus} uses them all)"
+        )
+    return line
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -82,6 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
         training_args.bf16,
         training_args.fp16,
     )
+    if training_args.process_index == 0:
+        print(launch_summary(training_args), flush=True)
 
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
     run_facts = RunFacts.from_arguments(model_args, data_args, training_args)

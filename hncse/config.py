@@ -7,6 +7,7 @@ Dataclasses only; `hncse.parser` reads them from YAML/JSON files and flags.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -179,6 +180,13 @@ class TrainingConfigBase(TrainingArguments):
     per_device_eval_batch_size: int = field(
         default=128, metadata={"help": "Sentences per batch when encoding dev sets."}
     )
+    logging_nan_inf_filter: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave NaN/inf losses out of the logged average. Off: a non-finite loss stops training anyway, "
+            "and the filter reads every step's loss back to the host."
+        },
+    )
 
     def __post_init__(self):
         objective = get_objective(self.objective)
@@ -203,6 +211,8 @@ class TrainingConfigBase(TrainingArguments):
                 "--per_device_train_batch_size must be at least 2 (in-batch negatives), "
                 f"got {self.per_device_train_batch_size}"
             )
+        if not self.use_cpu:
+            check_one_process_per_gpu(torch.cuda.device_count())
         if not self.use_cpu and not torch.accelerator.is_available():
             # Say "CPU" explicitly on a machine without accelerators: otherwise accelerate leaves processes started
             # by torchrun undistributed (each trains alone, all write one output_dir) and bf16 is refused.
@@ -211,6 +221,18 @@ class TrainingConfigBase(TrainingArguments):
             super().__post_init__()
         except ValueError as error:
             raise ConfigError(str(error).strip().splitlines()[0]) from error
+
+
+def check_one_process_per_gpu(visible_gpus: int) -> None:
+    """One process that sees several GPUs would train them with `nn.DataParallel` (each step's batch split over
+    the GPUs, negatives not gathered, mixed precision not in every replica): refuse it, naming the launchers."""
+    launched = any(name in os.environ for name in ("LOCAL_RANK", "WORLD_SIZE"))  # torchrun, accelerate, deepspeed
+    if visible_gpus > 1 and not launched:
+        raise ConfigError(
+            f"one process sees {visible_gpus} GPUs and would drive them with nn.DataParallel; start one process per "
+            f"GPU with `accelerate launch --config_file configs/accelerate/multi_gpu.yaml --num_processes "
+            f"{visible_gpus} run_hncse.py …`, or train on one with CUDA_VISIBLE_DEVICES=0"
+        )
 
 
 CONFIG_DOC = """`TrainingArguments` for contrastive sentence-embedding training.

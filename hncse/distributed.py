@@ -50,18 +50,25 @@ class _AllGatherWithGrad(torch.autograd.Function):
 class GlobalBatch:
     """Negatives come from the batches of all processes of the default process group."""
 
-    def __init__(self):
+    def __init__(self, equal_sizes: bool = False):
+        """equal_sizes: every process always gathers as many rows as this one (full batches, e.g. with
+        dataloader_drop_last), so the sizes need not be exchanged first — an exchange the host would wait for."""
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError("GlobalBatch needs an initialised torch.distributed process group")
         self.world_size = dist.get_world_size()
         self.rank = dist.get_rank()
+        self.equal_sizes = equal_sizes
 
     def gather(self, x: Tensor) -> tuple[Tensor, int]:
-        """(rows of every process in rank order, index of this process's first row). Batches may differ in size."""
-        size = torch.tensor([x.shape[0]], device=x.device)
-        sizes = [torch.zeros_like(size) for _ in range(self.world_size)]
-        dist.all_gather(sizes, size)
-        sizes = [int(s) for s in sizes]
+        """(rows of every process in rank order, index of this process's first row). Batches may differ in size
+        unless `equal_sizes`."""
+        if self.equal_sizes:
+            sizes = [x.shape[0]] * self.world_size
+        else:
+            size = torch.tensor([x.shape[0]], device=x.device)
+            all_sizes = [torch.zeros_like(size) for _ in range(self.world_size)]
+            dist.all_gather(all_sizes, size)
+            sizes = torch.cat(all_sizes).tolist()
         return _AllGatherWithGrad.apply(x, sizes, self.rank), sum(sizes[: self.rank])
 
     def sum(self, x: Tensor) -> Tensor:
@@ -71,8 +78,8 @@ class GlobalBatch:
         return x
 
 
-def batch_exchange(gather_negatives: bool) -> LocalBatch | GlobalBatch:
+def batch_exchange(gather_negatives: bool, equal_sizes: bool = False) -> LocalBatch | GlobalBatch:
     """GlobalBatch when asked and more than one process runs, else LocalBatch."""
     if gather_negatives and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return GlobalBatch()
+        return GlobalBatch(equal_sizes)
     return LocalBatch()

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
-import pytest
-import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+# The suite runs on CPU (gloo for several processes) even on a machine with GPUs: no CUDA device is visible to it
+# or to the processes it starts, and DeepSpeed is told so: results cannot depend on a GPU, nor hang on NCCL.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+os.environ["DS_ACCELERATOR"] = "cpu"
+
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HNCSE_SHARED_DATA", REPO.parent / "shared" / "data"))

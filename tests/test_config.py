@@ -1,6 +1,7 @@
 """Config files with command-line overrides, the paper's defaults, and errors that name the argument."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,15 @@ def test_unknown_flag_is_named_with_the_nearest_known_one(corpus_file):
         ["--train_file", str(corpus_file), "--learning-rate=2e-5", "--no_mlp_only_train", "--temperat", "0.1"]
     )
     assert (args.learning_rate, model_args.mlp_only_train, args.temperature) == (2e-5, False, 0.1)
+
+
+PAPER_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "paper").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", PAPER_CONFIGS, ids=[p.stem for p in PAPER_CONFIGS])
+def test_paper_configs_take_bf16_on_the_command_line(config, tmp_path):
+    """fp16 in the files (any CUDA card); `--bf16 true --fp16 false` for Ampere and newer, as the README says."""
+    _, data_args, args = parse_args([str(config), "--bf16", "true", "--fp16", "false", "--output_dir", str(tmp_path)])
+    assert args.bf16 and not args.fp16
+    assert data_args.max_seq_length == 32 and args.learning_rate in (3e-5, 1e-5)
+    assert "fp16: true" in config.read_text() and "--bf16 true --fp16 false" in config.read_text()

@@ -8,7 +8,10 @@ gradient on its own rows = the single-process gradient on those rows.
 
 from __future__ import annotations
 
+import itertools
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -52,12 +55,12 @@ def worker(rank: int, init_file: str, out_dir: str, objectives: list[str]) -> No
         z1_all, z2_all = views()
         rows = slice(rank * N, (rank + 1) * N)
         results = {}
-        for objective in objectives:
+        for objective, equal_sizes in itertools.product(objectives, (False, True)):
             z1 = z1_all[rows].clone().requires_grad_()
             z2 = z2_all[rows].clone().requires_grad_()
-            loss, _ = make_loss(objective)(z1, z2, exchange=exchange)
+            loss, _ = make_loss(objective)(z1, z2, exchange=batch_exchange(True, equal_sizes))
             loss.backward()
-            results[objective] = (loss.detach(), z1.grad, z2.grad)
+            results[objective, equal_sizes] = (loss.detach(), z1.grad, z2.grad)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -73,16 +76,17 @@ def two_process_results(tmp_path_factory):
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 
+@pytest.mark.parametrize("equal_sizes", [False, True], ids=["sizes exchanged", "equal sizes"])
 @pytest.mark.parametrize("objective", OBJECTIVES)
-def test_two_processes_equal_one_process_with_the_global_batch(two_process_results, objective):
+def test_two_processes_equal_one_process_with_the_global_batch(two_process_results, objective, equal_sizes):
     z1 = views()[0].clone().requires_grad_()
     z2 = views()[1].clone().requires_grad_()
     loss, _ = make_loss(objective)(z1, z2, exchange=LocalBatch())
     loss.backward()
-    losses = torch.stack([two_process_results[r][objective][0] for r in range(WORLD)])
+    losses = torch.stack([two_process_results[r][objective, equal_sizes][0] for r in range(WORLD)])
     torch.testing.assert_close(losses.mean(), loss.detach(), atol=1e-5, rtol=0)
     for r in range(WORLD):
-        _, g1, g2 = two_process_results[r][objective]
+        _, g1, g2 = two_process_results[r][objective, equal_sizes]
         rows = slice(r * N, (r + 1) * N)
         torch.testing.assert_close(g1 / WORLD, z1.grad[rows], atol=1e-5, rtol=0)
         torch.testing.assert_close(g2 / WORLD, z2.grad[rows], atol=1e-5, rtol=0)
@@ -143,3 +147,12 @@ def test_cached_step_on_two_processes_equals_one_process(tiny_model_dir, tmp_pat
             continue
         for r in range(WORLD):  # averaged, so every process holds the single-process gradient
             torch.testing.assert_close(results[r]["grads"][name], param.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_the_suite_sees_no_gpu():
+    """On a machine with GPUs the tests still run on CPU: conftest hides CUDA devices from this process and from
+    every process it starts (torchrun, DeepSpeed)."""
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and not torch.cuda.is_available()
+    code = "import os, torch; print(repr(os.environ['CUDA_VISIBLE_DEVICES']), torch.cuda.device_count())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert child.stdout.split() == ["''", "0"]

@@ -138,6 +138,7 @@ def test_streamed_run_resumes_at_the_sentence_it_stopped(tiny_model_dir, corpus_
     expected = losses(tmp_path / "uninterrupted")
     assert sorted(expected) == [1, 2, 3, 4, 5, 6]
     assert "train_samples" not in json.loads((tmp_path / "uninterrupted" / "train_results.json").read_text())
+    assert "read as a stream" in (tmp_path / "uninterrupted" / "README.md").read_text()
 
     original = hncse.training.trainer.HNCSETrainer.training_step
 

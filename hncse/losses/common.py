@@ -46,10 +46,9 @@ def cosine_logits(z1: Tensor, z2: Tensor) -> Tensor:
 
 def positive_mask(num_rows: int, num_candidates: int, offset: int, device) -> Tensor:
     """(N, M) mask of each anchor's own positive: row i, column offset + i."""
-    rows = torch.arange(num_rows, device=device)
-    return torch.zeros(num_rows, num_candidates, dtype=torch.bool, device=device).index_put_(
-        (rows, rows + offset), torch.tensor(True, device=device)
-    )
+    # Built from two aranges: no Python value is copied to the device (no host synchronisation in a step).
+    columns = torch.arange(num_candidates, device=device)
+    return columns[None, :] == torch.arange(offset, offset + num_rows, device=device)[:, None]
 
 
 def positive_similarities(sim: Tensor, offset: int = 0) -> Tensor:

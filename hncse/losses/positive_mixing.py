@@ -160,10 +160,9 @@ def mix_positives(
     hard_z2 = z2[hardest]  # (N, d)
     own = z2[offset : offset + z1.shape[0]]  # (N, d)
     c_pos, c_neg = mixing_coefficients(sim, hardest, case, w1, w2, detach_coefficients, offset=offset)
-    ratio = torch.tensor(w2 / w1, device=z2.device)
-    # Without case-A rows anywhere the ratio changes nothing (all processes agree, so they skip together).
-    if ratio_grid is not None and bool(exchange.sum((case == 0).sum()) > 0):
-        ratio = search_mixing_ratio(
+    ratio = torch.full((), w2 / w1, device=z2.device)  # a fill, not a copy from the host
+    if ratio_grid is not None:
+        searched = search_mixing_ratio(
             z1.detach(),
             z2.detach(),
             hard_z2.detach(),
@@ -174,6 +173,9 @@ def mix_positives(
             offset,
             exchange,
         )
+        # Without case-A rows anywhere the search has nothing to choose: keep (and report) w2/w1. Decided on the
+        # device, so that no step waits for it.
+        ratio = torch.where(exchange.sum((case == 0).sum()) > 0, searched, ratio)
         c_neg = torch.where(case == 0, w1 * ratio, c_neg)
     positives = c_pos[:, None].to(z2.dtype) * own + c_neg[:, None].to(z2.dtype) * hard_z2
     return MixedPositives(positives, hardest, case, ratio, sim, offset)

@@ -99,6 +99,9 @@ class SentenceEncoder(nn.Module):
         only).
         """
         path = resolve_model_path(model_name_or_path)
+        # float32 whatever the folder holds (transformers 5 would keep a 16-bit checkpoint's dtype, e.g. a ZeRO-3
+        # or bf16 folder): the optimiser updates these weights, and mixed precision needs float32 masters.
+        model_kwargs.setdefault("dtype", torch.float32)
         try:
             encoder = AutoModel.from_pretrained(path, **model_kwargs)
             tokenizer = AutoTokenizer.from_pretrained(path)
@@ -196,7 +199,7 @@ class SentenceEncoder(nn.Module):
         return self.encoder.config.hidden_size
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        inputs = {"input_ids": input_ids, "attention_mask": self.attention_mask_for_encoder(attention_mask)}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         outputs = self.encoder(
@@ -206,6 +209,15 @@ class SentenceEncoder(nn.Module):
         if self.mlp is not None and (self.training or not self.mlp_only_train):
             pooled = self.mlp(pooled)
         return pooled
+
+    def attention_mask_for_encoder(self, attention_mask: Tensor) -> Tensor:
+        """For SDPA attention, the (B, 1, L, L) boolean mask transformers would build from the (B, L) one, which it
+        uses as given. Built by transformers, it first asks whether any token is padding (to pass no mask at all),
+        a read-back the host waits for in every forward pass."""
+        if getattr(self.encoder.config, "_attn_implementation", None) != "sdpa":
+            return attention_mask
+        length = attention_mask.shape[1]
+        return attention_mask.bool()[:, None, None, :].expand(-1, 1, length, length)
 
     @torch.inference_mode()
     def encode(

@@ -210,6 +210,7 @@ def write_model_card(
         f"- Objective: `{objective.name}` — {objective.description}.",
         f"- Data: {facts.train_data or 'unknown'}"
         + (f", {facts.train_sentences:,} sentences" if facts.train_sentences else "")
+        + (", read as a stream" if facts.settings.get("streaming") else "")
         + (f", truncated to {max_seq_length} tokens" if max_seq_length else ""),
         f"- Steps: {state.global_step} of global batch {global_batch}; this folder holds the weights of step "
         f"{weights_step} ({which}).",

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import torch
 from torch.utils.data import RandomSampler
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.integrations import is_deepspeed_zero3_enabled
 
 from hncse.distributed import batch_exchange
@@ -43,6 +43,18 @@ def build_loss(args) -> torch.nn.Module:
     return get_objective(args.objective).build(args, seed=args.seed)
 
 
+class DivergenceCheck(TrainerCallback):
+    """At the end of every step that logs, evaluates or saves — on every process, before any of them does it — stop
+    if a loss was non-finite (`HNCSETrainer._stop_if_diverged`)."""
+
+    def __init__(self, trainer: HNCSETrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop:
+            self.trainer._check_diverged()
+
+
 class HNCSETrainer(Trainer):
     """Contrastive sentence-embedding training on a `SentenceEncoder`.
 
@@ -72,6 +84,8 @@ class HNCSETrainer(Trainer):
         self.run_facts = run_facts if run_facts is not None else self._facts_from_model()
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._batch_exchange = None
+        self._first_bad: tuple[torch.Tensor, torch.Tensor] | None = None  # (step, loss) of the first non-finite loss
+        self.add_callback(DivergenceCheck(self))
 
     def _facts_from_model(self) -> RunFacts:
         """Run facts for a trainer built without the script's arguments (e.g. bench/ablation.py)."""
@@ -113,7 +127,8 @@ class HNCSETrainer(Trainer):
     def batch_exchange(self):
         """Global batch across processes (`--gather_negatives`, the default) or this process's batch."""
         if self._batch_exchange is None:  # decided on first use, once the process group exists
-            self._batch_exchange = batch_exchange(self.args.gather_negatives)
+            # With the incomplete last batch dropped every process's batch is full: no size exchange per step.
+            self._batch_exchange = batch_exchange(self.args.gather_negatives, self.args.dataloader_drop_last)
             if self._batch_exchange.world_size > 1:
                 logger.info("Contrastive negatives from the global batch of %d processes", self.args.world_size)
         return self._batch_exchange
@@ -133,14 +148,51 @@ class HNCSETrainer(Trainer):
         return (loss, {"z1": z1, "z2": z2}) if return_outputs else loss
 
     def _stop_if_diverged(self, loss: torch.Tensor) -> None:
-        """Stop before a NaN/inf loss reaches the weights; every process agrees, and earlier checkpoints stay."""
-        bad = self.accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), reduction="sum")
-        if bad.item() > 0:
-            last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-            raise TrainingDivergedError(
-                f"the loss became {loss.item()} at step {self.state.global_step + 1}; training stopped before that "
-                f"step's update. Last checkpoint: {last or 'none'} (lower --learning_rate, or try --bf16 false)"
-            )
+        """No NaN/inf loss reaches the weights; training stops with one line, earlier checkpoints kept.
+
+        With a fused optimizer (the Trainer's default AdamW) and no fp16 loss scaler, this costs no host
+        synchronisation: the first bad step is recorded on the device, and the optimizer skips every update from it
+        on (the `found_inf` input that fused optimizers take from a GradScaler); every process looks at it at the
+        steps that log, evaluate or save (`DivergenceCheck`). Otherwise every process agrees on it at each step."""
+        bad = self.accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(()), reduction="sum") > 0
+        optimizer = self._optimizer_that_skips()
+        if optimizer is None:
+            if bad.item():
+                self._raise_diverged(self.state.global_step + 1, loss.detach().float())
+            return
+        if self._first_bad is None:
+            self._first_bad = (torch.zeros((), device=loss.device), torch.zeros((), device=loss.device))
+        step, value = self._first_bad
+        first = bad & (step == 0)
+        self._first_bad = (
+            torch.where(first, self.state.global_step + 1, step),
+            torch.where(first, loss.float(), value),
+        )
+        optimizer.found_inf = (self._first_bad[0] > 0).float()
+
+    def _optimizer_that_skips(self):
+        """The optimizer when it can skip an update on the device (fused, and not stepped by a GradScaler)."""
+        if self.optimizer is None or self.is_deepspeed_enabled or self.accelerator.scaler is not None:
+            return None
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's wrapper
+        return optimizer if optimizer.defaults.get("fused") is True else None
+
+    def _check_diverged(self) -> None:
+        if self._first_bad is not None and self._first_bad[0].item() > 0:
+            step, value = self._first_bad
+            self._raise_diverged(int(step.item()), value)
+
+    def _raise_diverged(self, step: int, loss: torch.Tensor) -> None:
+        last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+        stopped = (
+            "training stopped before that step's update"
+            if step > self.state.global_step
+            else f"no update was applied from that step on, and training stopped at step {self.state.global_step}"
+        )
+        raise TrainingDivergedError(
+            f"the loss became {loss.item()} at step {step}; {stopped}. Last checkpoint: {last or 'none'} (lower "
+            "--learning_rate, or try --bf16 false)"
+        )
 
     def _refuse_non_finite(self, state_dict: dict, output_dir: str) -> None:
         """A finite loss can still be followed by an update that overflows the weights: never write those, so that

@@ -202,3 +202,41 @@ def test_similarity_helper_matches_sentence_transformers_and_a_loop(encoder_fact
     torch.testing.assert_close(got, theirs.float(), atol=1e-5, rtol=1e-4)
     loop = [[float(np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v)) for v in ours] for u in ours[:2]]
     torch.testing.assert_close(got, torch.tensor(loop), atol=1e-6, rtol=1e-5)
+
+
+def test_a_16_bit_folder_loads_and_resumes_with_float32_weights(tiny_model_dir, tmp_path):
+    """A folder saved in bf16 (as ZeRO-3 saves, or a bf16 model from the Hub) gives float32 weights to train —
+    encoder and head — equal to the stored values, both as a starting model and as a checkpoint resumed into a
+    float32 model."""
+    torch.manual_seed(0)
+    source = SentenceEncoder.from_pretrained(str(tiny_model_dir), pooler_type="cls")
+    source.to(torch.bfloat16).save_pretrained(str(tmp_path / "bf16"))
+    stored = {k: v.float() for k, v in source.state_dict().items()}
+    assert source.encoder.dtype == torch.bfloat16
+
+    loaded = SentenceEncoder.from_pretrained(str(tmp_path / "bf16"))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, stored[name]), name
+
+    resumed = SentenceEncoder.from_pretrained(str(tiny_model_dir), pooler_type="cls")
+    resumed.load_weights(str(tmp_path / "bf16"))
+    assert {p.dtype for p in resumed.parameters()} == {torch.float32}
+    for name, value in resumed.state_dict().items():
+        assert torch.equal(value, stored[name]), name
+
+
+def test_the_encoder_gets_the_mask_transformers_would_build(encoder_factory):
+    """The (B, 1, L, L) mask handed to an SDPA encoder (so that it never asks the device whether there is
+    padding) gives the embeddings of the (B, L) mask, padded batch or not."""
+    from hncse.modeling.pooling import pool
+
+    encoder = encoder_factory("avg")
+    encoder.eval()
+    assert encoder.encoder.config._attn_implementation == "sdpa"
+    for sentences in (["a man is playing .", "a dog runs in the field with a ball ."], ["a man", "a dog"]):
+        features = encoder.tokenizer(sentences, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            ours = encoder(**features)
+            own_mask = encoder.encoder(**features, return_dict=True).last_hidden_state
+        torch.testing.assert_close(ours, pool("avg", features["attention_mask"], own_mask, None), atol=1e-6, rtol=0)

@@ -5,12 +5,18 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
+import yaml
 from hub_standin import HubStandIn, hub_env
 from safetensors.torch import load_file
 
 import run_hncse
+from hncse.errors import ConfigError
+from hncse.parser import parse_args
 
 REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
 PORTS = {"zero2": "29521", "zero3": "29523"}
@@ -52,6 +58,7 @@ def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, sen
     # 200 sentences, 2 processes x 8 per step, last batch dropped: 12 steps per epoch (one process alone: 25).
     assert state["global_step"] == 4 and abs(state["epoch"] - 4 / 12) < 1e-6
     assert proc.stdout.count("STS dev Spearman x100") == 1  # only the main process reports
+    assert proc.stdout.count("global batch 16 sentences per step = 2 process(es) × 8 per device × 1") == 1
     assert "negatives from the global batch of 2 processes" in proc.stderr
     assert SentenceTransformer(str(out), device="cpu").encode(["a man is playing ."]).shape == (1, 32)
 
@@ -74,3 +81,44 @@ def test_deepspeed_two_processes_write_a_folder_that_loads(tiny_model_dir, corpu
     assert model.encode(["a man is playing ."]).shape == (1, 32)
     weights = load_file(out / "model.safetensors")
     assert len(weights) > 30 and all(t.numel() > 0 for t in weights.values())  # full tensors, not ZeRO-3 slices
+
+
+@pytest.mark.parametrize("launcher", ["multi_gpu", "zero2", "zero3"])
+def test_launcher_files_leave_the_process_count_to_the_user(launcher):
+    """A count fixed in the file would fail, or silently change the global batch, on a machine with fewer GPUs."""
+    config = yaml.safe_load((Path(REPO) / "configs" / "accelerate" / f"{launcher}.yaml").read_text())
+    assert "num_processes" not in config
+
+
+def test_accelerate_asks_for_the_process_count():
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/multi_gpu.yaml",
+         "run_hncse.py", "--help"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "--num_processes" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_one_process_seeing_several_gpus_is_refused(monkeypatch, tiny_model_dir, corpus_file):
+    """Plain `python run_hncse.py` on a 4-GPU machine would become nn.DataParallel: one line names the launcher."""
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file)]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    for name in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match=r"sees 4 GPUs .*`accelerate launch .*--num_processes 4"):
+        parse_args(argv)
+    parse_args([*argv, "--use_cpu", "true"])  # asked for the CPU: nothing to refuse
+
+
+def test_launch_summary_gives_the_global_batch_and_idle_gpus(monkeypatch):
+    args = SimpleNamespace(world_size=2, per_device_train_batch_size=8, gradient_accumulation_steps=3, use_cpu=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert run_hncse.launch_summary(args) == (
+        "global batch 48 sentences per step = 2 process(es) × 8 per device × 3 accumulation step(s)"
+    )
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert run_hncse.launch_summary(args).endswith(
+        "; 2 of this machine's 4 GPUs are idle (accelerate launch --num_processes 4 uses them all)"
+    )
