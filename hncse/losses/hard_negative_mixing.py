@@ -152,8 +152,9 @@ class HardNegativeMixingLoss(nn.Module):
         return cls(params.temperature, params.hnm_k, params.hnm_s, params.hnm_alpha, params.hnm_detach_synthetic, seed)
 
     def generator(self, device: torch.device) -> torch.Generator:
-        """One seeded generator per device, created on first use and advanced by every draw."""
-        key = str(device)
+        """One seeded generator per kind of device (a process uses one GPU, whichever its index), created on first
+        use and advanced by every draw."""
+        key = device.type
         if key not in self._generators:
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
             if key in self._restored:
@@ -166,6 +167,7 @@ class HardNegativeMixingLoss(nn.Module):
 
     def set_extra_state(self, state: dict[str, Tensor]) -> None:
         for key, value in state.items():
+            key = key.split(":")[0]  # states saved under a device index ("cuda:0") by earlier versions
             if key in self._generators:
                 self._generators[key].set_state(value)
             else:

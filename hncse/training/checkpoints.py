@@ -30,7 +30,7 @@ CHECKPOINT_FILES = (WEIGHTS_NAME, "scheduler.pt", "rng_state*.pth", TRAINER_STAT
 # tokenizer, sentence-transformers modules, card). DeepSpeed adds its own global_step*/, latest, zero_to_fp32.py.
 RESUME_STATE = (
     "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", TRAINER_STATE_NAME, TRAINING_ARGS_NAME,
-    LOSS_STATE_NAME, RUN_CONFIG_NAME, "global_step*", "latest", "zero_to_fp32.py",
+    LOSS_STATE_NAME.replace(".pt", "*.pt"), RUN_CONFIG_NAME, "global_step*", "latest", "zero_to_fp32.py",
 )  # fmt: skip
 
 
@@ -54,16 +54,29 @@ def save_training_state(folder: str, training_args, loss: torch.nn.Module, setti
     and the run's settings)."""
     torch.save(training_args, os.path.join(folder, TRAINING_ARGS_NAME))
     if is_checkpoint_folder(folder):
-        torch.save(loss.state_dict(), os.path.join(folder, LOSS_STATE_NAME))  # e.g. HNM's sampler
+        save_loss_state(folder, loss, 0)  # e.g. HNM's sampler; the other processes' by `save_loss_state` too
         with open(os.path.join(folder, RUN_CONFIG_NAME), "w", encoding="utf-8") as f:
             json.dump(settings, f, indent=2)
 
 
-def load_loss_state(folder: str, loss: torch.nn.Module) -> None:
-    """Restore the objective's state saved in a checkpoint, if it has one."""
-    path = os.path.join(folder, LOSS_STATE_NAME)
-    if os.path.isfile(path):
-        loss.load_state_dict(torch.load(path, weights_only=True))
+def loss_state_path(folder: str, process_index: int) -> str:
+    """Where process `process_index` keeps the objective's state in a checkpoint: the main process in
+    loss_state.pt, process r in loss_state_rank<r>.pt."""
+    name = LOSS_STATE_NAME if process_index == 0 else LOSS_STATE_NAME.replace(".pt", f"_rank{process_index}.pt")
+    return os.path.join(folder, name)
+
+
+def save_loss_state(folder: str, loss: torch.nn.Module, process_index: int) -> None:
+    torch.save(loss.state_dict(), loss_state_path(folder, process_index))
+
+
+def load_loss_state(folder: str, loss: torch.nn.Module, process_index: int = 0) -> None:
+    """Restore this process's objective state from a checkpoint (the main process's if the checkpoint has none of
+    this process's, e.g. written by an earlier version), if it has one."""
+    for path in (loss_state_path(folder, process_index), loss_state_path(folder, 0)):
+        if os.path.isfile(path):
+            loss.load_state_dict(torch.load(path, weights_only=True))
+            return
 
 
 def save_senteval_results(output_dir: str, results: dict) -> None:

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import RandomSampler
 from transformers import Trainer, TrainerCallback
 from transformers.integrations import is_deepspeed_zero3_enabled
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hncse.distributed import batch_exchange
 from hncse.errors import ConfigError, TrainingDivergedError
@@ -28,6 +29,7 @@ from hncse.training.checkpoints import (
     is_checkpoint_folder,
     last_complete_checkpoint,
     load_loss_state,
+    save_loss_state,
     save_training_state,
 )
 from hncse.training.hub import explain_repo_failure
@@ -53,6 +55,19 @@ class DivergenceCheck(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop:
             self.trainer._check_diverged()
+
+
+class SaveLossStatePerProcess(TrainerCallback):
+    """Each process other than the main one (whose state `_save` writes) keeps its objective state in the
+    checkpoint, so that a resumed run on several GPUs continues every process's sampler."""
+
+    def __init__(self, trainer: HNCSETrainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if args.process_index > 0 and os.path.isdir(folder):
+            save_loss_state(folder, self.trainer.loss_fn, args.process_index)
 
 
 class HNCSETrainer(Trainer):
@@ -86,6 +101,7 @@ class HNCSETrainer(Trainer):
         self._batch_exchange = None
         self._first_bad: tuple[torch.Tensor, torch.Tensor] | None = None  # (step, loss) of the first non-finite loss
         self.add_callback(DivergenceCheck(self))
+        self.add_callback(SaveLossStatePerProcess(self))
 
     def _facts_from_model(self) -> RunFacts:
         """Run facts for a trainer built without the script's arguments (e.g. bench/ablation.py)."""
@@ -113,12 +129,15 @@ class HNCSETrainer(Trainer):
         return sampler
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir) or True  # True: none, says Trainer
+        if isinstance(resume_from_checkpoint, str):
+            # Every process restores its own objective state (HNM's sampler), whatever the backend.
+            load_loss_state(resume_from_checkpoint, self.loss_fn, self.args.process_index)
         if isinstance(self.train_dataset, SentenceStream) and not self.args.ignore_data_skip:
             # The Trainer resumes by replaying the batches the checkpoint's steps took: the stream gives those as
             # placeholders, so that their sentences are read but not tokenised.
-            if resume_from_checkpoint is True:
-                resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
-            step = checkpoint_global_step(resume_from_checkpoint) if resume_from_checkpoint else 0
+            step = checkpoint_global_step(resume_from_checkpoint) if isinstance(resume_from_checkpoint, str) else 0
             per_step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
             self.train_dataset.skip(step * per_step * self.args.world_size)
         return super().train(resume_from_checkpoint, *args, **kwargs)
@@ -304,7 +323,6 @@ class HNCSETrainer(Trainer):
         else:
             encoder = self.accelerator.unwrap_model(model if model is not None else self.model)
             encoder.load_weights(resume_from_checkpoint)
-        load_loss_state(resume_from_checkpoint, self.loss_fn)
 
     def _load_best_model(self) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:

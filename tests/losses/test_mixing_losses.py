@@ -201,3 +201,18 @@ def test_low_precision_views_give_float32_loss_and_finite_gradients(objective):
     assert loss.dtype == torch.float32
     loss.backward()
     assert torch.isfinite(z1.grad.float()).all() and torch.isfinite(z2.grad.float()).all()
+
+
+def test_hnm_sampler_state_restores_whatever_device_index_saved_it():
+    """Each process draws on its own device (cuda:0, cuda:1, …): a state is keyed by the kind of device, and a
+    state saved under an index (earlier versions) restores too, so every process continues its own sampler."""
+    z1, z2 = torch.randn(8, 16, generator=torch.Generator().manual_seed(0)).chunk(2)
+    loss = HardNegativeMixingLoss(k=3, s=4, seed=7)
+    loss(z1, z2)
+    state = loss.state_dict()
+    expected_next = loss(z1, z2)[0]
+
+    for saved in (state, {key: {"cpu:1": value["cpu"]} for key, value in state.items()}):
+        resumed = HardNegativeMixingLoss(k=3, s=4, seed=7)
+        resumed.load_state_dict(saved)
+        assert torch.equal(resumed(z1, z2)[0], expected_next)

@@ -122,3 +122,31 @@ def test_launch_summary_gives_the_global_batch_and_idle_gpus(monkeypatch):
     assert run_hncse.launch_summary(args).endswith(
         "; 2 of this machine's 4 GPUs are idle (accelerate launch --num_processes 4 uses them all)"
     )
+
+
+def test_two_processes_resume_every_process_objective_state(tiny_model_dir, corpus_file, tmp_path):
+    """HNM's sampler state of each process is in the checkpoint (loss_state.pt, loss_state_rank1.pt): stopped
+    after step 3 and run again, 2 processes repeat the loss curve of the uninterrupted 2-process run."""
+
+    def run(out, max_steps):
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29535",
+            "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
+            "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", str(max_steps),
+            "--save_steps", "3", "--logging_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+            "--lr_scheduler_type", "constant", "--objective", "hybrid", "--hnm_k", "4", "--hnm_s", "4",
+            "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
+        ]  # fmt: skip
+        proc = subprocess.run(
+            cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        return {e["step"]: e["loss"] for e in history if "loss" in e}
+
+    expected = run(tmp_path / "uninterrupted", 6)
+    run(tmp_path / "resumed", 3)
+    checkpoint = tmp_path / "resumed" / "checkpoint-3"
+    states = [torch.load(checkpoint / name, weights_only=True) for name in ("loss_state.pt", "loss_state_rank1.pt")]
+    assert all(any(key.endswith("_extra_state") for key in state) for state in states)
+    assert run(tmp_path / "resumed", 6) == expected
