@@ -162,11 +162,16 @@ def main(argv: list[str] | None = None) -> dict:
         run_facts=run_facts,
     )
 
+    # The "before training" evaluation runs inside train(), once DDP or DeepSpeed have placed the model. Under ZeRO-3
+    # the weights are placed (partitioned) as they load, and an evaluation inside the engine before its first
+    # training step would set the order in which it prefetches weights: there it runs before train().
     rows = []
-    if eval_suite and resume_from is None:
+    if eval_suite and resume_from is None and trainer.zero3:
         rows.append(("before training", trainer.evaluate(metric_key_prefix="eval")))
-
+    training_args.eval_on_start = bool(eval_suite) and resume_from is None and not trainer.zero3
     result = trainer.train(resume_from_checkpoint=resume_from)
+    if training_args.eval_on_start:
+        rows.append(("before training", next(e for e in trainer.state.log_history if "eval_runtime" in e)))
     # The final folder holds the best checkpoint's weights when load_best_model_at_end, else the last step's.
     # With --push_to_hub it is saved and pushed once, at the end, so that its card has every result.
     if not training_args.push_to_hub:
@@ -194,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
             print("\nSTS dev Spearman x100\n" + format_table(rows) + f"\n\nSaved to {training_args.output_dir}\n")
     if predict_suite is not None:
         # SentEval's test sets on the saved weights; the table goes into the model card and a JSON file.
-        metrics, results = trainer.evaluate_suite(predict_suite, metric_key_prefix="predict")
+        metrics, results = trainer.evaluate_suite(predict_suite, metric_key_prefix="predict", main_process_only=True)
         trainer.save_metrics("predict", metrics)
         if trainer.is_world_process_zero():
             save_senteval_results(training_args.output_dir, results)

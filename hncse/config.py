@@ -206,6 +206,10 @@ class TrainingConfigBase(TrainingArguments):
                 )
         if self.mini_batch_size is not None and self.mini_batch_size < 1:
             raise ConfigError(f"--mini_batch_size must be ≥ 1, got {self.mini_batch_size}")
+        if self.mini_batch_size is not None and self.torch_compile:
+            # The cached step encodes through the unwrapped encoder (it replays each mini-batch's random state),
+            # so the compiled model would never run.
+            raise ConfigError("--torch_compile does not apply to the cached step (--mini_batch_size); use one of them")
         if self.per_device_train_batch_size < 2:
             raise ConfigError(
                 "--per_device_train_batch_size must be at least 2 (in-batch negatives), "

@@ -48,6 +48,8 @@ def stream_sentences(
         suffix = os.path.splitext(train_file.split("?")[0])[1].lower()
         builder = TABLE_SUFFIXES.get(suffix, "text")
         kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+        if builder == "text":
+            kwargs["chunksize"] = TEXT_CHUNK_BYTES
         raw = datasets.load_dataset(
             builder, data_files={"train": train_file}, split="train", streaming=True, cache_dir=cache_dir, **kwargs
         )
@@ -83,6 +85,7 @@ def non_blank(batch: dict, source: str) -> list[bool]:
 
 SKIPPED = {"text": None}  # a sentence already trained on, in a resumed run
 READ_BLOCK = 1024  # sentences read from the corpus at a time
+TEXT_CHUNK_BYTES = 1 << 20  # bytes of a .txt corpus decoded at a time (datasets' default, 10 MB, stays in memory)
 
 
 class SentenceStream(torch.utils.data.IterableDataset):

@@ -110,3 +110,8 @@ def test_paper_configs_take_bf16_on_the_command_line(config, tmp_path):
     assert args.bf16 and not args.fp16
     assert data_args.max_seq_length == 32 and args.learning_rate in (3e-5, 1e-5)
     assert "fp16: true" in config.read_text() and "--bf16 true --fp16 false" in config.read_text()
+
+
+def test_torch_compile_with_the_cached_step_is_refused(corpus_file):
+    with pytest.raises(ConfigError, match="--torch_compile does not apply to the cached step"):
+        parse_args(["--train_file", str(corpus_file), "--mini_batch_size", "4", "--torch_compile", "true"])

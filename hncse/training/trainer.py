@@ -246,10 +246,17 @@ class HNCSETrainer(Trainer):
         metrics, _ = self.evaluate_suite(eval_dataset, metric_key_prefix)
         return metrics
 
-    def evaluate_suite(self, suite: EvalSuite | None = None, metric_key_prefix: str = "eval") -> tuple[dict, dict]:
+    def evaluate_suite(
+        self, suite: EvalSuite | None = None, metric_key_prefix: str = "eval", main_process_only: bool = False
+    ) -> tuple[dict, dict]:
         """Score the model on an `EvalSuite` (default: `eval_dataset`); log and return the flat metrics
-        (`eval_stsb_spearman`, …) and the nested results (per-subset scores, aggregates)."""
+        (`eval_stsb_spearman`, …) and the nested results (per-subset scores, aggregates).
+
+        main_process_only: only the main process scores, the others return empty results (for an evaluation whose
+        results only the main process writes); not under ZeRO-3, where every process gathers the weights."""
         suite = suite if suite is not None else self.eval_dataset
+        if main_process_only and not self.zero3 and not self.is_world_process_zero():
+            return {}, {}
         encoder = self.accelerator.unwrap_model(self.model)
         with self._full_weights(encoder):
             results = run_suite(encoder, suite, self.args.per_device_eval_batch_size, bf16=self.args.bf16)
@@ -259,10 +266,14 @@ class HNCSETrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics, results
 
+    @property
+    def zero3(self) -> bool:
+        return self.is_deepspeed_enabled and is_deepspeed_zero3_enabled()
+
     def _full_weights(self, encoder):
         """Under ZeRO-3 each process holds a slice of every weight: gather them for evaluation (every process
         runs it, as the gathering is collective). Otherwise nothing to do."""
-        if self.is_deepspeed_enabled and is_deepspeed_zero3_enabled():
+        if self.zero3:
             import deepspeed
 
             return deepspeed.zero.GatheredParameters(list(encoder.parameters()), modifier_rank=None)

@@ -65,6 +65,25 @@ def test_three_step_run_writes_a_folder_that_loads_everywhere(
     assert f"| {after:.2f} |" in printed
 
 
+def test_evaluation_before_training_runs_on_the_prepared_model(
+    tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch
+):
+    """The "before training" row is evaluated inside train(), after accelerate (DDP, DeepSpeed) has prepared the
+    model and built the optimizer, and is the step-0 evaluation of the log."""
+    prepared = []
+    original = hncse.training.trainer.HNCSETrainer.evaluate_suite
+
+    def record(self, *args, **kwargs):
+        prepared.append(self.optimizer is not None and self.state.global_step == 0)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "evaluate_suite", record)
+    result = run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "out"))
+    assert prepared[0] is True
+    name, before = result["rows"][0]
+    assert name == "before training" and before["step"] == 0 and "eval_stsb_spearman" in before
+
+
 def test_output_dir_holds_the_best_checkpoint_not_the_last(
     tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch
 ):
