@@ -1,6 +1,7 @@
 """A training step never waits for the device: no value is read back to the host outside the steps that log,
 evaluate or save. On CPU nothing waits, so the reads themselves (`.item()`, `.tolist()`, `bool(tensor)`) are
-counted; on a GPU `python -m bench.gpu_check` runs the same step under torch.cuda.set_sync_debug_mode("error")."""
+counted in steps 3-5 of 6; on a GPU `python -m bench.gpu_check` runs those steps under
+torch.cuda.set_sync_debug_mode("error")."""
 
 from __future__ import annotations
 
@@ -8,56 +9,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from tiny_run import base_argv
-from transformers import TrainerCallback
 
 import hncse.training.trainer
 import run_hncse
+from bench.gpu_check import HostReads, QuietStepAudit
 from hncse.errors import TrainingDivergedError
-
-
-class HostReads:
-    """Counts `.item()`, `.tolist()` and `bool()` on tensors while `active`, with where each came from."""
-
-    def __init__(self, monkeypatch):
-        self.active = False
-        self.calls: list[str] = []
-        for name in ("item", "tolist", "__bool__"):
-            original = getattr(torch.Tensor, name)
-            monkeypatch.setattr(torch.Tensor, name, self.counting(name, original))
-
-    def counting(self, name, original):
-        def read(tensor, *args, **kwargs):
-            if self.active:
-                import traceback
-
-                frame = traceback.extract_stack(limit=2)[0]
-                self.calls.append(f"{name} at {frame.filename}:{frame.lineno}")
-            return original(tensor, *args, **kwargs)
-
-        return read
-
-
-class CountQuietSteps(TrainerCallback):
-    """Counts from the start of step 3 to the end of step 5, steps that neither log, evaluate nor save."""
-
-    def __init__(self, reads: HostReads):
-        self.reads = reads
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.reads.active = 2 <= state.global_step < 5
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.reads.active = False
 
 
 @pytest.mark.parametrize("objective", ["simcse", "hybrid", "hybrid_sum"])
 def test_quiet_steps_read_nothing_back(tiny_model_dir, corpus_file, tmp_path, monkeypatch, objective):
-    reads = HostReads(monkeypatch)
+    reads = HostReads()  # the counter and the step window of `python -m bench.gpu_check`'s CPU form
     original_init = hncse.training.trainer.HNCSETrainer.__init__
 
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
-        self.add_callback(CountQuietSteps(reads))
+        self.add_callback(QuietStepAudit(reads))
 
     monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "__init__", init)
     argv = base_argv(tiny_model_dir, corpus_file, tmp_path, tmp_path / "out") + [
@@ -65,7 +31,8 @@ def test_quiet_steps_read_nothing_back(tiny_model_dir, corpus_file, tmp_path, mo
         "--eval_strategy", "no", "--load_best_model_at_end", "false", "--max_steps", "6",
         "--logging_steps", "6", "--save_steps", "6",
     ]  # fmt: skip
-    run_hncse.main(argv)
+    with reads:
+        run_hncse.main(argv)
     assert reads.calls == [], "\n".join(reads.calls)
 
 

@@ -1,0 +1,26 @@
+"""`python -m bench.gpu_check` runs its CPU form here (so that the GPU verification command never rots)."""
+
+import os
+import subprocess
+import sys
+
+from tiny_run import REPO
+
+
+def test_gpu_check_cpu_form_writes_its_report(shared_data, tmp_path):
+    out = tmp_path / "gpu.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--out", str(out), "--steps", "3"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "HNCSE_DATA_DIR": str(shared_data)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = out.read_text()
+    assert "No GPU here: this is the reduced CPU form" in report
+    for section in ("## Environment", "## Host syncs", "## Training throughput", "## Objectives without",
+                    "## Cached step", "## Input pipeline"):  # fmt: skip
+        assert section in report
+    audit = report.split("## Host syncs")[1].split("##")[0]
+    assert all(f"| {objective} | none |" in audit for objective in ("simcse", "pm", "hnm", "hybrid", "hybrid_sum"))
+    stability = report.split("## Objectives without")[1].split("##")[0]
+    assert stability.count("| fp32 | 3 | 0 |") == 5
