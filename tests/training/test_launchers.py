@@ -150,3 +150,58 @@ def test_two_processes_resume_every_process_objective_state(tiny_model_dir, corp
     states = [torch.load(checkpoint / name, weights_only=True) for name in ("loss_state.pt", "loss_state_rank1.pt")]
     assert all(any(key.endswith("_extra_state") for key in state) for state in states)
     assert run(tmp_path / "resumed", 6) == expected
+
+
+def test_two_nodes_train_like_one_node_and_only_the_global_main_process_writes(
+    tiny_model_dir, corpus_file, tmp_path
+):
+    """Two torchrun launchers (--nnodes 2, one process each, over loopback) against one launcher with 2 processes:
+    the same loss curve; node 1 (given its own output folder here, as a machine without a shared disk) writes only
+    its process's resume state, and pushes nothing."""
+
+    def argv(out):
+        return [
+            "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
+            "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", "3", "--save_steps", "3",
+            "--logging_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+            "--objective", "hybrid", "--hnm_k", "4", "--hnm_s", "4", "--disable_tqdm", "true",
+            "--dataloader_pin_memory", "false", "--push_to_hub", "true", "--hub_model_id", "standin-user/nodes",
+        ]  # fmt: skip
+
+    def losses(out):
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        return {e["step"]: e["loss"] for e in history if "loss" in e}
+
+    run = [sys.executable, "-m", "torch.distributed.run"]
+    with HubStandIn() as hub:
+        env = {**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"}
+        one_node = subprocess.run(
+            [*run, "--nproc_per_node", "2", "--master_port", "29543", *argv(tmp_path / "one-node")],
+            cwd=REPO, capture_output=True, text=True, timeout=600, env=env,
+        )  # fmt: skip
+        assert one_node.returncode == 0, one_node.stderr[-3000:]
+        hub.repos.clear()
+        nodes = [
+            subprocess.Popen(
+                [*run, "--nnodes", "2", "--node_rank", str(rank), "--nproc_per_node", "1", "--master_addr",
+                 "127.0.0.1", "--master_port", "29545", *argv(tmp_path / f"node{rank}")],
+                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            )  # fmt: skip
+            for rank in (0, 1)
+        ]
+        outputs = [node.communicate(timeout=600) for node in nodes]
+        assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+        commits = hub.repos["standin-user/nodes"]["commits"]  # one push per save, from one process
+        assert commits == ["Training in progress, step 3", "End of training"]
+    assert losses(tmp_path / "node0") == losses(tmp_path / "one-node")
+    # Node 1 keeps only its process's resume state (the Trainer's random state, the objective's state).
+    written = sorted(str(p.relative_to(tmp_path / "node1")) for p in (tmp_path / "node1").rglob("*") if p.is_file())
+    assert written == ["checkpoint-3/loss_state_rank1.pt", "checkpoint-3/rng_state_1.pth"]
+    assert "global batch 16 sentences per step = 2 process(es)" in outputs[0][0]
+
+
+def test_the_multi_node_launcher_file_is_read_by_accelerate():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(Path(REPO) / "configs" / "accelerate" / "multi_node.yaml"))
+    assert config.distributed_type == "MULTI_GPU" and config.num_processes == -1  # the user says how many
