@@ -26,6 +26,7 @@ SENTEVAL_RESULTS_NAME = "senteval_results.json"  # --do_predict's nested results
 
 # Written last by the Trainer: a checkpoint that has all of them was saved to the end.
 CHECKPOINT_FILES = (WEIGHTS_NAME, "scheduler.pt", "rng_state*.pth", TRAINER_STATE_NAME)
+DEEPSPEED_LATEST = "latest"  # DeepSpeed's pointer to the folder of its engine state (global_step<N>/)
 # What a checkpoint holds only to resume training; the rest of it is the model folder (weights, configs,
 # tokenizer, sentence-transformers modules, card). DeepSpeed adds its own global_step*/, latest, zero_to_fp32.py.
 RESUME_STATE = (
@@ -116,8 +117,16 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 def missing_checkpoint_files(folder: str) -> list[str]:
     """What a checkpoint folder lacks to be resumed from; a trainer_state.json that a kill cut short (it exists but
-    is not whole JSON) counts as missing."""
-    missing = [name for name in CHECKPOINT_FILES if not glob.glob(os.path.join(folder, name))]
+    is not whole JSON) counts as missing. A DeepSpeed checkpoint keeps the scheduler and optimizer in the folder
+    its `latest` file names (with optimizer offload too), instead of scheduler.pt."""
+    required = list(CHECKPOINT_FILES)
+    latest = os.path.join(folder, DEEPSPEED_LATEST)
+    if os.path.isfile(latest):
+        with open(latest, encoding="utf-8") as f:
+            tag = f.read().strip()
+        required.remove("scheduler.pt")
+        required += [os.path.join(tag, "mp_rank_*_model_states.pt"), os.path.join(tag, "*optim_states.pt")]
+    missing = [name for name in required if not glob.glob(os.path.join(folder, name))]
     state = os.path.join(folder, TRAINER_STATE_NAME)
     if TRAINER_STATE_NAME not in missing:
         try:
