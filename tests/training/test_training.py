@@ -244,8 +244,8 @@ def test_do_predict_adds_the_senteval_table_to_card_and_json(
     printed = capsys.readouterr().out
     state = json.loads((out / "trainer_state.json").read_text())
     evals = [e for e in state["log_history"] if "eval_mr_accuracy" in e]
-    assert [e["step"] for e in evals] == [1, 2, 3]
-    assert state["best_metric"] == max(e["eval_mr_accuracy"] for e in evals)
+    assert [e["step"] for e in evals] == [0, 1, 2, 3]  # step 0: the evaluation before training
+    assert state["best_metric"] == max(e["eval_mr_accuracy"] for e in evals[1:])
 
     results = json.loads((out / "senteval_results.json").read_text())
     assert results["mode"] == "test" and len(results["sts"]) == 7 and len(results["transfer"]) == 7
