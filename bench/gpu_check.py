@@ -339,6 +339,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/gpu.md")
     parser.add_argument("--steps", type=int, default=300, help="steps of each objective in the stability check")
     args = parser.parse_args()
+    started = time.time()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     corpus = resolve_train_file("wiki1m")
@@ -353,7 +354,6 @@ def main() -> None:
         return random_bert(tokenizer, layers=2, hidden=64)
 
     sections = [("Environment", ["", "value"], environment())]
-    started = time.time()
     with tempfile.TemporaryDirectory() as workdir:
         model = MINILM
         if not cuda:

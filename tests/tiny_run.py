@@ -1,5 +1,7 @@
 """The command line of a short run on the tiny test model, shared by the end-to-end tests of every folder."""
 
+import torch
+
 import run_hncse
 
 REPO = run_hncse.__file__.rsplit("/", 1)[0]
@@ -21,3 +23,20 @@ def base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir):
         "--dataloader_pin_memory", "false",
         "--disable_tqdm", "true",
     ]  # fmt: skip
+
+
+class NaNLossFrom(torch.nn.Module):
+    """Wraps an objective: its loss is NaN at the `step`-th call (and every later one if `after`)."""
+
+    def __init__(self, inner, step: int, after: bool = False):
+        super().__init__()
+        self.inner, self.step, self.after, self.calls = inner, step, after, 0
+
+    def forward(self, z1, z2, exchange):
+        self.calls += 1
+        loss, stats = self.inner(z1, z2, exchange=exchange)
+        bad = self.calls == self.step or (self.after and self.calls > self.step)
+        return (loss * float("nan") if bad else loss), stats
+
+    def get_config_dict(self):
+        return self.inner.get_config_dict()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_run import base_argv
+from tiny_run import NaNLossFrom, base_argv
 
 import hncse.training.trainer
 import run_hncse
@@ -40,20 +40,9 @@ def test_a_nan_loss_between_logging_steps_applies_no_update(tiny_model_dir, corp
     """The loss is NaN at step 3; the host looks at step 4 (a save): the weights are still those of step 2."""
     real_build_loss = hncse.training.trainer.build_loss
 
-    class NaNFromThirdStep(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner, self.calls = inner, 0
-
-        def forward(self, z1, z2, exchange):
-            self.calls += 1
-            loss, stats = self.inner(z1, z2, exchange=exchange)
-            return (loss * float("nan") if self.calls >= 3 else loss), stats
-
-        def get_config_dict(self):
-            return self.inner.get_config_dict()
-
-    monkeypatch.setattr(hncse.training.trainer, "build_loss", lambda args: NaNFromThirdStep(real_build_loss(args)))
+    monkeypatch.setattr(
+        hncse.training.trainer, "build_loss", lambda args: NaNLossFrom(real_build_loss(args), 3, after=True)
+    )
     weights_when_stopped = {}
     original_raise = hncse.training.trainer.HNCSETrainer._raise_diverged
 

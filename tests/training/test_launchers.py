@@ -50,6 +50,24 @@ def torchrun_with_hub(
     return proc
 
 
+def torchrun_losses(port, tiny_model_dir, corpus_file, out, max_steps, save_steps, *extra):
+    """2 gloo processes of run_hncse.py (hybrid, constant learning rate, no evaluation): {step: loss} and the run."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+        "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
+        "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", str(max_steps),
+        "--save_steps", str(save_steps), "--logging_steps", "1", "--eval_strategy", "no",
+        "--load_best_model_at_end", "false", "--lr_scheduler_type", "constant", "--objective", "hybrid",
+        "--hnm_k", "4", "--hnm_s", "4", "--disable_tqdm", "true", "--dataloader_pin_memory", "false", *extra,
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    return {e["step"]: e["loss"] for e in history if "loss" in e}, proc
+
+
 def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -130,20 +148,7 @@ def test_two_processes_resume_every_process_objective_state(tiny_model_dir, corp
     after step 3 and run again, 2 processes repeat the loss curve of the uninterrupted 2-process run."""
 
     def run(out, max_steps):
-        cmd = [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29535",
-            "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
-            "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", str(max_steps),
-            "--save_steps", "3", "--logging_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false",
-            "--lr_scheduler_type", "constant", "--objective", "hybrid", "--hnm_k", "4", "--hnm_s", "4",
-            "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
-        ]  # fmt: skip
-        proc = subprocess.run(
-            cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
-        return {e["step"]: e["loss"] for e in history if "loss" in e}
+        return torchrun_losses("29535", tiny_model_dir, corpus_file, out, max_steps, 3)[0]
 
     expected = run(tmp_path / "uninterrupted", 6)
     run(tmp_path / "resumed", 3)
@@ -228,21 +233,8 @@ def test_zero2_offload_checkpoints_resume_on_two_processes(tiny_model_dir, corpu
     uninterrupted run's loss curve (to 1e-5)."""
 
     def run(out, max_steps):
-        cmd = [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
-            "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
-            "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", str(max_steps),
-            "--save_steps", "2", "--logging_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false",
-            "--lr_scheduler_type", "constant", "--objective", "hybrid", "--hnm_k", "4", "--hnm_s", "4",
-            "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
-            "--deepspeed", "ds_configs/zero2_offload.json",
-        ]  # fmt: skip
-        proc = subprocess.run(
-            cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
-        return {e["step"]: e["loss"] for e in history if "loss" in e}, proc
+        offload = ("--deepspeed", "ds_configs/zero2_offload.json")
+        return torchrun_losses("29547", tiny_model_dir, corpus_file, out, max_steps, 2, *offload)
 
     expected, _ = run(tmp_path / "uninterrupted", 4)
     run(tmp_path / "resumed", 2)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from scipy.stats import spearmanr
-from tiny_run import REPO, base_argv
+from tiny_run import REPO, NaNLossFrom, base_argv
 
 import hncse.training.trainer
 import run_hncse
@@ -270,20 +270,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_earlier_checkpoints(
 ):
     real_build_loss = hncse.training.trainer.build_loss
 
-    class NaNAtThirdStep(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner, self.calls = inner, 0
-
-        def forward(self, z1, z2, exchange):
-            self.calls += 1
-            loss, stats = self.inner(z1, z2, exchange=exchange)
-            return (loss * float("nan") if self.calls == 3 else loss), stats
-
-        def get_config_dict(self):
-            return self.inner.get_config_dict()
-
-    monkeypatch.setattr(hncse.training.trainer, "build_loss", lambda args: NaNAtThirdStep(real_build_loss(args)))
+    monkeypatch.setattr(hncse.training.trainer, "build_loss", lambda args: NaNLossFrom(real_build_loss(args), 3))
     out = tmp_path / "nan"
     argv = base_argv(tiny_model_dir, corpus_file, tmp_path, out) + [
         "--eval_strategy", "no", "--load_best_model_at_end", "false", "--max_steps", "5"
