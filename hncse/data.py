@@ -199,15 +199,21 @@ def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_pro
 def truncation_summary(sentences: Dataset, tokenized: Dataset, max_seq_length: int) -> str | None:
     """One line on the sentences cut to max_seq_length (how many, the longest, an example), or None if none was.
     Computed on the Arrow column in one pass, whatever the corpus size."""
-    lengths = tokenized.with_format("arrow")["num_tokens"].to_numpy()
-    longer = int((lengths > max_seq_length).sum())
+    # Chunk by chunk, each read in place from the memory-mapped cache: a concatenated copy of the column would be
+    # 8 bytes per sentence that Arrow's allocator keeps.
+    longer = total = longest = most = 0
+    for chunk in tokenized.with_format("arrow")["num_tokens"].chunks:
+        lengths = chunk.to_numpy(zero_copy_only=False)
+        longer += int((lengths > max_seq_length).sum())
+        if len(lengths) and int(lengths.max()) > most:
+            most, longest = int(lengths.max()), total + int(lengths.argmax())
+        total += len(lengths)
     if not longer:
         return None
-    longest = int(lengths.argmax())
     example = " ".join(sentences[longest]["text"].split()[:8])
-    share = 100 * longer / len(lengths)
+    share = 100 * longer / total
     return (
-        f"{longer} of {len(lengths)} training sentences ({share:.1f}%) are longer than "
-        f"--max_seq_length {max_seq_length} tokens and were truncated to it; the longest has {lengths[longest]} "
+        f"{longer} of {total} training sentences ({share:.1f}%) are longer than "
+        f"--max_seq_length {max_seq_length} tokens and were truncated to it; the longest has {most} "
         f'tokens (sentence {longest + 1}: "{example} …")'
     )
