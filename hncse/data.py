@@ -109,9 +109,7 @@ def load_sentences(
     if train_file is not None:
         train_file = resolve_train_file(train_file)  # a corpus name (wiki1m, nli) → its file
         source = train_file
-        suffix = os.path.splitext(train_file.split("?")[0])[1].lower()
-        builder = TABLE_SUFFIXES.get(suffix, "text")
-        kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+        builder, kwargs = file_builder(train_file)
         if not is_remote(train_file):
             if not os.path.isfile(train_file):
                 raise DataError(f"{train_file}: no such file (--train_file)")
@@ -128,10 +126,7 @@ def load_sentences(
         source = dataset_name
         raw = load_dataset(dataset_name, dataset_config_name, split=dataset_split, cache_dir=cache_dir)
 
-    column = pick_text_column(raw, text_column, source)
-    raw = raw.select_columns([column])
-    if column != "text":
-        raw = raw.rename_column(column, "text")
+    raw = only_text_column(raw, pick_text_column(raw, text_column, source))
     keep = non_blank_rows(raw, "text", source)
     kept = int(keep.sum())
     if kept == 0:
@@ -141,6 +136,19 @@ def load_sentences(
     raw = keep_rows(raw, keep, max_samples)
     logger.info("%s: %d training sentences", source, len(raw))
     return raw
+
+
+def file_builder(train_file: str) -> tuple[str, dict]:
+    """The `datasets` builder that reads a file, by its ending (.txt or any other: one sentence per line), and its
+    options."""
+    suffix = os.path.splitext(train_file.split("?")[0])[1].lower()
+    return TABLE_SUFFIXES.get(suffix, "text"), ({"delimiter": "\t"} if suffix == ".tsv" else {})
+
+
+def only_text_column(dataset: Dataset | IterableDataset, column: str) -> Dataset | IterableDataset:
+    """The dataset with `column` alone, named "text"."""
+    dataset = dataset.select_columns([column])
+    return dataset if column == "text" else dataset.rename_column(column, "text")
 
 
 def pick_text_column(dataset: Dataset | IterableDataset, text_column: str | None, source: str) -> str:

@@ -18,7 +18,7 @@ import datasets
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from hncse.data import TABLE_SUFFIXES, is_remote, pick_text_column, report_bad_utf8_line
+from hncse.data import file_builder, is_remote, only_text_column, pick_text_column, report_bad_utf8_line
 from hncse.data_sources import resolve_train_file
 from hncse.errors import DataError
 
@@ -45,9 +45,7 @@ def stream_sentences(
         source = train_file
         if not is_remote(train_file) and not os.path.isfile(train_file):
             raise DataError(f"{train_file}: no such file (--train_file)")
-        suffix = os.path.splitext(train_file.split("?")[0])[1].lower()
-        builder = TABLE_SUFFIXES.get(suffix, "text")
-        kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+        builder, kwargs = file_builder(train_file)
         if builder == "text":
             kwargs["chunksize"] = TEXT_CHUNK_BYTES
         raw = datasets.load_dataset(
@@ -64,10 +62,7 @@ def stream_sentences(
         if os.path.isfile(source):
             report_bad_utf8_line(source)
         raise DataError(f"{source}: not valid UTF-8 ({error.reason}); re-encode the file as UTF-8") from None
-    raw = raw.select_columns([column])
-    if column != "text":
-        raw = raw.rename_column(column, "text")
-    raw = raw.filter(non_blank, batched=True, fn_kwargs={"source": source})
+    raw = only_text_column(raw, column).filter(non_blank, batched=True, fn_kwargs={"source": source})
     if max_samples is not None:
         raw = raw.take(max_samples)
     logger.info("%s: streamed (read as training goes; no corpus-wide statistics such as truncation counts)", source)

@@ -11,10 +11,9 @@ import sys
 import pytest
 import torch
 from accelerate.data_loader import IterableDatasetShard
-from tiny_run import REPO
+from tiny_run import REPO, crash_after_step
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-import hncse.training.trainer
 import run_hncse
 from hncse.data import load_sentences, tokenize_sentences
 from hncse.errors import ConfigError, DataError
@@ -140,17 +139,8 @@ def test_streamed_run_resumes_at_the_sentence_it_stopped(tiny_model_dir, corpus_
     assert "train_samples" not in json.loads((tmp_path / "uninterrupted" / "train_results.json").read_text())
     assert "read as a stream" in (tmp_path / "uninterrupted" / "README.md").read_text()
 
-    original = hncse.training.trainer.HNCSETrainer.training_step
-
-    def crash_after_step_3(self, *args, **kwargs):
-        if self.state.global_step == 3:
-            raise RuntimeError("simulated crash")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "training_step", crash_after_step_3)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with crash_after_step(3), pytest.raises(RuntimeError, match="simulated crash"):
         run_hncse.main(streaming_argv(tiny_model_dir, train, tmp_path / "resumed"))
-    monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "training_step", original)
 
     tokenised = []
     monkeypatch.setattr(TokenizingCollator, "__call__", lambda self, ex, f=TokenizingCollator.__call__: (

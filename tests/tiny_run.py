@@ -1,7 +1,10 @@
 """The command line of a short run on the tiny test model, shared by the end-to-end tests of every folder."""
 
+import contextlib
+
 import torch
 
+import hncse.training.trainer
 import run_hncse
 
 REPO = run_hncse.__file__.rsplit("/", 1)[0]
@@ -40,3 +43,21 @@ class NaNLossFrom(torch.nn.Module):
 
     def get_config_dict(self):
         return self.inner.get_config_dict()
+
+
+@contextlib.contextmanager
+def crash_after_step(step: int):
+    """Within it, training raises RuntimeError("simulated crash") once `step` steps are done (after their save)."""
+    trainer = hncse.training.trainer.HNCSETrainer
+    original = trainer.training_step
+
+    def crash(self, *args, **kwargs):
+        if self.state.global_step == step:
+            raise RuntimeError("simulated crash")
+        return original(self, *args, **kwargs)
+
+    trainer.training_step = crash
+    try:
+        yield
+    finally:
+        trainer.training_step = original

@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_run import crash_after_step
 
 import hncse.training.trainer
 import run_hncse
@@ -39,18 +40,9 @@ def test_resumed_run_repeats_the_uninterrupted_loss_curve(tiny_model_dir, corpus
     expected = losses(tmp_path / "uninterrupted")
     assert sorted(expected) == [1, 2, 3, 4, 5, 6]
 
-    original = hncse.training.trainer.HNCSETrainer.training_step
-
-    def crash_after_step_3(self, *args, **kwargs):
-        if self.state.global_step == 3:
-            raise RuntimeError("simulated crash")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "training_step", crash_after_step_3)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with crash_after_step(3), pytest.raises(RuntimeError, match="simulated crash"):
         run_hncse.main(argv(tmp_path / "resumed"))
     assert (tmp_path / "resumed" / "checkpoint-3" / "loss_state.pt").is_file()
-    monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "training_step", original)
 
     run_hncse.main(argv(tmp_path / "resumed"))  # same command again: resumes from checkpoint-3
     assert losses(tmp_path / "resumed") == expected
