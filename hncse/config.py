@@ -166,7 +166,19 @@ class TrainingConfigBase(TrainingArguments):
     )
     eval_steps: float | None = field(default=125, metadata={"help": "Evaluate every N steps."})
     save_steps: float = field(default=125, metadata={"help": "Save a checkpoint every N steps."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best is always kept)."})
+    resume_state_steps: int = field(
+        default=1000,
+        metadata={
+            "help": "Write what resuming needs (optimizer, scheduler, RNG: about 3× the weights) at a save only once "
+            "this many steps have passed since the last such save, and at the end. The saves in between keep a model "
+            "only when it is a new best by metric_for_best_model (every one without evaluation or metric), so model "
+            "selection stays exact. Under DeepSpeed or with --hub_strategy checkpoint every checkpoint written is resumable. 1: every save."
+        },
+    )
+    save_total_limit: int | None = field(
+        default=2,
+        metadata={"help": "Checkpoints kept (the newest, the best and the newest resumable one are always kept)."},
+    )
     load_best_model_at_end: bool = field(default=True, metadata={"help": "End with the best checkpoint's weights."})
     metric_for_best_model: str | None = field(
         default="stsb_spearman", metadata={"help": "Metric that picks the best."}
@@ -204,6 +216,8 @@ class TrainingConfigBase(TrainingArguments):
                     f"--objective {self.objective}: registered after this config class was made; build the config "
                     "from hncse.config.config_class() (hncse.parser.parse_args does)"
                 )
+        if self.resume_state_steps < 1:
+            raise ConfigError(f"--resume_state_steps must be ≥ 1 (1: at every save), got {self.resume_state_steps}")
         if self.mini_batch_size is not None and self.mini_batch_size < 1:
             raise ConfigError(f"--mini_batch_size must be ≥ 1, got {self.mini_batch_size}")
         if self.mini_batch_size is not None and self.torch_compile:
@@ -257,7 +271,8 @@ gather_negatives: with several processes, score each anchor against the global b
 
 learning_rate 3e-5, per_device_train_batch_size 64, num_train_epochs 1, evaluate and save every 125 steps,
 keep the best checkpoint by STS-B dev Spearman (load_best_model_at_end, metric_for_best_model
-stsb_spearman), drop the incomplete last batch, log every 10 steps, encode dev sets 128 sentences at a time,
+stsb_spearman), the state to resume every 1000 steps (resume_state_steps) and model-only saves of new bests
+between, drop the incomplete last batch, log every 10 steps, encode dev sets 128 sentences at a time,
 DDP without the unused-parameter search, `use_cpu` set on machines without an accelerator.
 """
 _config_classes: dict[tuple, type] = {}

@@ -56,6 +56,7 @@ def test_json_config(tmp_path, corpus_file):
         (["--hnm_alpha", "1.5"], "--hnm_alpha must be in [0, 1]"),
         (["--pm_ratio_grid_size", "1"], "--pm_ratio_grid_size must be 0 or ≥ 2"),
         (["--pm_w1", "0"], "--pm_w1 must be > 0"),
+        (["--resume_state_steps", "0"], "--resume_state_steps must be ≥ 1 (1: at every save), got 0"),
     ],
 )
 def test_invalid_values_name_the_argument(corpus_file, argv, message):

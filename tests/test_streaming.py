@@ -123,9 +123,9 @@ def streaming_argv(tiny_model_dir, train, out, *extra) -> list[str]:
     return [
         "--model_name_or_path", str(tiny_model_dir), *train, "--output_dir", str(out), "--streaming", "true",
         "--shuffle_buffer_size", "64", "--per_device_train_batch_size", "8", "--max_steps", "6", "--save_steps", "3",
-        "--logging_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false", "--objective", "hybrid",
-        "--hnm_k", "4", "--learning_rate", "1e-3", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
-        *extra,
+        "--resume_state_steps", "3", "--logging_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end",
+        "false", "--objective", "hybrid", "--hnm_k", "4", "--learning_rate", "1e-3", "--dataloader_pin_memory",
+        "false", "--disable_tqdm", "true", *extra,
     ]  # fmt: skip
 
 

@@ -50,12 +50,15 @@ def checkpoint_global_step(folder: str) -> int:
         return int(json.load(f)["global_step"])
 
 
-def save_training_state(folder: str, training_args, loss: torch.nn.Module, settings: dict) -> None:
-    """Beside the model: the training arguments, and in a checkpoint what resuming it needs (the objective's state
-    and the run's settings)."""
+def save_training_state(
+    folder: str, training_args, loss: torch.nn.Module, settings: dict, resumable: bool = True
+) -> None:
+    """Beside the model: the training arguments, and in a checkpoint the run's settings and, if it is `resumable`,
+    the objective's state."""
     torch.save(training_args, os.path.join(folder, TRAINING_ARGS_NAME))
     if is_checkpoint_folder(folder):
-        save_loss_state(folder, loss, 0)  # e.g. HNM's sampler; the other processes' by `save_loss_state` too
+        if resumable:
+            save_loss_state(folder, loss, 0)  # e.g. HNM's sampler; the other processes' by `save_loss_state` too
         with open(os.path.join(folder, RUN_CONFIG_NAME), "w", encoding="utf-8") as f:
             json.dump(settings, f, indent=2)
 
@@ -102,17 +105,81 @@ def check_same_run(checkpoint: str, current: dict) -> None:
         )
 
 
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest checkpoint that was written to the end: a run killed while saving leaves a partial folder,
-    which is skipped (with a warning) rather than resumed from."""
+def checkpoint_folders(output_dir: str) -> list[str]:
+    """The checkpoint folders in output_dir, oldest step first."""
     folders = glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*"))
-    steps = sorted((int(f.rsplit("-", 1)[-1]), f) for f in folders if f.rsplit("-", 1)[-1].isdigit())
-    for _, folder in reversed(steps):
+    steps = sorted((int(f.rsplit("-", 1)[-1]), os.path.normpath(f)) for f in folders if f.rsplit("-", 1)[-1].isdigit())
+    return [f for _, f in steps]
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint that can be resumed from: a run killed while saving leaves a partial folder, which is
+    skipped (with a warning), and a model-only checkpoint (`is_model_only`) is passed over."""
+    for folder in reversed(checkpoint_folders(output_dir)):
+        if is_model_only(folder):
+            continue
         missing = missing_checkpoint_files(folder)
         if not missing:
             return folder
         logger.warning("%s is incomplete (no %s): not resuming from it", folder, ", ".join(missing))
     return None
+
+
+def is_model_only(folder: str) -> bool:
+    """A checkpoint saved to the end without what resuming needs: a new best between two resumable saves
+    (--resume_state_steps), or --save_only_model. Told apart from a save cut short by its trainer_state.json, which
+    the Trainer writes after the optimizer, scheduler and RNG state."""
+    state = os.path.join(folder, TRAINER_STATE_NAME)
+    if glob.glob(os.path.join(folder, "rng_state*.pth")) or os.path.isfile(os.path.join(folder, DEEPSPEED_LATEST)):
+        return False
+    return os.path.isfile(os.path.join(folder, WEIGHTS_NAME)) and is_whole_json(state)
+
+
+def is_whole_json(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            json.load(f)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def best_recorded(folder: str) -> str | None:
+    """The best checkpoint a checkpoint's trainer_state.json names: the one a run resumed from it loads at the end,
+    unless it finds a better one."""
+    with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as f:
+        return json.load(f).get("best_model_checkpoint")
+
+
+def rotate_checkpoints(output_dir: str, limit: int | None, best: str | None) -> None:
+    """Keep at most `limit` checkpoints (none deleted if it is None or ≤ 0). Never deleted: the newest, the best,
+    the newest resumable one (model-only ones may be newer) and the best that one names (which a resume from it
+    would load at the end if the resumed run finds nothing better). The newest is the last written, so that a
+    resumed run's folders count as newer than those the interrupted run wrote beyond the resumed step."""
+    if not limit or limit <= 0:
+        return
+    folders = sorted(checkpoint_folders(output_dir), key=lambda f: (written_at(f), checkpoint_step(f)))
+    if len(folders) <= limit:
+        return
+    keep = {folders[-1]} | ({os.path.normpath(best)} if best else set())
+    resumable = [f for f in folders if not missing_checkpoint_files(f)]
+    if resumable:
+        keep.add(resumable[-1])
+        recorded = best_recorded(resumable[-1])
+        keep |= {os.path.normpath(recorded)} if recorded else set()
+    excess = len(folders) - max(limit, len(keep))
+    for folder in folders:
+        if excess <= 0:
+            break
+        if folder not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            excess -= 1
+
+
+def written_at(folder: str) -> float:
+    """When a checkpoint was last written to the end: its trainer_state.json, written last (else the folder)."""
+    state = os.path.join(folder, TRAINER_STATE_NAME)
+    return os.path.getmtime(state if os.path.isfile(state) else folder)
 
 
 def missing_checkpoint_files(folder: str) -> list[str]:
@@ -127,13 +194,8 @@ def missing_checkpoint_files(folder: str) -> list[str]:
         required.remove("scheduler.pt")
         required += [os.path.join(tag, "mp_rank_*_model_states.pt"), os.path.join(tag, "*optim_states.pt")]
     missing = [name for name in required if not glob.glob(os.path.join(folder, name))]
-    state = os.path.join(folder, TRAINER_STATE_NAME)
-    if TRAINER_STATE_NAME not in missing:
-        try:
-            with open(state, encoding="utf-8") as f:
-                json.load(f)
-        except (ValueError, UnicodeDecodeError):
-            missing.append(f"{TRAINER_STATE_NAME} (cut short)")
+    if TRAINER_STATE_NAME not in missing and not is_whole_json(os.path.join(folder, TRAINER_STATE_NAME)):
+        missing.append(f"{TRAINER_STATE_NAME} (cut short)")
     return missing
 
 
@@ -141,6 +203,12 @@ def check_resumable(path: str) -> None:
     """--resume_from_checkpoint PATH: fail before any loading if PATH is not a whole checkpoint."""
     if not os.path.isdir(path):
         raise ConfigError(f"--resume_from_checkpoint: no such folder: {path}")
+    if is_model_only(path):
+        newest = last_complete_checkpoint(os.path.dirname(os.path.normpath(path)))
+        raise ConfigError(
+            f"--resume_from_checkpoint: {path} holds a model only (a new best saved between resumable checkpoints, "
+            f"without optimizer, scheduler or RNG state); resume from {newest or 'a checkpoint with them'}"
+        )
     missing = missing_checkpoint_files(path)
     if missing:
         raise ConfigError(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {', '.join(missing)})")

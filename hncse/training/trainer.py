@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import RandomSampler
 from transformers import Trainer, TrainerCallback
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, IntervalStrategy
 
 from hncse.distributed import batch_exchange
 from hncse.errors import ConfigError, TrainingDivergedError
@@ -29,6 +29,7 @@ from hncse.training.checkpoints import (
     is_checkpoint_folder,
     last_complete_checkpoint,
     load_loss_state,
+    rotate_checkpoints,
     save_loss_state,
     save_training_state,
 )
@@ -58,7 +59,7 @@ class DivergenceCheck(TrainerCallback):
 
 
 class SaveLossStatePerProcess(TrainerCallback):
-    """Each process other than the main one (whose state `_save` writes) keeps its objective state in the
+    """Each process other than the main one (whose state `_save` writes) keeps its objective state in a resumable
     checkpoint, so that a resumed run on several GPUs continues every process's sampler."""
 
     def __init__(self, trainer: HNCSETrainer):
@@ -66,8 +67,21 @@ class SaveLossStatePerProcess(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if args.process_index > 0 and os.path.isdir(folder):
+        if args.process_index > 0 and self.trainer._resume_state_step == state.global_step and os.path.isdir(folder):
             save_loss_state(folder, self.trainer.loss_fn, args.process_index)
+
+
+@contextlib.contextmanager
+def arguments_set(args, **values):
+    """`args` with some attributes set for the duration of the block."""
+    saved = {name: getattr(args, name) for name in values}
+    for name, value in values.items():
+        setattr(args, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(args, name, value)
 
 
 class HNCSETrainer(Trainer):
@@ -100,6 +114,8 @@ class HNCSETrainer(Trainer):
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._batch_exchange = None
         self._first_bad: tuple[torch.Tensor, torch.Tensor] | None = None  # (step, loss) of the first non-finite loss
+        self._resume_state_step = 0  # the step of the last checkpoint written with the state to resume
+        self._saving_resume_state = True  # whether the checkpoint being written gets it
         self.add_callback(DivergenceCheck(self))
         self.add_callback(SaveLossStatePerProcess(self))
 
@@ -134,6 +150,7 @@ class HNCSETrainer(Trainer):
         if isinstance(resume_from_checkpoint, str):
             # Every process restores its own objective state (HNM's sampler), whatever the backend.
             load_loss_state(resume_from_checkpoint, self.loss_fn, self.args.process_index)
+            self._resume_state_step = checkpoint_global_step(resume_from_checkpoint)
         if isinstance(self.train_dataset, SentenceStream) and not self.args.ignore_data_skip:
             # The Trainer resumes by replaying the batches the checkpoint's steps took: the stream gives those as
             # placeholders, so that their sentences are read but not tokenised.
@@ -318,6 +335,31 @@ class HNCSETrainer(Trainer):
 
     # ---- checkpoints: the encoder's own folder layout instead of a raw state dict -----------------------
 
+    def _save_checkpoint(self, model, trial) -> None:
+        """What resuming needs (optimizer, scheduler, RNG: about 3× the weights) only every --resume_state_steps
+        steps and at the end. A save in between keeps the model only, and only if it is a new best (or if no
+        evaluation and metric pick one): model selection stays exact while most saves write nothing. Rotation never
+        deletes the newest resumable checkpoint nor the best it names (`rotate_checkpoints`)."""
+        step = self.state.global_step
+        resume_state_due = (
+            step - self._resume_state_step >= self.args.resume_state_steps
+            or step >= self.state.max_steps
+            or self.control.should_training_stop
+        )
+        selects = self.args.metric_for_best_model is not None and self.args.eval_strategy != IntervalStrategy.NO
+        if not resume_state_due and selects and self.state.best_global_step != step:
+            return
+        # Every checkpoint gets it under DeepSpeed, which reloads the best one through its engine state, and with
+        # --hub_strategy checkpoint, whose last-checkpoint/ on the Hub is for resuming elsewhere.
+        always = self.is_deepspeed_enabled or self.args.hub_strategy == HubStrategy.CHECKPOINT
+        self._saving_resume_state = (resume_state_due or always) and not self.args.save_only_model
+        if self._saving_resume_state:
+            self._resume_state_step = step
+        with arguments_set(self.args, save_only_model=not self._saving_resume_state, save_total_limit=None):
+            super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
@@ -325,7 +367,8 @@ class HNCSETrainer(Trainer):
         encoder = self.accelerator.unwrap_model(self.model)
         self._refuse_non_finite(state_dict if state_dict is not None else encoder.state_dict(), output_dir)
         encoder.save_pretrained(output_dir, state_dict=state_dict)
-        save_training_state(output_dir, self.args, self.loss_fn, self.run_facts.settings)
+        resumable = self._saving_resume_state or not is_checkpoint_folder(output_dir)
+        save_training_state(output_dir, self.args, self.loss_fn, self.run_facts.settings, resumable)
         self._write_card(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:

@@ -46,6 +46,10 @@ def test_push_sends_the_loadable_folder_with_weights_card_and_results_once(
     # Every push during training already holds a loadable folder: weights and sentence-transformers modules.
     for i in progress:
         assert ST_FILES | {"README.md"} <= set(repo["trees"][i]), repo["trees"][i]
+    # hub_strategy checkpoint: each checkpoint pushed to last-checkpoint/ is resumable, whatever
+    # --resume_state_steps says (a save that is neither a new best nor due for the resume state is not pushed).
+    resumable = [i for i, message in enumerate(repo["commits"]) if message.endswith(", checkpoint")]
+    assert resumable and all("last-checkpoint/optimizer.pt" in repo["trees"][i] for i in resumable)
 
     # The final push is the local output folder, byte for byte, checkpoints left out; resume state in
     # last-checkpoint/ (hub_strategy checkpoint).

@@ -17,7 +17,7 @@ from tiny_run import crash_after_step
 
 import hncse.training.trainer
 import run_hncse
-from hncse.training.checkpoints import last_complete_checkpoint, missing_checkpoint_files
+from hncse.training.checkpoints import is_model_only, last_complete_checkpoint, missing_checkpoint_files
 
 REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
 
@@ -31,9 +31,10 @@ def test_resumed_run_repeats_the_uninterrupted_loss_curve(tiny_model_dir, corpus
     def argv(out):
         return [
             "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
-            "--per_device_train_batch_size", "8", "--max_steps", "6", "--save_steps", "3", "--logging_steps", "1",
-            "--eval_strategy", "no", "--load_best_model_at_end", "false", "--objective", "hybrid", "--hnm_k", "4",
-            "--learning_rate", "1e-3", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+            "--per_device_train_batch_size", "8", "--max_steps", "6", "--save_steps", "3", "--resume_state_steps",
+            "3", "--logging_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false", "--objective",
+            "hybrid", "--hnm_k", "4", "--learning_rate", "1e-3", "--dataloader_pin_memory", "false", "--disable_tqdm",
+            "true",
         ]  # fmt: skip
 
     run_hncse.main(argv(tmp_path / "uninterrupted"))
@@ -112,7 +113,7 @@ def kill_once_saved(python_args: list[str], checkpoint) -> None:
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     deadline = time.time() + 240
-    while missing_checkpoint_files(checkpoint) and time.time() < deadline:
+    while missing_checkpoint_files(checkpoint) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -126,21 +127,22 @@ def test_sigkill_mid_training_loses_only_the_steps_since_the_last_checkpoint(tin
             "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
             "--per_device_train_batch_size", "8", "--max_steps", str(max_steps), "--save_steps", "2",
             "--eval_strategy", "no", "--load_best_model_at_end", "false", "--save_total_limit", "3",
-            "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+            "--resume_state_steps", "4", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
         ]  # fmt: skip
 
-    kill_once_saved(["run_hncse.py", *argv(400)], out / "checkpoint-6")
-    assert (out / "checkpoint-6" / "trainer_state.json").is_file(), "the run did not reach step 6"
+    # Saves every 2 steps: the state to resume at steps 4, 8, …, the model only at 2, 6, … (no evaluation).
+    kill_once_saved(["run_hncse.py", *argv(400)], out / "checkpoint-8")
+    assert (out / "checkpoint-8" / "trainer_state.json").is_file(), "the run did not reach step 8"
     # A folder cut short while being written (the kill may land mid-save) is skipped, not resumed from.
     (out / "checkpoint-100000").mkdir()
     (out / "checkpoint-100000" / "model.safetensors").write_bytes(b"")
     # ... and one killed while writing its last file: every file there, trainer_state.json empty.
-    shutil.copytree(out / "checkpoint-6", out / "checkpoint-100001")
+    shutil.copytree(out / "checkpoint-8", out / "checkpoint-100001")
     (out / "checkpoint-100001" / "trainer_state.json").write_text("")
 
     newest = last_complete_checkpoint(str(out))
     step = int(newest.rsplit("-", 1)[-1])
-    assert step >= 6
+    assert step >= 8 and step % 4 == 0  # the model-only ones are passed over
     run_hncse.main(argv(step + 2))
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == step + 2  # continued from the newest complete checkpoint: 2 more steps
@@ -168,16 +170,17 @@ def test_sigkill_with_evaluation_never_loses_the_best_checkpoint(
             "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
             "--senteval_dir", str(senteval_dir), "--eval_tasks", "stsb", "--per_device_train_batch_size", "8",
             "--max_steps", str(max_steps), "--save_steps", "2", "--eval_steps", "2", "--save_total_limit", "1",
-            "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+            "--resume_state_steps", "4", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
         ]  # fmt: skip
 
-    kill_once_saved(["-c", SCRIPTED_RUN, *argv(400)], out / "checkpoint-10")
+    kill_once_saved(["-c", SCRIPTED_RUN, *argv(400)], out / "checkpoint-12")
     newest = last_complete_checkpoint(str(out))
-    assert newest is not None and int(newest.rsplit("-", 1)[-1]) >= 10, "the run did not reach step 10"
-    # save_total_limit 1 rotated every other checkpoint away, but not the best one, which is whole.
+    assert newest is not None and int(newest.rsplit("-", 1)[-1]) >= 12, "the run did not reach step 12"
+    # Only new bests (step 2) and every 4th step were saved; save_total_limit 1 rotated the others away, but not
+    # the best one, which is whole: a model-only checkpoint (no optimizer state), written to the end.
     best = json.loads((out / os.path.basename(newest) / "trainer_state.json").read_text())["best_model_checkpoint"]
     assert best == str(out / "checkpoint-2")
-    assert not missing_checkpoint_files(best)
+    assert is_model_only(best)
 
     # The rerun resumes, still knows its best, and ends with the best checkpoint's weights.
     monkeypatch.setattr(

@@ -273,7 +273,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_earlier_checkpoints(
     monkeypatch.setattr(hncse.training.trainer, "build_loss", lambda args: NaNLossFrom(real_build_loss(args), 3))
     out = tmp_path / "nan"
     argv = base_argv(tiny_model_dir, corpus_file, tmp_path, out) + [
-        "--eval_strategy", "no", "--load_best_model_at_end", "false", "--max_steps", "5"
+        "--eval_strategy", "no", "--load_best_model_at_end", "false", "--max_steps", "5", "--resume_state_steps", "1"
     ]  # fmt: skip
     monkeypatch.setattr(sys, "argv", ["run_hncse.py", *argv])
     with pytest.raises(SystemExit) as exit_info:
