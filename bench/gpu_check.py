@@ -9,8 +9,9 @@ encoder, batch 64 and 512, length 32, fp32/bf16/fp16, and with torch.compile; `-
 bf16 and fp16 without a non-finite loss; the cached step (--mini_batch_size) against the uncached one in bf16; the
 input pipeline (tokenise + collate) in sentences/s. Without CUDA it runs a reduced form of the same checks on
 the CPU (the sync audit counts `.item()`/`.tolist()`/`bool()` reads instead), which CI runs so that the command
-never rots, and says which checks need a GPU. Checks across several GPUs (2×N vs 1×2N under NCCL, the launcher
-files, a 2-GPU resume) are not part of it yet: CI runs them with 2 CPU processes (gloo).
+never rots, and says which checks need a GPU. With ≥ 2 GPUs, `bench.multi_process_check` checks the global batch
+(W GPUs × N against 1 × W·N under NCCL), training through the DDP/ZeRO-2/ZeRO-3 launcher files and a resume on
+W GPUs; with fewer, the same checks with 2 CPU processes (gloo).
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ import traceback
 import torch
 from transformers import BertConfig, BertModel, DataCollatorWithPadding, TrainerCallback
 
+from bench.multi_process_check import ROWS_PER_PROCESS, global_batch_equality, launcher_runs
 from bench.report import markdown_table
 from hncse.data import load_sentences, tokenize_sentences
 from hncse.data_sources import resolve_train_file
 from hncse.distributed import LocalBatch
 from hncse.modeling import SentenceEncoder
+from hncse.modeling.resolve import resolve_model_path
 from hncse.parser import parse_args
-from hncse.streaming import TokenizingCollator
+from hncse.streaming import SentenceStream, TokenizingCollator, stream_sentences
 from hncse.training import HNCSETrainer
 from hncse.training.cached_contrastive import cached_contrastive_loss
 from hncse.training.trainer import build_loss
@@ -280,8 +283,9 @@ def cached_equality(make, sentences, precision, device) -> list[list]:
 
 
 def input_pipeline(tokenizer, sentences, batch: int = 512, seconds: float = 2.0) -> list[list]:
-    """Sentences/s of one CPU core building batches (length 32): from the prepared (tokenised) corpus, a batch is
-    its rows padded; with --streaming, its sentences tokenised and padded."""
+    """Sentences/s of batches built (length 32): in the main process, from the prepared (tokenised) corpus (a batch is
+    its rows padded) and with --streaming (its sentences tokenised and padded); then --streaming as training runs
+    it, through a DataLoader with 2 and 4 workers (as many as there are cores)."""
     texts = (sentences * (batch // len(sentences) + 1))[:batch]
     prepared = [dict(row) for row in tokenize_sentences(
         load_sentences_from(texts), tokenizer, 32).remove_columns("num_tokens")]  # fmt: skip
@@ -297,8 +301,33 @@ def input_pipeline(tokenizer, sentences, batch: int = 512, seconds: float = 2.0)
         while time.perf_counter() - start < seconds:
             collate(examples)
             done += batch
-        rows.append([name, f"{done / (time.perf_counter() - start):,.0f}"])
+        rows.append([f"{name}, in the main process", f"{done / (time.perf_counter() - start):,.0f}"])
+    for workers in (2, 4):
+        if workers <= (os.cpu_count() or 1):
+            rate = streamed_through_loader(tokenizer, sentences, batch, workers, seconds)
+            rows.append([f"--streaming: a file through the DataLoader, {workers} workers", f"{rate:,.0f}"])
     return rows
+
+
+def streamed_through_loader(tokenizer, sentences, batch: int, workers: int, seconds: float) -> float:
+    """Sentences/s that training's own streamed input gives: a `SentenceStream` over a file (shuffle buffer of
+    10,000), tokenised by `TokenizingCollator` in `workers` DataLoader workers, after the workers have started."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "corpus.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(sentences * (50_000 // len(sentences) + 1)) + "\n")
+        raw, source = stream_sentences(train_file=path)
+        stream = SentenceStream(raw, source, seed=0, buffer_size=10_000, global_batch=batch)
+        loader = torch.utils.data.DataLoader(
+            stream, batch_size=batch, num_workers=workers, collate_fn=TokenizingCollator(tokenizer, 32)
+        )
+        batches = iter(loader)
+        for _ in range(2 * workers):  # every worker has started and filled its shuffle buffer
+            next(batches)
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            done += len(next(batches)["input_ids"])
+        return done / (time.perf_counter() - start)
 
 
 def load_sentences_from(texts: list[str]):
@@ -338,6 +367,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/gpu.md")
     parser.add_argument("--steps", type=int, default=300, help="steps of each objective in the stability check")
+    parser.add_argument(
+        "--docker_image", default=None, help="also train with DDP inside this image of the Dockerfile (≥ 2 GPUs)"
+    )
     args = parser.parse_args()
     started = time.time()
     cuda = torch.cuda.is_available()
@@ -380,15 +412,32 @@ def main() -> None:
                                                                   "sentences/s", "GPU busy %"], rows),
         ("Objectives without a non-finite loss", ["objective", "precision", "steps", "non-finite", "loss"], stable),
         ("Cached step (--mini_batch_size 16) against the uncached one, batch 32",
-         ["objective", "precision", "|loss difference|", "max gradient difference (relative)"], cached),
-        ("Input pipeline (one CPU core, batch 512, length 32)", ["batches from", "sentences/s"],
+         ["objective", "precision", "loss difference (absolute)", "max gradient difference (relative)"], cached),
+        ("Input pipeline (batch 512, length 32)", ["batches from", "sentences/s"],
          input_pipeline(tokenizer, sentences)),
     ]  # fmt: skip
-    write(args.out, sections, cuda, time.time() - started)
+    gpus = torch.cuda.device_count()
+    nccl = gpus >= 2
+    world = gpus if nccl else 2
+    with tempfile.TemporaryDirectory() as workdir:
+        model = resolve_model_path(MINILM)  # a folder where a package ships it (mounted into Docker)
+        if not nccl:
+            model = os.path.join(workdir, "tiny-bert")
+            make_tiny().save_pretrained(model)
+        how = f"{world} GPUs, NCCL" if nccl else "2 CPU processes, gloo"
+        sections += [
+            (f"Global batch: {world} processes × {ROWS_PER_PROCESS} rows against 1 × {world * ROWS_PER_PROCESS} "
+             f"({how}, float32)", ["objective", "loss difference (absolute)", "max gradient difference (relative)"],
+             global_batch_equality(world, nccl, workdir, BUILTIN)),
+            (f"Training through the launchers ({how}, hybrid, 6 steps, same data and seed)",
+             ["launcher", "processes", "loss, step 1 → 6", "largest relative gap to DDP's curve"],
+             launcher_runs(world, nccl, model, corpus, workdir, 64 if nccl else 8, nccl and args.docker_image)),
+        ]  # fmt: skip
+    write(args.out, sections, cuda, nccl, time.time() - started)
     print(f"wrote {args.out}")
 
 
-def write(path: str, sections, cuda: bool, seconds: float) -> None:
+def write(path: str, sections, cuda: bool, nccl: bool, seconds: float) -> None:
     command = "python -m bench.gpu_check " + " ".join(sys.argv[1:])
     lines = [
         "# GPU check",
@@ -404,12 +453,15 @@ def write(path: str, sections, cuda: bool, seconds: float) -> None:
             "the BERT-base-sized encoder, batches of 64 and 512, and torch.compile need a GPU.",
             "",
         ]
-    lines += [
-        "Not in this command yet: the checks across several GPUs (2×N vs 1×2N under NCCL, the DDP/ZeRO launcher "
-        "files, a 2-GPU resume) and the Docker image's two-process run; CI runs their CPU forms with 2 gloo "
-        "processes.",
-        "",
-    ]
+    if not nccl:
+        lines += [
+            "**Fewer than 2 GPUs here:** the checks across processes (the global batch, the launchers, the resume) "
+            "ran with 2 CPU processes (gloo) on a 2-layer random BERT, through torchrun and DeepSpeed's "
+            "`--deepspeed` instead of the accelerate launcher files; NCCL and the launcher files need ≥ 2 GPUs.",
+            "",
+        ]
+    if "in the image" not in "".join(str(row) for _, _, rows in sections for row in rows):
+        lines += ["The Docker image's run across GPUs was not asked for (`--docker_image IMAGE`, ≥ 2 GPUs).", ""]
     for title, header, rows in sections:
         lines += [f"## {title}", "", markdown_table(header, rows), ""]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

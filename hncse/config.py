@@ -172,7 +172,8 @@ class TrainingConfigBase(TrainingArguments):
             "help": "Write what resuming needs (optimizer, scheduler, RNG: about 3× the weights) at a save only once "
             "this many steps have passed since the last such save, and at the end. The saves in between keep a model "
             "only when it is a new best by metric_for_best_model (every one without evaluation or metric), so model "
-            "selection stays exact. Under DeepSpeed or with --hub_strategy checkpoint every checkpoint written is resumable. 1: every save."
+            "selection stays exact. Under DeepSpeed or with --hub_strategy checkpoint every checkpoint written is "
+            "resumable. 1: every save."
         },
     )
     save_total_limit: int | None = field(

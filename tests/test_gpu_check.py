@@ -24,3 +24,15 @@ def test_gpu_check_cpu_form_writes_its_report(shared_data, tmp_path):
     assert all(f"| {objective} | none |" in audit for objective in ("simcse", "pm", "hnm", "hybrid", "hybrid_sum"))
     stability = report.split("## Objectives without")[1].split("##")[0]
     assert stability.count("| fp32 | 3 | 0 |") == 5
+    # Across processes (2 gloo processes here): the global batch, every launcher's curve, and the resume.
+    global_batch = report.split("## Global batch")[1].split("##")[0]
+    for objective in ("simcse", "pm", "hnm", "hybrid", "hybrid_sum"):
+        loss_gap, grad_gap = next(
+            line.split("|")[2:4] for line in global_batch.splitlines() if line.startswith(f"| {objective} |")
+        )
+        assert float(loss_gap) < 1e-5 and float(grad_gap) < 1e-4, global_batch
+    launchers = report.split("## Training through the launchers")[1].split("##")[0]
+    rows = [line.split("|")[1:-1] for line in launchers.splitlines() if line.startswith("| DDP") or "ZeRO" in line]
+    assert len(rows) == 4 and all("→" in row[2] for row in rows), launchers  # DDP, ZeRO-2, ZeRO-3, DDP resumed
+    assert all(float(row[3]) < 1e-4 for row in rows[1:]), launchers
+    assert float(rows[3][3]) == 0.0, launchers  # the resumed curve is the uninterrupted one

@@ -89,10 +89,26 @@ def test_collator_gives_the_prepared_corpus_batches(tiny_model_dir, corpus_file)
     expected = DataCollatorWithPadding(tokenizer)([prepared[i] for i in range(8)])
     sentences, source = stream_sentences(train_file=str(corpus_file))
     stream = SentenceStream(sentences, source, seed=0, buffer_size=0, global_batch=8)
-    got = TokenizingCollator(tokenizer, 16)(list(itertools.islice(stream, 8)))
+    examples = list(itertools.islice(stream, 8))
+    got = TokenizingCollator(tokenizer, 16)(examples)
+    assert TokenizingCollator(tokenizer, 16).backend is not None  # the fast path
     assert set(got) == set(expected) - {"num_tokens"}
     for key in got:
         assert torch.equal(got[key], expected[key])
+    # What the tokenizer's own call returns, with a multiple to pad to and with padding on the left (which the fast
+    # path leaves to the tokenizer), and for a tokenizer without token types (RoBERTa's inputs).
+    for multiple, side in ((None, "right"), (8, "right"), (8, "left")):
+        tokenizer.padding_side = side
+        own = tokenizer([e["text"] for e in examples], truncation=True, max_length=16, padding=True,
+                        pad_to_multiple_of=multiple, return_tensors="pt")  # fmt: skip
+        got = TokenizingCollator(tokenizer, 16, multiple)(examples)
+        assert set(got) == set(own) and all(torch.equal(got[k], own[k]) for k in own)
+    tokenizer.padding_side = "right"
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    got = TokenizingCollator(tokenizer, 16)(examples)
+    own = tokenizer([e["text"] for e in examples], truncation=True, max_length=16, padding=True, return_tensors="pt")
+    assert set(got) == set(own) == {"input_ids", "attention_mask"}
+    assert all(torch.equal(got[k], own[k]) for k in own)
 
 
 def test_streaming_needs_max_steps(tiny_model_dir, corpus_file):
