@@ -20,7 +20,7 @@ import transformers
 from transformers import DataCollatorWithPadding, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from hncse.data import load_sentences, tokenize_sentences, truncation_summary
+from hncse.data import drop_wordless, load_sentences, tokenize_sentences, truncation_summary
 from hncse.data_sources import resolve_senteval_dir
 from hncse.errors import ConfigError, TrainingDivergedError, run_cli
 from hncse.evaluation import format_tables, load_suite
@@ -28,8 +28,14 @@ from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
 from hncse.streaming import SentenceStream, TokenizingCollator, stream_sentences
 from hncse.training import HNCSETrainer, RunFacts
-from hncse.training.checkpoints import checkpoint_to_resume, save_senteval_results
+from hncse.training.checkpoints import (
+    RunFinished,
+    check_output_dir_writable,
+    checkpoint_to_resume,
+    save_senteval_results,
+)
 from hncse.training.hub import explain_push_failure
+from hncse.training.trainer import check_optimization_arguments
 
 logger = logging.getLogger("run_hncse")
 
@@ -63,6 +69,23 @@ def launch_summary(training_args) -> str:
     return line
 
 
+def check_some_steps(sentences: int, training_args) -> None:
+    """A run counted in epochs over a corpus smaller than one global batch would save the model it started from
+    as trained: refuse it."""
+    if training_args.max_steps > 0:
+        return
+    per_step = training_args.per_device_train_batch_size * training_args.world_size
+    batches = sentences // per_step if training_args.dataloader_drop_last else -(-sentences // per_step)
+    steps = int(batches // training_args.gradient_accumulation_steps * training_args.num_train_epochs)
+    if steps == 0:
+        step = per_step * training_args.gradient_accumulation_steps
+        raise ConfigError(
+            f"{sentences} training sentences make no full step of {step} sentences (global batch × accumulation) in "
+            f"{training_args.num_train_epochs} epoch(s): nothing would be trained. Use more sentences, a smaller "
+            "--per_device_train_batch_size, or --max_steps"
+        )
+
+
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
@@ -71,7 +94,10 @@ def main(argv: list[str] | None = None) -> dict:
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
 
-    # Data first: bad input fails in seconds, before any model is downloaded or loaded.
+    # Everything that can be checked without loading comes first: the output folder, the optimizer's values, then
+    # the data (seconds), before any model is downloaded or loaded and before anything is written.
+    check_output_dir_writable(training_args.output_dir)
+    check_optimization_arguments(training_args)
     corpus = dict(
         train_file=data_args.train_file,
         dataset_name=data_args.dataset_name,
@@ -107,7 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
     run_facts = RunFacts.from_arguments(model_args, data_args, training_args)
-    resume_from = checkpoint_to_resume(training_args, run_facts.settings)
+    try:
+        resume_from = checkpoint_to_resume(training_args, run_facts.settings)
+    except RunFinished as finished:
+        if training_args.process_index == 0:
+            logger.warning("%s", finished)
+        return {"rows": [], "output_dir": training_args.output_dir, "finished": True}
     set_seed(training_args.seed)
 
     if is_deepspeed_zero3_enabled() and torch.distributed.is_initialized():
@@ -122,11 +153,9 @@ def main(argv: list[str] | None = None) -> dict:
         mlp_only_train=model_args.mlp_only_train,
         cache_dir=model_args.cache_dir,
     )
-    if data_args.max_seq_length > model.position_limit:
-        raise ConfigError(
-            f"--max_seq_length {data_args.max_seq_length} is longer than {model_args.model_name_or_path} takes "
-            f"({model.position_limit} tokens)"
-        )
+    refused = model.length_refused(data_args.max_seq_length, model_args.model_name_or_path)
+    if refused:
+        raise ConfigError(refused)
     tokenizer = model.tokenizer
     pad_to_multiple_of = 8 if training_args.fp16 or training_args.bf16 else None
     if data_args.streaming:  # tokenised batch by batch as training reads it
@@ -148,7 +177,13 @@ def main(argv: list[str] | None = None) -> dict:
             truncated = truncation_summary(sentences, train_dataset, data_args.max_seq_length)
             if truncated:
                 logger.warning(truncated)
+        train_dataset, dropped = drop_wordless(
+            train_dataset, tokenizer, data_args.train_file or data_args.dataset_name
+        )
+        if dropped and training_args.process_index == 0:
+            logger.warning(dropped)
         train_dataset = train_dataset.remove_columns("num_tokens")
+        check_some_steps(len(train_dataset), training_args)
         run_facts.train_sentences = len(train_dataset)
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 

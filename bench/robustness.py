@@ -10,6 +10,7 @@ case needs earlier work in it. tests/test_robustness.py runs the same cases on a
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import os
 import re
@@ -22,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hncse.data_sources import DATA_DIR_ENV
+from hncse.modeling.resolve import resolve_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 ERROR_PREFIX = "run_hncse.py: error: "
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # the quickstart's, from the package that ships it
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Workspace:
     root: Path
     base_argv: list[str]  # everything but --output_dir; a valid run of a few steps
     corpus: Path  # a valid corpus file
+    model: Path  # the folder of the model the valid run trains
 
     def text_file(self, name: str, content: bytes) -> str:
         path = self.root / name
@@ -53,6 +57,7 @@ class Case:
     prepare: list[str] | None = None
     damage: Callable[[Path], None] | None = None  # what happens to the earlier work before the case runs
     env: dict[str, str] = field(default_factory=dict)
+    unchanged: bool = False  # a case that succeeds must leave the output directory as it was (nothing to do)
 
 
 @dataclass
@@ -74,6 +79,34 @@ def _long_line(workspace: Workspace) -> list[str]:
     sentences = workspace.corpus.read_text(encoding="utf-8").splitlines()[:40]
     long = " ".join(["the history of the city is long and the river runs through it ."] * 40)
     return ["--train_file", workspace.text_file("long_line.txt", "\n".join([*sentences, long]).encode() + b"\n")]
+
+
+def _cut_weights_short(output_dir: Path) -> None:
+    """A copy or a full disk that stopped half way through the newest checkpoint's weights."""
+    weights = output_dir / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _empty_weights(output_dir: Path) -> None:
+    (output_dir / "checkpoint-2" / "model.safetensors").write_bytes(b"")
+
+
+def _under_a_file(workspace: Workspace) -> list[str]:
+    return ["--output_dir", str(Path(workspace.text_file("a_file.txt", b"not a folder\n")) / "run")]
+
+
+def _model_without_tokenizer(workspace: Workspace) -> list[str]:
+    folder = workspace.root / "model_without_tokenizer"
+    folder.mkdir(exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(workspace.model / name, folder / name)
+    return ["--model_name_or_path", str(folder)]
+
+
+def _zero_width_lines(workspace: Workspace) -> list[str]:
+    sentences = workspace.corpus.read_text(encoding="utf-8").splitlines()[:40]
+    text = "\n".join(sentences[:10] + ["\u200b", "\u200b\u200b", "\u200c"] + sentences[10:]) + "\n"
+    return ["--train_file", workspace.text_file("zero_width.txt", text.encode())]
 
 
 def _drop_trainer_state(output_dir: Path) -> None:
@@ -135,6 +168,99 @@ CASES = [
         prepare=[],
         damage=_drop_trainer_state,
     ),
+    Case(
+        "newest checkpoint's weights cut short",
+        lambda w: ["--max_steps", "3"],
+        "checkpoint-2 is incomplete (model.safetensors cut short)",
+        exit_code=0,
+        prepare=[],
+        damage=_cut_weights_short,
+    ),
+    Case(
+        "newest checkpoint's weights empty",
+        lambda w: ["--max_steps", "3"],
+        "checkpoint-2 is incomplete (model.safetensors cut short)",
+        exit_code=0,
+        prepare=[],
+        damage=_empty_weights,
+    ),
+    Case(
+        "the same command again after it finished",
+        lambda w: [],
+        "finished at step 2: nothing to do",
+        exit_code=0,
+        prepare=[],
+        unchanged=True,
+    ),
+    Case(
+        "another configuration into a finished run saved without checkpoints",
+        lambda w: ["--learning_rate", "1e-4", "--save_strategy", "no"],
+        "holds the model of a different run (learning_rate",
+        prepare=["--save_strategy", "no"],
+    ),
+    Case(
+        "--overwrite_output_dir with a value refused once the model is loaded",
+        lambda w: ["--overwrite_output_dir", "true", "--max_seq_length", "100000"],
+        "--max_seq_length 100000",
+        prepare=[],
+    ),
+    Case(
+        "--overwrite_output_dir with a learning rate the optimizer refuses",
+        lambda w: ["--overwrite_output_dir", "true", "--learning_rate", "-1"],
+        "Invalid learning rate: -1.0",
+        prepare=[],
+    ),
+    Case(
+        "--lr_scheduler_kwargs the schedule does not take",
+        lambda w: ["--lr_scheduler_type", "cosine", "--lr_scheduler_kwargs", '{"cycles": 2}'],
+        "unexpected keyword argument 'cycles'",
+    ),  # fmt: skip
+    Case("--output_dir below a file", _under_a_file, "is a file, not a folder"),
+    Case(
+        "https --train_file while offline",
+        lambda w: ["--train_file", "https://example.com/corpus.txt"],
+        "https://example.com/corpus.txt: cannot be downloaded",
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    ),
+    Case(
+        "--dataset_name while offline",
+        lambda w: ["--train_file", "none", "--dataset_name", "someone/sentences"],
+        "--dataset_name someone/sentences: cannot be loaded",
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    ),
+    Case("a value of the wrong type", lambda w: ["--learning_rate", "fast"], "invalid float value: 'fast'"),
+    Case(
+        "gzip-compressed --train_file",
+        lambda w: ["--train_file", w.text_file("corpus.txt", gzip.compress(b"one sentence\nanother one\n"))],
+        "a gzip-compressed file, not text",
+    ),
+    Case(
+        "CSV with an unclosed quote",
+        lambda w: ["--train_file", w.text_file("broken.csv", b'text,label\n"one sentence,1\ntwo,2\n')],
+        "cannot be read as csv: Error tokenizing data",
+    ),
+    Case(
+        "CSV with only a header",
+        lambda w: ["--train_file", w.text_file("header.csv", b"text,label\n")],
+        "no rows below the header",
+    ),
+    Case("a model folder without tokenizer files", _model_without_tokenizer, "no tokenizer files there"),
+    Case(
+        "CSV whose first text column is a label",
+        lambda w: [
+            "--train_file",
+            w.text_file("labelled.csv", b"label,sentence\npositive,a fine film\nnegative,a dull film\n"),
+        ],
+        "several text columns (label, sentence)",
+    ),  # fmt: skip
+    Case("sentences of zero-width characters only", _zero_width_lines, "tokenise to no token at all", exit_code=0),
+    Case(
+        "a corpus smaller than one batch, counted in epochs",
+        lambda w: ["--train_file", w.text_file("three.txt", b"one\ntwo\nthree\n"), "--max_steps", "-1"],
+        "make no full step of 8 sentences",
+    ),
+    Case("--num_train_epochs 0", lambda w: ["--max_steps", "-1", "--num_train_epochs", "0"], "trains nothing"),
+    Case("--temperature inf", lambda w: ["--temperature", "inf"], "--temperature must be a finite number, got inf"),
     Case(
         "loss or weights become NaN/inf (learning rate 1e38)",
         lambda w: ["--learning_rate", "1e38", "--max_steps", "4"],
@@ -202,6 +328,8 @@ def describe_disk(outcome: Outcome, output_dir: Path) -> str:
         listing = f"the trained model folder ({len(top) - len(checkpoints)} files), " + listing
     if not outcome.before:
         return listing
+    if outcome.exit_code == 0 and outcome.before == outcome.after:
+        return f"untouched: {listing}"
     if outcome.exit_code == 0:
         return f"the run went on from the earlier one: {listing}"
     return f"{'untouched' if outcome.before == outcome.after else 'CHANGED'}: {listing}"
@@ -214,9 +342,9 @@ def quickstart_workspace(root: Path) -> Workspace:
     base = [
         "configs/quickstart.yaml", "--max_steps", "2", "--save_steps", "1", "--per_device_train_batch_size", "8",
         "--max_train_samples", "64", "--eval_strategy", "no", "--load_best_model_at_end", "false",
-        "--logging_steps", "1", "--disable_tqdm", "true",
+        "--logging_steps", "1", "--disable_tqdm", "true", "--resume_state_steps", "1",
     ]  # fmt: skip
-    return Workspace(root=root, base_argv=base, corpus=corpus)
+    return Workspace(root=root, base_argv=base, corpus=corpus, model=Path(resolve_model_path(MODEL)))
 
 
 def main() -> None:
@@ -234,6 +362,7 @@ def main() -> None:
         output_dir = root / f"case{number:02d}"
         outcome = run_case(case, workspace, output_dir)
         ok = outcome.exit_code == case.exit_code and case.expect in outcome.message and not outcome.traceback
+        ok = ok and (not case.unchanged or outcome.before == outcome.after)
         print(f"{'ok ' if ok else 'BAD'} {case.name}: exit {outcome.exit_code}, {outcome.seconds:.1f} s", flush=True)
         message = outcome.message.replace(str(root), "…").replace("|", "\\|")
         extra = " ".join(case.argv(workspace)).replace(str(root), "…")

@@ -217,6 +217,8 @@ class TrainingConfigBase(TrainingArguments):
                     f"--objective {self.objective}: registered after this config class was made; build the config "
                     "from hncse.config.config_class() (hncse.parser.parse_args does)"
                 )
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ConfigError(f"--num_train_epochs {self.num_train_epochs} trains nothing; give a positive number")
         if self.resume_state_steps < 1:
             raise ConfigError(f"--resume_state_steps must be ≥ 1 (1: at every save), got {self.resume_state_steps}")
         if self.mini_batch_size is not None and self.mini_batch_size < 1:

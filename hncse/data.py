@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from datasets import Dataset, IterableDataset, load_dataset
 
 from hncse.data_sources import resolve_train_file
-from hncse.errors import DataError
+from hncse.errors import DataError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +27,22 @@ def is_remote(path: str) -> bool:
     return path.startswith(("http://", "https://", "hf://"))
 
 
+# The first bytes of compressed files, which would otherwise be reported as text that is not UTF-8.
+COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"(\xb5/\xfd": "zstd", b"PK\x03\x04": "zip"}
+
+
 def check_text_file(path: str) -> None:
     """Fail on the first line that is not UTF-8, naming file, line and column (datasets would only say 'codec'),
-    and on a file with nothing but white space. Decoded in large blocks; lines are counted only to name one."""
+    on a compressed file, and on a file with nothing but white space. Decoded in large blocks; lines are counted
+    only to name one."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     has_text = False
+    with open(path, "rb") as f:
+        start = f.read(8)
+        f.seek(0)
+    for magic, kind in COMPRESSED.items():
+        if start.startswith(magic):
+            raise DataError(f"{path}: a {kind}-compressed file, not text; decompress it first and pass the result")
     with open(path, "rb") as f:
         while block := f.read(CHECK_BLOCK_BYTES):
             try:
@@ -118,13 +129,16 @@ def load_sentences(
             # Through `datasets` so that the corpus and its tokenisation are cached on disk: in distributed
             # runs the main process tokenises and the others load the result.
             raw = load_dataset(builder, data_files={"train": train_file}, split="train", cache_dir=cache_dir, **kwargs)
-        except Exception as error:  # datasets wraps parser errors in several exception types
+        except Exception as error:  # datasets wraps parser and network errors in several exception types
             if is_remote(train_file):
-                raise
-            raise DataError(f"{train_file}: cannot be read as {builder}: {str(error).splitlines()[0]}") from error
+                raise DataError(f"{train_file}: cannot be downloaded ({first_line(error)}) (--train_file)") from None
+            raise DataError(f"{train_file}: cannot be read as {builder}: {parser_reason(error)}") from None
     else:
         source = dataset_name
-        raw = load_dataset(dataset_name, dataset_config_name, split=dataset_split, cache_dir=cache_dir)
+        try:
+            raw = load_dataset(dataset_name, dataset_config_name, split=dataset_split, cache_dir=cache_dir)
+        except Exception as error:  # offline, no such dataset or split, no permission: many types
+            raise DataError(f"--dataset_name {dataset_name}: cannot be loaded ({first_line(error)})") from None
 
     raw = only_text_column(raw, pick_text_column(raw, text_column, source))
     keep = non_blank_rows(raw, "text", source)
@@ -136,6 +150,16 @@ def load_sentences(
     raw = keep_rows(raw, keep, max_samples)
     logger.info("%s: %d training sentences", source, len(raw))
     return raw
+
+
+def parser_reason(error: BaseException) -> str:
+    """What `datasets` says went wrong reading a file: the innermost error of the chain it wraps the parser's in."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    reason = first_line(error)
+    if "corresponds to no data" in reason:  # datasets' words for a table with a header and no rows
+        return "no rows below the header"
+    return reason
 
 
 def file_builder(train_file: str) -> tuple[str, dict]:
@@ -167,7 +191,30 @@ def pick_text_column(dataset: Dataset | IterableDataset, text_column: str | None
     string_columns = [c for c in columns if is_text[c]]
     if not string_columns:
         raise DataError(f"{source}: no text column among {columns}; set --text_column")
+    if len(string_columns) > 1:  # e.g. a label column of words before the sentences: never guess
+        raise DataError(
+            f"{source}: several text columns ({', '.join(string_columns)}) and none named 'text'; name the one to "
+            "train on with --text_column"
+        )
+    logger.info("%s: training on its column %r (the only text column)", source, string_columns[0])
     return string_columns[0]
+
+
+def drop_wordless(dataset: Dataset, tokenizer, source: str) -> tuple[Dataset, str | None]:
+    """(the tokenised sentences that have a token besides the special ones, a warning naming how many did not):
+    text of zero-width or control characters alone passes as non-blank but would train on [CLS] [SEP]."""
+    num_tokens = dataset.with_format("arrow")["num_tokens"]
+    keep = pc.greater(num_tokens, tokenizer.num_special_tokens_to_add()).to_numpy(zero_copy_only=False)
+    dropped = len(keep) - int(keep.sum())
+    if dropped == len(keep):
+        raise DataError(f"{source}: no sentence has a word the tokenizer knows of (only special tokens)")
+    if not dropped:
+        return dataset, None
+    first = int(np.flatnonzero(~keep)[0]) + 1
+    return keep_rows(dataset, keep, None), (
+        f"{source}: dropped {dropped} sentence(s) that tokenise to no token at all (e.g. only zero-width or control "
+        f"characters; the first is sentence {first}); {len(dataset) - dropped} remain"
+    )
 
 
 def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_proc: int | None = None) -> Dataset:

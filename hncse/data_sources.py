@@ -164,11 +164,23 @@ def resolve_senteval_dir(senteval_dir: str | None, flag: str = "--senteval_dir")
 
 
 def resolve_train_file(train_file: str, flag: str = "--train_file", stream: bool = False) -> str:
-    """A corpus name (`wiki1m`, `nli`) → its file (local copy, cache or download; with stream, the Hub address
-    instead of a download); anything else unchanged."""
-    if train_file not in CORPORA or os.path.exists(train_file):
+    """A corpus name (`wiki1m`, `nli`), or the address of its file in the Hub dataset (as SimCSE's scripts give it)
+    → its file (local copy, cache or download; with stream, the Hub address instead of a download); anything else
+    unchanged."""
+    name = corpus_at(train_file) or train_file
+    if name not in CORPORA or os.path.exists(train_file):
         return train_file
-    return locate(SOURCES[train_file], flag, stream=stream)
+    return locate(SOURCES[name], flag, stream=stream)
+
+
+def corpus_at(address: str) -> str | None:
+    """The corpus name whose file in the Hub dataset `address` is (an https or hf:// address), else None."""
+    for name in CORPORA:
+        filename = SOURCES[name].filename
+        if address in (f"https://huggingface.co/datasets/{HUB_DATASET}/resolve/main/{filename}",
+                       f"hf://datasets/{HUB_DATASET}/{filename}"):  # fmt: skip
+            return name
+    return None
 
 
 def in_local_copy(source: Source, folder: str) -> str | None:

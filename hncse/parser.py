@@ -1,4 +1,4 @@
-"""The command line of run_hncse.py: a YAML/JSON config file as the first argument, flags after it override it.
+"""The command line of run_hncse.py: a YAML/JSON config file and flags, which override it.
 
     run_hncse.py configs/quickstart.yaml --learning_rate 1e-5
 
@@ -11,6 +11,8 @@ import dataclasses
 import difflib
 import json
 import os
+import re
+import typing
 
 import yaml
 from transformers import HfArgumentParser
@@ -25,8 +27,45 @@ def argument_groups() -> tuple[type, ...]:
     return (ModelArguments, DataArguments, config_class())
 
 
+class OneLineParser(HfArgumentParser):
+    """argparse prints the whole usage (over a hundred lines) before a bad value's message: raise it as one line."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
 def make_parser() -> HfArgumentParser:
-    return HfArgumentParser(argument_groups())
+    return OneLineParser(argument_groups())
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as of 1.2: only true/false are booleans, so that `eval_strategy: no` or `save_strategy: on` stay the
+    words they are (YAML 1.1, PyYAML's default, reads yes/no/on/off as booleans)."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def split_config_file(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the config file, the flags): the file is the one argument ending in .yaml/.yml/.json that is not the value
+    of a flag before it (`--deepspeed ds_configs/zero2.json`), wherever it stands."""
+    found = [
+        i for i, arg in enumerate(argv)
+        if arg.endswith(CONFIG_SUFFIXES) and not arg.startswith("--")
+        and (i == 0 or not argv[i - 1].startswith("--") or "=" in argv[i - 1])
+    ]  # fmt: skip
+    if len(found) > 1:
+        raise ConfigError(f"one config file at most; got {' and '.join(argv[i] for i in found)}")
+    if not found:
+        return None, argv
+    return argv[found[0]], argv[: found[0]] + argv[found[0] + 1 :]
 
 
 def config_file_to_argv(path: str) -> list[str]:
@@ -35,7 +74,7 @@ def config_file_to_argv(path: str) -> list[str]:
         raise ConfigError(f"{path}: no such config file")
     with open(path, encoding="utf-8") as f:
         try:
-            config = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+            config = json.load(f) if path.endswith(".json") else yaml.load(f, Loader=ConfigLoader)
         except (json.JSONDecodeError, yaml.YAMLError) as error:
             raise ConfigError(
                 f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {str(error).splitlines()[0]}"
@@ -63,6 +102,30 @@ def config_file_to_argv(path: str) -> list[str]:
     return argv
 
 
+def without_cleared(argv: list[str]) -> tuple[list[str], set[str]]:
+    """(argv without the arguments whose last value is `none`/`null`, those arguments' names), for the arguments
+    that may be None."""
+    # From the annotations: HfArgumentParser rewrites Optional[X] to X in the fields' own types.
+    optional = {
+        name for group in argument_groups() for name, hint in typing.get_type_hints(group).items()
+        if type(None) in typing.get_args(hint)
+    }  # fmt: skip
+    values: dict[str, list[str]] = {}  # flag → its last value tokens
+    spans: list[tuple[str, int, int]] = []  # (flag, start, end) of every flag with its values
+    for i, arg in enumerate(argv):
+        if arg.startswith("--"):
+            name, _, inline = arg[2:].partition("=")
+            end = i + 1
+            while end < len(argv) and not argv[end].startswith("--"):
+                end += 1
+            spans.append((name, i, end))
+            values[name] = [inline] if inline else argv[i + 1 : end]
+    cleared = {name for name, tokens in values.items() if name in optional and [t.lower() for t in tokens] in
+               (["none"], ["null"])}  # fmt: skip
+    drop = {i for name, start, end in spans if name in cleared for i in range(start, end)}
+    return [arg for i, arg in enumerate(argv) if i not in drop], cleared
+
+
 def check_known_flags(argv: list[str]) -> None:
     """An unknown flag, named with the nearest known ones (HfArgumentParser would list the leftovers only)."""
     fields = [f for group in argument_groups() for f in dataclasses.fields(group) if f.init]
@@ -76,17 +139,24 @@ def check_known_flags(argv: list[str]) -> None:
 
 
 def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingConfigBase]:
-    """Parse `[config.yaml|config.json] [--flag value ...]`; flags after the file override it."""
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        argv = config_file_to_argv(argv[0]) + argv[1:]
+    """Parse `[config.yaml|config.json] [--flag value ...]`; flags override the file, before it or after it, and
+    `--flag none` (or null) clears a value the file sets, for any argument that may be None."""
+    config_file, flags = split_config_file(argv)
+    argv = (config_file_to_argv(config_file) if config_file else []) + flags
     parser = make_parser()
     check_known_flags(argv)
+    argv, cleared = without_cleared(argv)
     try:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+        groups = parser.parse_args_into_dataclasses(args=argv)
     except ConfigError:
         raise
     except ValueError as error:
         raise ConfigError(str(error).strip().splitlines()[0]) from error
+    for name in cleared:
+        for group in groups:
+            if hasattr(group, name):
+                setattr(group, name, None)
+    model_args, data_args, training_args = groups
     check_best_metric(data_args, training_args)
     if data_args.streaming:
         check_streaming(training_args)

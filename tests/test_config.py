@@ -1,6 +1,7 @@
 """Config files with command-line overrides, the paper's defaults, and errors that name the argument."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,40 @@ def test_paper_configs_take_bf16_on_the_command_line(config, tmp_path):
 def test_torch_compile_with_the_cached_step_is_refused(corpus_file):
     with pytest.raises(ConfigError, match="--torch_compile does not apply to the cached step"):
         parse_args(["--train_file", str(corpus_file), "--mini_batch_size", "4", "--torch_compile", "true"])
+
+
+def test_yaml_words_stay_words_and_the_file_may_come_anywhere(tmp_path, corpus_file):
+    """YAML 1.1 would read no/on/off as booleans (`eval_strategy: no` → false); only true/false are booleans here.
+    Flags override the file whether they come before or after it, and `--flag none` clears a value it sets."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"train_file: {corpus_file}\neval_strategy: no\nload_best_model_at_end: false\nmax_train_samples: 50\n"
+        "save_total_limit: 3\n",
+        encoding="utf-8",
+    )
+    _, data_args, args = parse_args(["--learning_rate", "1e-4", str(config), "--max_train_samples", "none"])
+    assert args.eval_strategy == "no" and args.load_best_model_at_end is False
+    assert args.learning_rate == 1e-4 and data_args.max_train_samples is None and args.save_total_limit == 3
+    _, _, args = parse_args([str(config), "--save_total_limit", "null", "--deepspeed", "ds_configs/zero2.json"])
+    assert args.save_total_limit is None and args.deepspeed == "ds_configs/zero2.json"
+    with pytest.raises(ConfigError, match="one config file at most"):
+        parse_args([str(config), str(config)])
+
+
+def test_a_bad_value_is_one_line_without_the_usage(corpus_file):
+    with pytest.raises(ConfigError) as info:
+        parse_args(["--train_file", str(corpus_file), "--learning_rate", "fast"])
+    assert str(info.value) == "argument --learning_rate/--learning-rate: invalid float value: 'fast'"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--temperature", "inf"], "--temperature must be a finite number, got inf"),
+        (["--hnm_alpha", "nan"], "--hnm_alpha must be a finite number, got nan"),
+        (["--num_train_epochs", "0"], "--num_train_epochs 0.0 trains nothing"),
+    ],
+)
+def test_values_that_train_nothing_are_refused(corpus_file, argv, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_args(["--train_file", str(corpus_file), *argv])

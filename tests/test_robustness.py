@@ -18,8 +18,9 @@ def outcomes(tiny_model_dir, corpus_file, senteval_dir, tmp_path_factory):
         "--senteval_dir", str(senteval_dir), "--per_device_train_batch_size", "8", "--max_seq_length", "16",
         "--max_steps", "2", "--save_steps", "1", "--logging_steps", "1", "--eval_strategy", "no",
         "--load_best_model_at_end", "false", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+        "--resume_state_steps", "1",
     ]  # fmt: skip
-    workspace = Workspace(root=root, base_argv=base, corpus=corpus_file)
+    workspace = Workspace(root=root, base_argv=base, corpus=corpus_file, model=tiny_model_dir)
     folders = {case.name: root / f"case{number}" for number, case in enumerate(CASES)}
     with ThreadPoolExecutor(max_workers=2) as pool:  # each case is its own process
         futures = {case.name: pool.submit(run_case, case, workspace, folders[case.name]) for case in CASES}
@@ -32,9 +33,11 @@ def test_bad_input_gets_one_line_and_keeps_earlier_work(outcomes, case):
     assert outcome.exit_code == case.exit_code, outcome.message
     assert not outcome.traceback
     assert case.expect in outcome.message, outcome.message
+    if case.unchanged:
+        assert outcome.before == outcome.after  # names, sizes and hashes
     if case.exit_code != 0:
         assert outcome.message.startswith(ERROR_PREFIX) and "\n" not in outcome.message
-        assert outcome.kept_earlier_work
+        assert outcome.before == outcome.after if case.prepare is not None else outcome.kept_earlier_work
         if case.prepare is None and "NaN" not in case.name:
             assert not output_dir.exists()  # refused before anything was written
 

@@ -77,6 +77,8 @@ def default_output_json(model: str, pooler: str, mode: str, task_set: str) -> st
 def evaluate_model(args: argparse.Namespace) -> dict:
     if args.batch_size < 1:
         raise EvalConfigError(f"--batch_size must be at least 1, got {args.batch_size}")
+    if args.max_seq_length is not None and args.max_seq_length < 2:
+        raise EvalConfigError(f"--max_seq_length must be at least 2, got {args.max_seq_length}")
     tasks = resolve_tasks(args.task_set, args.tasks, args.mode)
     senteval_dir = resolve_senteval_dir(args.senteval_dir)
     # Data before the model: a missing file fails in a second.
@@ -86,6 +88,9 @@ def evaluate_model(args: argparse.Namespace) -> dict:
         pooler_type=None if args.pooler == "auto" else args.pooler,
         max_seq_length=args.max_seq_length,
     )
+    refused = args.max_seq_length is not None and encoder.length_refused(args.max_seq_length, args.model)
+    if refused:
+        raise EvalConfigError(refused)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     encoder.to(device).eval()
     results = run_suite(encoder, suite, batch_size=args.batch_size, bf16=args.bf16, mrpc_features=args.mrpc_features)

@@ -9,6 +9,7 @@ description and citations. Adding an objective is one file that ends with an `Ob
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 
@@ -51,7 +52,11 @@ class Objective:
     def params_from(self, source) -> typing.Any:
         """Its hyper-parameters read from `source` (the training config, or any object with those attributes);
         validated by the params dataclass."""
-        return self.params(**{f.name: getattr(source, f.name) for f in dataclasses.fields(self.params) if f.init})
+        values = {f.name: getattr(source, f.name) for f in dataclasses.fields(self.params) if f.init}
+        for name, value in values.items():  # inf or nan would train nothing (e.g. τ = inf: every logit 0)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{name} must be a finite number, got {value}")
+        return self.params(**values)
 
     def build(self, source, seed: int | None = None):
         """The loss module, configured from `source`; `seed` seeds any sampler it has unless a parameter does."""

@@ -71,6 +71,12 @@ class SentenceEncoder(nn.Module):
             if name.startswith("pooler."):
                 param.requires_grad_(False)
 
+    def length_refused(self, max_seq_length: int, name: str) -> str | None:
+        """Why `max_seq_length` cannot be used with this encoder (`name` as the user gave it), or None."""
+        if max_seq_length > self.position_limit:
+            return f"--max_seq_length {max_seq_length} is longer than {name} takes ({self.position_limit} tokens)"
+        return None
+
     @property
     def position_limit(self) -> int:
         """The longest input the encoder takes: its position embeddings, or its tokenizer's limit if smaller."""
@@ -107,6 +113,13 @@ class SentenceEncoder(nn.Module):
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as error:
             raise explain_load_failure(model_name_or_path, error) from error
+        if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
+            # transformers builds a tokenizer of special tokens alone when a folder has none of its files: every
+            # word would be [UNK], and training would go on without a word of its data.
+            raise ModelNotFoundError(
+                f"{model_name_or_path}: no tokenizer files there (its tokenizer knows only its {len(tokenizer)} "
+                "special tokens); copy tokenizer.json or vocab.txt etc. from the model it was made from"
+            )
         saved = {}
         if os.path.isfile(os.path.join(path, HNCSE_CONFIG_NAME)):
             with open(os.path.join(path, HNCSE_CONFIG_NAME), encoding="utf-8") as f:

@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import shutil
+import struct
+import zipfile
 
 import torch
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -35,6 +37,20 @@ RESUME_STATE = (
 )  # fmt: skip
 
 
+def check_output_dir_writable(output_dir: str) -> None:
+    """Fail at once, creating nothing, if --output_dir cannot be written (a file in its path, no permission, a
+    read-only disk), rather than after the model has loaded or at the first save."""
+    existing = os.path.abspath(output_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"--output_dir {output_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--output_dir {output_dir}: {existing} cannot be written (no permission, or a read-only disk)"
+        )
+
+
 def is_checkpoint_folder(path: str) -> bool:
     return os.path.basename(os.path.normpath(path)).startswith(f"{PREFIX_CHECKPOINT_DIR}-")
 
@@ -53,14 +69,13 @@ def checkpoint_global_step(folder: str) -> int:
 def save_training_state(
     folder: str, training_args, loss: torch.nn.Module, settings: dict, resumable: bool = True
 ) -> None:
-    """Beside the model: the training arguments, and in a checkpoint the run's settings and, if it is `resumable`,
-    the objective's state."""
+    """Beside the model: the training arguments and the run's settings (which a later run into the folder compares),
+    and in a resumable checkpoint the objective's state."""
     torch.save(training_args, os.path.join(folder, TRAINING_ARGS_NAME))
-    if is_checkpoint_folder(folder):
-        if resumable:
-            save_loss_state(folder, loss, 0)  # e.g. HNM's sampler; the other processes' by `save_loss_state` too
-        with open(os.path.join(folder, RUN_CONFIG_NAME), "w", encoding="utf-8") as f:
-            json.dump(settings, f, indent=2)
+    if is_checkpoint_folder(folder) and resumable:
+        save_loss_state(folder, loss, 0)  # e.g. HNM's sampler; the other processes' by `save_loss_state` too
+    with open(os.path.join(folder, RUN_CONFIG_NAME), "w", encoding="utf-8") as f:
+        json.dump(settings, f, indent=2)
 
 
 def loss_state_path(folder: str, process_index: int) -> str:
@@ -89,20 +104,38 @@ def save_senteval_results(output_dir: str, results: dict) -> None:
         f.write("\n")
 
 
-def check_same_run(checkpoint: str, current: dict) -> None:
-    """Refuse to resume a checkpoint written with other settings (ConfigError listing the differences)."""
-    path = os.path.join(checkpoint, RUN_CONFIG_NAME)
+def check_same_run(folder: str, current: dict) -> None:
+    """Refuse to continue in (or write over) a checkpoint or model folder written with other settings (ConfigError
+    listing the differences)."""
+    path = os.path.join(folder, RUN_CONFIG_NAME)
     if not os.path.isfile(path):
         return
     with open(path, encoding="utf-8") as f:
         saved = json.load(f)
     changed = [f"{k}: {saved[k]!r} → {current.get(k)!r}" for k in saved if saved[k] != current.get(k)]
     if changed:
+        what = f"{folder} of a different run" if is_checkpoint_folder(folder) else "the model of a different run"
         raise ConfigError(
-            f"--output_dir holds {checkpoint} of a different run ({'; '.join(changed)}); nothing was changed. "
-            "Pass --resume_from_checkpoint PATH to resume it anyway, --overwrite_output_dir true to start afresh "
-            "(its checkpoints are deleted), or another --output_dir"
+            f"--output_dir holds {what} ({'; '.join(changed)}); nothing was changed. Pass --resume_from_checkpoint "
+            "PATH to resume it anyway, --overwrite_output_dir true to start afresh (its checkpoints are deleted once "
+            "the new run saves), or another --output_dir"
         )
+
+
+def finished_at(folder: str, training_args) -> int | None:
+    """The step at which the run that wrote `folder` (a checkpoint or the output folder) ended, if it ended there
+    and this run would end at the same step (same --max_steps, or same epochs without it); else None."""
+    path = os.path.join(folder, TRAINER_STATE_NAME)
+    if not is_whole_json(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        state = json.load(f)
+    step, last = state.get("global_step", 0), state.get("max_steps", -1)
+    if step < last or step == 0:
+        return None
+    if training_args.max_steps > 0:
+        return step if training_args.max_steps == step else None
+    return step if float(training_args.num_train_epochs) == float(state.get("num_train_epochs", -1)) else None
 
 
 def checkpoint_folders(output_dir: str) -> list[str]:
@@ -121,7 +154,7 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
         missing = missing_checkpoint_files(folder)
         if not missing:
             return folder
-        logger.warning("%s is incomplete (no %s): not resuming from it", folder, ", ".join(missing))
+        logger.warning("%s is incomplete (%s): not resuming from it", folder, ", ".join(missing))
     return None
 
 
@@ -183,9 +216,10 @@ def written_at(folder: str) -> float:
 
 
 def missing_checkpoint_files(folder: str) -> list[str]:
-    """What a checkpoint folder lacks to be resumed from; a trainer_state.json that a kill cut short (it exists but
-    is not whole JSON) counts as missing. A DeepSpeed checkpoint keeps the scheduler and optimizer in the folder
-    its `latest` file names (with optimizer offload too), instead of scheduler.pt."""
+    """What a checkpoint folder lacks to be resumed from ("no <file>", "<file> cut short"): a file that was not
+    written to its end (`damaged_files`, or a trainer_state.json that is not whole JSON) counts too. A DeepSpeed
+    checkpoint keeps the scheduler and optimizer in the folder its `latest` file names (with optimizer offload
+    too), instead of scheduler.pt."""
     required = list(CHECKPOINT_FILES)
     latest = os.path.join(folder, DEEPSPEED_LATEST)
     if os.path.isfile(latest):
@@ -193,10 +227,41 @@ def missing_checkpoint_files(folder: str) -> list[str]:
             tag = f.read().strip()
         required.remove("scheduler.pt")
         required += [os.path.join(tag, "mp_rank_*_model_states.pt"), os.path.join(tag, "*optim_states.pt")]
-    missing = [name for name in required if not glob.glob(os.path.join(folder, name))]
-    if TRAINER_STATE_NAME not in missing and not is_whole_json(os.path.join(folder, TRAINER_STATE_NAME)):
-        missing.append(f"{TRAINER_STATE_NAME} (cut short)")
-    return missing
+    missing = [f"no {name}" for name in required if not glob.glob(os.path.join(folder, name))]
+    state = os.path.join(folder, TRAINER_STATE_NAME)
+    if os.path.isfile(state) and not is_whole_json(state):
+        missing.append(f"{TRAINER_STATE_NAME} cut short")
+    return missing + [f"{os.path.basename(path)} cut short" for path in damaged_files(folder)]
+
+
+def damaged_files(folder: str) -> list[str]:
+    """The files of a checkpoint that were not written to their end (a full disk, a kill, a copy cut short): a
+    safetensors file shorter than its header says, a torch file whose zip directory (written last) is missing.
+    Checked from their headers and ends, without loading them."""
+    damaged = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.safetensors"))):
+        if not whole_safetensors(path):
+            damaged.append(path)
+    for pattern in ("*.pt", "*.pth", "*.bin"):
+        for path in sorted(glob.glob(os.path.join(folder, pattern))):
+            if not zipfile.is_zipfile(path):
+                damaged.append(path)
+    return damaged
+
+
+def whole_safetensors(path: str) -> bool:
+    """Whether a safetensors file holds every byte its header promises (8-byte length, JSON header, data)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > size - 8:
+                return False
+            header = json.loads(f.read(length))
+    except (OSError, struct.error, ValueError, UnicodeDecodeError):
+        return False
+    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    return size == 8 + length + max(ends, default=0)
 
 
 def check_resumable(path: str) -> None:
@@ -211,7 +276,7 @@ def check_resumable(path: str) -> None:
         )
     missing = missing_checkpoint_files(path)
     if missing:
-        raise ConfigError(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {', '.join(missing)})")
+        raise ConfigError(f"--resume_from_checkpoint: {path} is not a complete checkpoint ({', '.join(missing)})")
 
 
 def remove_checkpoints(output_dir: str) -> None:
@@ -225,22 +290,39 @@ def copy_model_folder(checkpoint: str, output_dir: str) -> None:
     shutil.copytree(checkpoint, output_dir, ignore=shutil.ignore_patterns(*RESUME_STATE), dirs_exist_ok=True)
 
 
+class RunFinished(Exception):
+    """output_dir already holds this run, trained to its end: there is nothing to do."""
+
+
 def checkpoint_to_resume(training_args, settings: dict) -> str | None:
     """The checkpoint this run continues from: --resume_from_checkpoint (checked to be whole), else the newest
     complete checkpoint in output_dir if it has this run's settings (another run's is refused), else None.
-    --overwrite_output_dir deletes the old checkpoints instead."""
+
+    Raises RunFinished if output_dir holds this run's finished model (its final folder written after training to
+    the same step), and ConfigError if it holds another run's model or checkpoints. --overwrite_output_dir skips
+    these checks: the trainer deletes the old checkpoints when it first saves (`HNCSETrainer`), so that a run
+    failing before then loses nothing."""
     if training_args.resume_from_checkpoint is not None:
         check_resumable(training_args.resume_from_checkpoint)
         return training_args.resume_from_checkpoint
     output_dir = training_args.output_dir
-    newest = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    if newest is None:
+    if training_args.overwrite_output_dir or not os.path.isdir(output_dir):
         return None
-    if training_args.overwrite_output_dir:
-        with training_args.main_process_first(desc="removing old checkpoints"):
-            if training_args.should_save:
-                remove_checkpoints(output_dir)
-        logger.info("--overwrite_output_dir: removed the checkpoints in %s", output_dir)
+    newest = last_complete_checkpoint(output_dir)
+    if os.path.isfile(os.path.join(output_dir, WEIGHTS_NAME)):  # a model folder, finished or not
+        if not os.path.isfile(os.path.join(output_dir, RUN_CONFIG_NAME)):
+            raise ConfigError(
+                f"--output_dir {output_dir} holds a model that this run did not write (no {RUN_CONFIG_NAME}); "
+                "nothing was changed. Pass another --output_dir, or --overwrite_output_dir true to replace it"
+            )
+        check_same_run(output_dir, settings)
+        step = finished_at(output_dir, training_args)
+        if step is not None and os.path.isfile(os.path.join(output_dir, "train_results.json")):
+            raise RunFinished(
+                f"{output_dir} holds this run, finished at step {step}: nothing to do (--overwrite_output_dir true "
+                "trains it again; a larger --max_steps or --num_train_epochs continues it)"
+            )
+    if newest is None:
         return None
     check_same_run(newest, settings)
     logger.info("Resuming from %s (pass another --output_dir to start afresh)", newest)

@@ -11,12 +11,12 @@ from types import SimpleNamespace
 
 import torch
 from torch.utils.data import RandomSampler
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, get_scheduler
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, IntervalStrategy
 
 from hncse.distributed import batch_exchange
-from hncse.errors import ConfigError, TrainingDivergedError
+from hncse.errors import ConfigError, TrainingDivergedError, first_line
 from hncse.evaluation import EvalSuite, flat_metrics, run_suite
 from hncse.losses import get_objective
 from hncse.modeling import FEATURE_KEYS
@@ -29,6 +29,7 @@ from hncse.training.checkpoints import (
     is_checkpoint_folder,
     last_complete_checkpoint,
     load_loss_state,
+    remove_checkpoints,
     rotate_checkpoints,
     save_loss_state,
     save_training_state,
@@ -39,6 +40,24 @@ from hncse.training.run_facts import RunFacts, run_settings
 from hncse.training.sampler import PermutationSampler
 
 logger = logging.getLogger(__name__)
+
+
+def check_optimization_arguments(args) -> None:
+    """Build the optimizer and learning-rate schedule the Trainer would, on a stand-in parameter: a value they refuse
+    (a negative learning rate, a beta outside [0, 1), a schedule argument the schedule does not take) stops the run
+    with one line before anything is loaded or written, rather than in the middle of `train`."""
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    try:
+        optimizer = optimizer_cls([torch.nn.Parameter(torch.zeros(1))], **optimizer_kwargs)
+        get_scheduler(
+            args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(100), num_training_steps=100,
+            scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+        )  # fmt: skip
+    except (ValueError, TypeError) as error:
+        raise ConfigError(
+            f"--optim {args.optim} / --lr_scheduler_type {args.lr_scheduler_type}: {first_line(error)} (see "
+            "--learning_rate, --adam_beta1, --adam_beta2, --adam_epsilon, --optim_args, --lr_scheduler_kwargs)"
+        ) from None
 
 
 def build_loss(args) -> torch.nn.Module:
@@ -115,6 +134,7 @@ class HNCSETrainer(Trainer):
         self._batch_exchange = None
         self._first_bad: tuple[torch.Tensor, torch.Tensor] | None = None  # (step, loss) of the first non-finite loss
         self._resume_state_step = 0  # the step of the last checkpoint written with the state to resume
+        self._earlier_run_cleared = not self.args.overwrite_output_dir
         self._saving_resume_state = True  # whether the checkpoint being written gets it
         self.add_callback(DivergenceCheck(self))
         self.add_callback(SaveLossStatePerProcess(self))
@@ -349,6 +369,7 @@ class HNCSETrainer(Trainer):
         selects = self.args.metric_for_best_model is not None and self.args.eval_strategy != IntervalStrategy.NO
         if not resume_state_due and selects and self.state.best_global_step != step:
             return
+        self._clear_earlier_run(every_process=True)
         # Every checkpoint gets it under DeepSpeed, which reloads the best one through its engine state, and with
         # --hub_strategy checkpoint, whose last-checkpoint/ on the Hub is for resuming elsewhere.
         always = self.is_deepspeed_enabled or self.args.hub_strategy == HubStrategy.CHECKPOINT
@@ -360,8 +381,24 @@ class HNCSETrainer(Trainer):
         if self.args.should_save:
             rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
+    def _clear_earlier_run(self, every_process: bool) -> None:
+        """--overwrite_output_dir: the earlier run's checkpoints are deleted when this run first writes into
+        output_dir, not before, so that a run that fails before then (a bad value found late, a crash) loses
+        nothing. `every_process`: called by all processes, which then wait until it is done (a checkpoint, where
+        each writes its own files)."""
+        if self._earlier_run_cleared:
+            return
+        self._earlier_run_cleared = True
+        if self.args.should_save and os.path.isdir(self.args.output_dir):
+            remove_checkpoints(self.args.output_dir)
+            logger.info("--overwrite_output_dir: removed the earlier run's checkpoints in %s", self.args.output_dir)
+        if every_process:
+            self.accelerator.wait_for_everyone()
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not is_checkpoint_folder(output_dir):
+            self._clear_earlier_run(every_process=False)  # the final folder: the main process alone saves it
         if not self.args.should_save:
             return
         encoder = self.accelerator.unwrap_model(self.model)

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tiny_run import base_argv, crash_after_step
 
 import hncse.training.trainer
@@ -114,9 +114,9 @@ def test_a_crash_between_resumable_saves_resumes_the_last_one_and_keeps_its_best
 def fake_checkpoint(out, step: int, resumable: bool, best: int | None, written: int) -> str:
     folder = out / f"checkpoint-{step}"
     folder.mkdir()
-    names = ["model.safetensors"] + (["scheduler.pt", "rng_state.pth", "optimizer.pt"] if resumable else [])
-    for name in names:
-        (folder / name).write_bytes(b"x")
+    save_file({"w": torch.zeros(2)}, folder / "model.safetensors")
+    for name in ["scheduler.pt", "rng_state.pth", "optimizer.pt"] if resumable else []:
+        torch.save({}, folder / name)
     state = {"best_model_checkpoint": str(out / f"checkpoint-{best}") if best else None}
     (folder / "trainer_state.json").write_text(json.dumps(state))
     os.utime(folder / "trainer_state.json", (written, written))
