@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import datasets
@@ -22,7 +23,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 
 from hncse.data import drop_wordless, load_sentences, tokenize_sentences, truncation_summary
 from hncse.data_sources import resolve_senteval_dir
-from hncse.errors import ConfigError, TrainingDivergedError, run_cli
+from hncse.errors import ConfigError, StoppedBySignal, TrainingDivergedError, run_cli
 from hncse.evaluation import format_tables, load_suite
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
@@ -32,9 +33,13 @@ from hncse.training.checkpoints import (
     RunFinished,
     check_output_dir_writable,
     checkpoint_to_resume,
+    finished_at,
+    last_complete_checkpoint,
     save_senteval_results,
 )
 from hncse.training.hub import explain_push_failure
+from hncse.training.output_lock import OutputLock
+from hncse.training.stop_on_signal import StopOnSignal
 from hncse.training.trainer import check_optimization_arguments
 
 logger = logging.getLogger("run_hncse")
@@ -98,6 +103,13 @@ def main(argv: list[str] | None = None) -> dict:
     # the data (seconds), before any model is downloaded or loaded and before anything is written.
     check_output_dir_writable(training_args.output_dir)
     check_optimization_arguments(training_args)
+    # One run at a time in output_dir (its main process holds the lock until the end).
+    with OutputLock(training_args.output_dir, active=training_args.should_save):
+        return train_and_evaluate(model_args, data_args, training_args)
+
+
+def train_and_evaluate(model_args, data_args, training_args) -> dict:
+    """The run itself, top to bottom: data, the checkpoint to resume, the model, training, evaluation, saving."""
     corpus = dict(
         train_file=data_args.train_file,
         dataset_name=data_args.dataset_name,
@@ -204,7 +216,24 @@ def main(argv: list[str] | None = None) -> dict:
     if eval_suite and resume_from is None and trainer.zero3:
         rows.append(("before training", trainer.evaluate(metric_key_prefix="eval")))
     training_args.eval_on_start = bool(eval_suite) and resume_from is None and not trainer.zero3
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    stop_on_signal = StopOnSignal()
+    trainer.add_callback(stop_on_signal)
+    finished = resume_from is not None and not trainer.is_deepspeed_enabled and finished_at(resume_from, training_args)
+    try:
+        if finished:  # stopped after its last step, before what follows: no step beyond max_steps (at lr 0)
+            logger.warning("%s is the run's last step: finishing the run from it without training", resume_from)
+            result = trainer.finish_from(resume_from)
+        else:
+            result = trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        stop_on_signal.on_train_end(training_args, None, None)  # the usual handlers back, however training ended
+    if stop_on_signal.stopped_at is not None:
+        name = signal.Signals(stop_on_signal.signal_number).name
+        raise StoppedBySignal(
+            f"stopped by {name} after step {stop_on_signal.stopped_at}, saved in "
+            f"{last_complete_checkpoint(training_args.output_dir)}: run the same command again to resume from it",
+            stop_on_signal.signal_number,
+        )
     if training_args.eval_on_start:
         rows.append(("before training", next(e for e in trainer.state.log_history if "eval_runtime" in e)))
     # The final folder holds the best checkpoint's weights when load_best_model_at_end, else the last step's.
@@ -252,8 +281,19 @@ def main(argv: list[str] | None = None) -> dict:
     return {"rows": rows, "output_dir": training_args.output_dir}
 
 
+def main_then_leave_the_process_group(argv: list[str] | None = None) -> dict:
+    """`main`, then, with several processes, each waits for the others and leaves the process group: a process
+    that exits with the group still open can abort in its communication threads' teardown ("terminate called
+    without an active exception", seen under DeepSpeed on busy CPUs)."""
+    result = main(argv)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return result
+
+
 def cli() -> None:
-    run_cli(main, "run_hncse.py")
+    run_cli(main_then_leave_the_process_group, "run_hncse.py")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from hncse.data_sources import DATA_DIR_ENV
 from hncse.modeling.resolve import resolve_model_path
+from hncse.training.output_lock import LOCK_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 ERROR_PREFIX = "run_hncse.py: error: "
@@ -107,6 +110,18 @@ def _zero_width_lines(workspace: Workspace) -> list[str]:
     sentences = workspace.corpus.read_text(encoding="utf-8").splitlines()[:40]
     text = "\n".join(sentences[:10] + ["\u200b", "\u200b\u200b", "\u200c"] + sentences[10:]) + "\n"
     return ["--train_file", workspace.text_file("zero_width.txt", text.encode())]
+
+
+def _held_by_another_run(output_dir: Path) -> None:
+    """Another run (here: this process, which is alive) holds the folder."""
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": "2026-01-01 00:00:00"}
+    (output_dir / LOCK_NAME).write_text(json.dumps(holder), encoding="utf-8")
+
+
+def _no_final_folder(output_dir: Path) -> None:
+    """Stopped after its last step's checkpoint, before its final folder was saved (e.g. during the evaluation)."""
+    for name in ("model.safetensors", "train_results.json"):
+        (output_dir / name).unlink()
 
 
 def _drop_trainer_state(output_dir: Path) -> None:
@@ -193,6 +208,14 @@ CASES = [
         unchanged=True,
     ),
     Case(
+        "the same command again after a stop between the last step and the final folder",
+        lambda w: [],
+        "is the run's last step: finishing the run from it without training",
+        exit_code=0,
+        prepare=[],
+        damage=_no_final_folder,
+    ),
+    Case(
         "another configuration into a finished run saved without checkpoints",
         lambda w: ["--learning_rate", "1e-4", "--save_strategy", "no"],
         "holds the model of a different run (learning_rate",
@@ -243,6 +266,13 @@ CASES = [
         "CSV with only a header",
         lambda w: ["--train_file", w.text_file("header.csv", b"text,label\n")],
         "no rows below the header",
+    ),
+    Case(
+        "another run writing into the same output folder",
+        lambda w: ["--max_steps", "3"],
+        "is in use by another run (pid",
+        prepare=[],
+        damage=_held_by_another_run,
     ),
     Case("a model folder without tokenizer files", _model_without_tokenizer, "no tokenizer files there"),
     Case(
@@ -365,6 +395,7 @@ def main() -> None:
         ok = ok and (not case.unchanged or outcome.before == outcome.after)
         print(f"{'ok ' if ok else 'BAD'} {case.name}: exit {outcome.exit_code}, {outcome.seconds:.1f} s", flush=True)
         message = outcome.message.replace(str(root), "…").replace("|", "\\|")
+        message = re.sub(r"pid \d+ on [^,\s]+", "pid … on …", message)  # this process: another each time
         extra = " ".join(case.argv(workspace)).replace(str(root), "…")
         prepared = "an earlier 2-step run; " if case.prepare is not None else ""
         rows.append(
@@ -379,10 +410,14 @@ def main() -> None:
         'process on the bundled all-MiniLM-L6-v2. "An earlier 2-step run" means the same command without the',
         'row\'s arguments ran first in that output directory. "…" stands for the scratch folder. Every error is',
         "one line on stderr, starting `run_hncse.py: error:`, with exit status 2 and no traceback;",
-        "`tests/test_robustness.py` runs the same cases on a tiny model and checks exactly that, and that the earlier",
-        "files are unchanged. In the last row the first update (lr 1e38) overflowed the weights while its loss was",
-        "still finite, so that checkpoint was refused; a loss that turns NaN later stops before its update and leaves",
-        "the earlier checkpoints as they were (`tests/training/test_training.py`).",
+        "`tests/test_robustness.py` runs the same cases on a tiny model and checks exactly that, and that an earlier",
+        "run's files are unchanged (names, sizes and hashes). Rows with exit 0 go on (with the warning shown) or, for",
+        "a run already finished, do nothing. In the last row the first update (lr 1e38) overflowed the weights while",
+        "its loss was still finite, so that checkpoint was refused; a loss that turns NaN later stops before its",
+        "update and leaves the earlier checkpoints as they were (`tests/training/test_training.py`). Not in the table",
+        "because they need a second process or a signal: Ctrl-C or SIGTERM during training saves a checkpoint to",
+        "resume from and exits 130 or 143 (a second one stops at once), tested in",
+        "`tests/training/test_processes_and_signals.py`.",
         "",
         "| bad input | arguments | exit | message | left on disk |",
         "|---|---|---|---|---|",

@@ -232,6 +232,7 @@ class TrainingConfigBase(TrainingArguments):
                 "--per_device_train_batch_size must be at least 2 (in-batch negatives), "
                 f"got {self.per_device_train_batch_size}"
             )
+        check_accelerate_cpu_launch()
         if not self.use_cpu:
             check_one_process_per_gpu(torch.cuda.device_count())
         if not self.use_cpu and not torch.accelerator.is_available():
@@ -254,6 +255,29 @@ def check_one_process_per_gpu(visible_gpus: int) -> None:
             f"GPU with `accelerate launch --config_file configs/accelerate/multi_gpu.yaml --num_processes "
             f"{visible_gpus} run_hncse.py …`, or train on one with CUDA_VISIBLE_DEVICES=0"
         )
+
+
+def launcher_command_line() -> list[str]:
+    """The command line of the process that started this one (Linux; empty elsewhere)."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def check_accelerate_cpu_launch() -> None:
+    """`accelerate launch --cpu --num_processes N` starts one process, not N (accelerate has no launch of several
+    CPU processes): refuse it rather than train one process with a global batch N times smaller than asked."""
+    if "ACCELERATE_USE_CPU" not in os.environ or "WORLD_SIZE" in os.environ:
+        return
+    command = launcher_command_line()
+    for i, arg in enumerate(command[:-1]):
+        if arg in ("--num_processes", "--num-processes") and command[i + 1].isdigit() and int(command[i + 1]) > 1:
+            raise ConfigError(
+                f"accelerate launch --cpu --num_processes {command[i + 1]} starts a single process; start "
+                f"{command[i + 1]} CPU processes with `torchrun --nproc_per_node {command[i + 1]} run_hncse.py …`"
+            )
 
 
 CONFIG_DOC = """`TrainingArguments` for contrastive sentence-embedding training.

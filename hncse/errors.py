@@ -44,6 +44,14 @@ class HubError(HNCSEError, RuntimeError):
     """Creating or pushing to the Hub repository failed; what was saved locally stays."""
 
 
+class StoppedBySignal(HNCSEError):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint to resume from; exits 128 + the signal."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (or its type when it has none), for one-line errors."""
     text = str(error).strip()
@@ -56,9 +64,16 @@ def hub_offline() -> bool:
 
 
 def run_cli(main: Callable[[], object], prog: str) -> None:
-    """Run a command-line entry point: an `HNCSEError` is printed as `<prog>: error: <message>`, exit status 2."""
+    """Run a command-line entry point: an `HNCSEError` is printed as `<prog>: error: <message>`, exit status 2; a
+    stop on a signal as `<prog>: <message>`, exit status 128 + the signal."""
     try:
         main()
+    except StoppedBySignal as stopped:
+        print(f"{prog}: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
     except HNCSEError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # before training, or a second Ctrl-C during it: no checkpoint was made for it
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)

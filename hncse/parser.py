@@ -110,20 +110,28 @@ def without_cleared(argv: list[str]) -> tuple[list[str], set[str]]:
         name for group in argument_groups() for name, hint in typing.get_type_hints(group).items()
         if type(None) in typing.get_args(hint)
     }  # fmt: skip
-    values: dict[str, list[str]] = {}  # flag → its last value tokens
-    spans: list[tuple[str, int, int]] = []  # (flag, start, end) of every flag with its values
+    spans = flag_spans(argv)
+    values = {name: argv[start + 1 : end] or [argv[start].partition("=")[2]] for name, start, end in spans}
+    cleared = {name for name, tokens in values.items() if name in optional and [t.lower() for t in tokens] in
+               (["none"], ["null"])}  # fmt: skip
+    return without_flags(argv, cleared), cleared
+
+
+def flag_spans(argv: list[str]) -> list[tuple[str, int, int]]:
+    """(name, start, end) of every `--name [values…]` in argv: argv[start:end] is the flag and its values."""
+    spans = []
     for i, arg in enumerate(argv):
         if arg.startswith("--"):
-            name, _, inline = arg[2:].partition("=")
             end = i + 1
             while end < len(argv) and not argv[end].startswith("--"):
                 end += 1
-            spans.append((name, i, end))
-            values[name] = [inline] if inline else argv[i + 1 : end]
-    cleared = {name for name, tokens in values.items() if name in optional and [t.lower() for t in tokens] in
-               (["none"], ["null"])}  # fmt: skip
-    drop = {i for name, start, end in spans if name in cleared for i in range(start, end)}
-    return [arg for i, arg in enumerate(argv) if i not in drop], cleared
+            spans.append((arg[2:].partition("=")[0], i, end))
+    return spans
+
+
+def without_flags(argv: list[str], names: set[str]) -> list[str]:
+    drop = {i for name, start, end in flag_spans(argv) if name in names for i in range(start, end)}
+    return [arg for i, arg in enumerate(argv) if i not in drop]
 
 
 def check_known_flags(argv: list[str]) -> None:
@@ -142,16 +150,21 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, Training
     """Parse `[config.yaml|config.json] [--flag value ...]`; flags override the file, before it or after it, and
     `--flag none` (or null) clears a value the file sets, for any argument that may be None."""
     config_file, flags = split_config_file(argv)
-    argv = (config_file_to_argv(config_file) if config_file else []) + flags
+    from_file = config_file_to_argv(config_file) if config_file else []
+    # A flag overrides the file's value whatever that value is (even one that would not parse).
+    from_file = without_flags(from_file, {name for name, _, _ in flag_spans(flags)})
+    argv = from_file + flags
     parser = make_parser()
     check_known_flags(argv)
     argv, cleared = without_cleared(argv)
     try:
         groups = parser.parse_args_into_dataclasses(args=argv)
-    except ConfigError:
-        raise
-    except ValueError as error:
-        raise ConfigError(str(error).strip().splitlines()[0]) from error
+    except ValueError as error:  # ConfigError too: name the config file when the bad value came from it
+        message = str(error).strip().splitlines()[0]
+        named = re.search(r"--(\w+)", message)
+        if named and f"--{named[1]}" in from_file and f"--{named[1]}" not in flags:
+            message = f"{config_file}: {named[1]}: {message}"
+        raise ConfigError(message) from error
     for name in cleared:
         for group in groups:
             if hasattr(group, name):

@@ -154,3 +154,11 @@ def test_a_bad_value_is_one_line_without_the_usage(corpus_file):
 def test_values_that_train_nothing_are_refused(corpus_file, argv, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_args(["--train_file", str(corpus_file), *argv])
+
+
+def test_a_bad_value_in_the_file_names_the_file_and_a_flag_overrides_it(tmp_path, corpus_file):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"train_file: {corpus_file}\nlearning_rate: fast\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(config))}: learning_rate: argument --learning_rate"):
+        parse_args([str(config)])
+    assert parse_args([str(config), "--learning_rate", "1e-3"])[2].learning_rate == 1e-3

@@ -1,6 +1,7 @@
 """Every bad input of docs/robustness.md, on the command line with a tiny model: one line, the right exit status,
 and the earlier work in the output directory untouched. The cases are bench/robustness.py's, which writes the doc."""
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -64,3 +65,14 @@ def test_long_lines_are_counted_right_and_reported_once(outcomes, tiny_model_dir
     assert f"the longest has {max(lengths)} tokens (sentence {lengths.index(max(lengths)) + 1}:" in outcome.message
     assert outcome.stderr.count("were truncated") == 1
     assert (output_dir / "model.safetensors").is_file()  # the run went on
+
+
+def test_a_run_stopped_after_its_last_step_is_finished_without_another_step(outcomes):
+    outcome, output_dir = outcomes["the same command again after a stop between the last step and the final folder"]
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and (output_dir / "model.safetensors").is_file()
+    final, last = (
+        load_file(output_dir / "model.safetensors"),
+        load_file(output_dir / "checkpoint-2" / "model.safetensors"),
+    )
+    assert all(torch.equal(final[k], last[k]) for k in last)  # the last step's weights, no step at lr 0 after it

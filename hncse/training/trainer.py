@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import torch
 from torch.utils.data import RandomSampler
-from transformers import Trainer, TrainerCallback, get_scheduler
+from transformers import Trainer, TrainerCallback, TrainerState, get_scheduler
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, IntervalStrategy
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, IntervalStrategy, TrainOutput
 
 from hncse.distributed import batch_exchange
 from hncse.errors import ConfigError, TrainingDivergedError, first_line
@@ -23,6 +23,7 @@ from hncse.modeling import FEATURE_KEYS
 from hncse.streaming import SentenceStream
 from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.training.checkpoints import (
+    TRAINER_STATE_NAME,
     checkpoint_global_step,
     checkpoint_step,
     copy_model_folder,
@@ -55,7 +56,8 @@ def check_optimization_arguments(args) -> None:
         )  # fmt: skip
     except (ValueError, TypeError) as error:
         raise ConfigError(
-            f"--optim {args.optim} / --lr_scheduler_type {args.lr_scheduler_type}: {first_line(error)} (see "
+            f"--optim {getattr(args.optim, 'value', args.optim)} / --lr_scheduler_type "
+            f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)}: {first_line(error)} (see "
             "--learning_rate, --adam_beta1, --adam_beta2, --adam_epsilon, --optim_args, --lr_scheduler_kwargs)"
         ) from None
 
@@ -178,6 +180,15 @@ class HNCSETrainer(Trainer):
             per_step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
             self.train_dataset.skip(step * per_step * self.args.world_size)
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def finish_from(self, checkpoint: str) -> TrainOutput:
+        """The end of `train` for a run whose last step is `checkpoint` (it stopped before saving its final folder):
+        its state, and its weights or, with load_best_model_at_end, the best checkpoint's; no training step."""
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+        self._load_from_checkpoint(checkpoint)
+        if self.args.load_best_model_at_end and self.state.best_model_checkpoint:
+            self._load_best_model()
+        return TrainOutput(self.state.global_step, float("nan"), {})
 
     @property
     def batch_exchange(self):

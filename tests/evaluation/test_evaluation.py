@@ -301,6 +301,15 @@ def test_cli_errors_are_one_line_with_exit_code_2(tiny_model_dir, tmp_path):
         evaluate_cli.main([str(tiny_model_dir), "--tasks", "sts12", "--mode", "dev"])
 
 
+def test_cli_refuses_the_lengths_training_refuses(tiny_model_dir, senteval_small):
+    """The tiny model takes 64 tokens; training refuses longer, and so does the evaluation."""
+    common = [str(tiny_model_dir), "--senteval_dir", str(senteval_small), "--tasks", "stsb", "--mode", "dev"]
+    with pytest.raises(EvalConfigError, match=r"--max_seq_length 100000 is longer than .* takes \(64 tokens\)"):
+        evaluate_cli.main([*common, "--max_seq_length", "100000"])
+    with pytest.raises(EvalConfigError, match="--max_seq_length must be at least 2, got 1"):
+        evaluate_cli.main([*common, "--max_seq_length", "1"])
+
+
 def test_sentence_transformers_folder_brings_its_pooling(tiny_model_dir, tmp_path):
     SentenceEncoder.from_pretrained(str(tiny_model_dir), pooler_type="avg").save_pretrained(tmp_path / "st")
     (tmp_path / "st" / "hncse_config.json").unlink()  # now only the sentence-transformers files describe it

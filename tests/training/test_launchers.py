@@ -246,3 +246,17 @@ def test_zero2_offload_checkpoints_resume_on_two_processes(tiny_model_dir, corpu
     # restored float32 master weights): ~2e-7 relative at step 4.
     assert sorted(resumed) == sorted(expected) == [1, 2, 3, 4]
     assert all(resumed[step] == pytest.approx(expected[step], rel=1e-5) for step in expected)
+
+
+def test_accelerate_launch_cpu_with_several_processes_is_refused(monkeypatch, corpus_file):
+    """accelerate starts one process for `--cpu --num_processes 2`: refused, naming torchrun."""
+    import hncse.config
+
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    launcher = ["python", "accelerate", "launch", "--cpu", "--num_processes", "2", "run_hncse.py"]
+    monkeypatch.setattr(hncse.config, "launcher_command_line", lambda: launcher)
+    with pytest.raises(ConfigError, match=r"starts a single process; start 2 CPU processes with `torchrun"):
+        parse_args(["--train_file", str(corpus_file)])
+    launcher[5] = "1"
+    parse_args(["--train_file", str(corpus_file)])

@@ -39,8 +39,8 @@ def test_overwrite_deletes_the_earlier_run_only_once_the_new_one_saves(
     tiny_model_dir, corpus_file, senteval_dir, tmp_path
 ):
     out = tmp_path / "run"
-    argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--eval_strategy", "no",
-                                                                        "--load_best_model_at_end", "false"]  # fmt: skip
+    argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, out)
+    argv += ["--eval_strategy", "no", "--load_best_model_at_end", "false"]
     run_hncse.main(argv)
     earlier = snapshot(out)
     # A failure inside Trainer.train before the first save: the earlier run is kept as it was.
