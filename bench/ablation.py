@@ -22,6 +22,7 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from bench.report import markdown_table, replace_section
 from hncse.data import load_sentences, tokenize_sentences
+from hncse.data_sources import resolve_senteval_dir
 from hncse.evaluation.senteval_data import load_sts_task
 from hncse.evaluation.sts import evaluate_sts
 from hncse.losses import OBJECTIVES
@@ -30,13 +31,17 @@ from hncse.parser import parse_args
 from hncse.training.trainer import HNCSETrainer
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-CORPUS = "../shared/data/unsup/wiki1m_random10k.txt"
-SENTEVAL = "../shared/data/senteval"
+CORPUS = (
+    "wiki1m"  # a corpus name: $HNCSE_DATA_DIR's copy (here the 10k-sentence extract), the Hub cache, or a download
+)
+SENTEVAL = "senteval"  # likewise SentEval's data/downstream folder
 DEV_SETS = {"stsb": "STSBenchmark", "sickr": "SICKRelatedness"}
 
 
 def evaluate(encoder) -> dict[str, float]:
-    tasks = {f"{short}_dev": load_sts_task(name, SENTEVAL, "dev") for short, name in DEV_SETS.items()}
+    tasks = {
+        f"{short}_dev": load_sts_task(name, resolve_senteval_dir(SENTEVAL), "dev") for short, name in DEV_SETS.items()
+    }
     return {name: result["all"] for name, result in evaluate_sts(encoder, tasks).items()}
 
 

@@ -22,9 +22,12 @@ import time
 import torch
 
 from bench.report import markdown_table, replace_section
+from hncse.data_sources import resolve_train_file
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-CORPUS = "../shared/data/unsup/wiki1m_random10k.txt"
+CORPUS = (
+    "wiki1m"  # a corpus name: $HNCSE_DATA_DIR's copy (here the 10k-sentence extract), the Hub cache, or a download
+)
 CONFIGS = {
     "plain, batch 64": (64, None),
     "plain, batch 512": (512, None),
@@ -48,7 +51,7 @@ def child(name: str) -> dict:
     encoder = SentenceEncoder.from_pretrained(MODEL, pooler_type="cls").train()
     loss_fn = HybridLoss(PositiveMixingLoss(), HardNegativeMixingLoss(seed=0))
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=3e-5)
-    with open(CORPUS, encoding="utf-8") as f:
+    with open(resolve_train_file(CORPUS), encoding="utf-8") as f:
         sentences = [next(f).strip() for _ in range(2 * batch)]
 
     def step(lines: list[str]) -> None:

@@ -3,11 +3,12 @@
     python -m bench.eval_speed [--rounds 3] [--out docs/benchmarks/eval_speed.json] [--render_only]
 
 Model: the bundled all-MiniLM-L6-v2 (mean pooling), CPU. Sets: STS12–16, STS-B test, SICK-R test from
-`../shared/data/senteval` (18,850 pairs). Ours: `hncse.evaluation.sts.evaluate_sts` (every distinct sentence
-encoded once, batches by token count, batch 128). Theirs: one `EmbeddingSimilarityEvaluator` per set (cosine,
-STS12–16 pooled as SentEval's "all"), run through a `SequentialEvaluator`, at its default batch size 16 and at
-128. The three alternate in a rotating order every round so that drifts in machine speed hit all alike; the report
-gives the median seconds and both Spearman figures per set (they must agree to 0.01).
+SentEval's data (`senteval`: $HNCSE_DATA_DIR's copy, the Hub cache or a download; 18,850 pairs). Ours:
+`hncse.evaluation.sts.evaluate_sts` (every distinct sentence encoded once, batches by token count, batch 128).
+Theirs: one `EmbeddingSimilarityEvaluator` per set (cosine, STS12–16 pooled as SentEval's "all"), run through a
+`SequentialEvaluator`, at its default batch size 16 and at 128. The three alternate in a rotating order every
+round so that drifts in machine speed hit all alike; the report gives the median seconds and both Spearman figures
+per set (they must agree to 0.01).
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import numpy as np
 import torch
 
 from bench.report import markdown_table, replace_section
+from hncse.data_sources import resolve_senteval_dir
 from hncse.evaluation.senteval_data import STS_TASKS, TABLE_NAMES, load_sts_task
 from hncse.evaluation.sts import evaluate_sts
 from hncse.modeling import SentenceEncoder
 from hncse.modeling.resolve import resolve_model_path
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-SENTEVAL = "../shared/data/senteval"
+SENTEVAL = "senteval"  # $HNCSE_DATA_DIR's copy, the Hub cache, or a download
 DOC = "docs/benchmarks.md"
 
 
@@ -64,7 +66,7 @@ def measure(rounds: int) -> dict:
     from sentence_transformers import SentenceTransformer
 
     torch.set_grad_enabled(False)
-    tasks = {name: load_sts_task(name, SENTEVAL, "test") for name in STS_TASKS}
+    tasks = {name: load_sts_task(name, resolve_senteval_dir(SENTEVAL), "test") for name in STS_TASKS}
     folder = resolve_model_path(MODEL)
     encoder = SentenceEncoder.from_pretrained(folder).eval()  # its sentence-transformers Pooling: mean
     st_model = SentenceTransformer(folder, device="cpu")

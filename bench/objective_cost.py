@@ -35,7 +35,9 @@ from hncse.training.trainer import HNCSETrainer, build_loss
 from tests.losses import naive_losses
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-CORPUS = "../shared/data/unsup/wiki1m_random10k.txt"
+CORPUS = (
+    "wiki1m"  # a corpus name: $HNCSE_DATA_DIR's copy (here the 10k-sentence extract), the Hub cache, or a download
+)
 OBJECTIVE_NAMES = list(OBJECTIVES)
 
 

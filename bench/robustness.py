@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hncse.data_sources import DATA_DIR_ENV
+from hncse.data_sources import resolve_train_file
 from hncse.modeling.resolve import resolve_model_path
 from hncse.training.output_lock import LOCK_NAME
 
@@ -366,9 +366,9 @@ def describe_disk(outcome: Outcome, output_dir: Path) -> str:
 
 
 def quickstart_workspace(root: Path) -> Workspace:
-    """The quickstart config on this machine: its data from the local copy (HNCSE_DATA_DIR, here ../shared/data)."""
-    data = Path(os.environ.setdefault(DATA_DIR_ENV, str(REPO.parent / "shared" / "data")))
-    corpus = data / "unsup" / "wiki1m_random10k.txt"
+    """The quickstart config on this machine: its data where the quickstart finds it ($HNCSE_DATA_DIR's copy, the
+    Hub cache or a download)."""
+    corpus = Path(resolve_train_file("wiki1m"))
     base = [
         "configs/quickstart.yaml", "--max_steps", "2", "--save_steps", "1", "--per_device_train_batch_size", "8",
         "--max_train_samples", "64", "--eval_strategy", "no", "--load_best_model_at_end", "false",
