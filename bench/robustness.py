@@ -228,9 +228,9 @@ CASES = [
         prepare=[],
     ),
     Case(
-        "--overwrite_output_dir with a learning rate the optimizer refuses",
-        lambda w: ["--overwrite_output_dir", "true", "--learning_rate", "-1"],
-        "Invalid learning rate: -1.0",
+        "--overwrite_output_dir with a beta the optimizer refuses",
+        lambda w: ["--overwrite_output_dir", "true", "--adam_beta1", "1.5"],
+        "Invalid beta parameter at index 0: 1.5",
         prepare=[],
     ),
     Case(

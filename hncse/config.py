@@ -7,11 +7,13 @@ Dataclasses only; `hncse.parser` reads them from YAML/JSON files and flags.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
+from transformers.integrations import get_reporting_integration_callbacks
 
 from hncse.errors import ConfigError, EvalConfigError
 from hncse.evaluation import resolve_tasks
@@ -243,6 +245,32 @@ class TrainingConfigBase(TrainingArguments):
             super().__post_init__()
         except ValueError as error:
             raise ConfigError(str(error).strip().splitlines()[0]) from error
+        check_training_values(self)
+
+
+def check_training_values(args: TrainingArguments) -> None:
+    """Values `TrainingArguments` accepts but training then fails on (a division by zero, a seed numpy refuses, a
+    DataLoader error), or trains nothing with (a learning rate that is 0, inf or nan): one line, before anything."""
+    a = args
+    for ok, flag, value, rule in [
+        (a.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", a.gradient_accumulation_steps, "≥ 1"),
+        (a.per_device_eval_batch_size >= 1, "per_device_eval_batch_size", a.per_device_eval_batch_size, "≥ 1"),
+        (a.dataloader_num_workers >= 0, "dataloader_num_workers", a.dataloader_num_workers, "≥ 0"),
+        (0 <= a.seed < 2**32, "seed", a.seed, "in [0, 2^32)"),
+        (a.data_seed is None or 0 <= a.data_seed < 2**32, "data_seed", a.data_seed, "in [0, 2^32)"),
+        (math.isfinite(a.learning_rate) and a.learning_rate > 0, "learning_rate", a.learning_rate, "finite and > 0"),
+        (math.isfinite(a.weight_decay), "weight_decay", a.weight_decay, "a finite number"),
+        (math.isfinite(a.max_grad_norm), "max_grad_norm", a.max_grad_norm, "a finite number"),
+        (a.logging_strategy != "steps" or a.logging_steps > 0, "logging_steps", a.logging_steps, "> 0"),
+        (a.save_strategy != "steps" or a.save_steps > 0, "save_steps", a.save_steps, "> 0"),
+        (a.eval_strategy != "steps" or (a.eval_steps or 0) > 0, "eval_steps", a.eval_steps, "> 0"),
+    ]:
+        if not ok:
+            raise ConfigError(f"--{flag} must be {rule}, got {value}")
+    try:
+        get_reporting_integration_callbacks(args.report_to)
+    except ValueError as error:
+        raise ConfigError(f"--report_to: {str(error).strip().splitlines()[0]}") from None
 
 
 def check_one_process_per_gpu(visible_gpus: int) -> None:

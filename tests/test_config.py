@@ -149,6 +149,15 @@ def test_a_bad_value_is_one_line_without_the_usage(corpus_file):
         (["--temperature", "inf"], "--temperature must be a finite number, got inf"),
         (["--hnm_alpha", "nan"], "--hnm_alpha must be a finite number, got nan"),
         (["--num_train_epochs", "0"], "--num_train_epochs 0.0 trains nothing"),
+        (["--learning_rate", "nan"], "--learning_rate must be finite and > 0, got nan"),
+        (["--learning_rate", "0"], "--learning_rate must be finite and > 0, got 0.0"),
+        (["--seed", "-1"], "--seed must be in [0, 2^32), got -1"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be ≥ 1, got 0"),
+        (["--save_steps", "0"], "--save_steps must be > 0, got 0.0"),
+        (["--logging_steps", "-1"], "--logging_steps must be > 0, got -1.0"),
+        (["--dataloader_num_workers", "-1"], "--dataloader_num_workers must be ≥ 0, got -1"),
+        (["--max_grad_norm", "nan"], "--max_grad_norm must be a finite number, got nan"),
+        (["--report_to", "foo"], "--report_to: foo is not supported"),
     ],
 )
 def test_values_that_train_nothing_are_refused(corpus_file, argv, message):
