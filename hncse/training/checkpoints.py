@@ -62,8 +62,16 @@ def checkpoint_step(path: str) -> int:
 
 def checkpoint_global_step(folder: str) -> int:
     """The optimizer steps a checkpoint had taken, from its trainer_state.json (the name may have been changed)."""
-    with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as f:
-        return int(json.load(f)["global_step"])
+    return int(read_trainer_state(folder)["global_step"])
+
+
+def read_trainer_state(folder: str) -> dict | None:
+    """A folder's trainer_state.json, or None if it has none or one that a kill cut short (not whole JSON)."""
+    try:
+        with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
 
 
 def save_training_state(
@@ -125,11 +133,9 @@ def check_same_run(folder: str, current: dict) -> None:
 def finished_at(folder: str, training_args) -> int | None:
     """The step at which the run that wrote `folder` (a checkpoint or the output folder) ended, if it ended there
     and this run would end at the same step (same --max_steps, or same epochs without it); else None."""
-    path = os.path.join(folder, TRAINER_STATE_NAME)
-    if not is_whole_json(path):
+    state = read_trainer_state(folder)
+    if state is None:
         return None
-    with open(path, encoding="utf-8") as f:
-        state = json.load(f)
     step, last = state.get("global_step", 0), state.get("max_steps", -1)
     if step < last or step == 0:
         return None
@@ -162,26 +168,15 @@ def is_model_only(folder: str) -> bool:
     """A checkpoint saved to the end without what resuming needs: a new best between two resumable saves
     (--resume_state_steps), or --save_only_model. Told apart from a save cut short by its trainer_state.json, which
     the Trainer writes after the optimizer, scheduler and RNG state."""
-    state = os.path.join(folder, TRAINER_STATE_NAME)
     if glob.glob(os.path.join(folder, "rng_state*.pth")) or os.path.isfile(os.path.join(folder, DEEPSPEED_LATEST)):
         return False
-    return os.path.isfile(os.path.join(folder, WEIGHTS_NAME)) and is_whole_json(state)
-
-
-def is_whole_json(path: str) -> bool:
-    try:
-        with open(path, encoding="utf-8") as f:
-            json.load(f)
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return True
+    return os.path.isfile(os.path.join(folder, WEIGHTS_NAME)) and read_trainer_state(folder) is not None
 
 
 def best_recorded(folder: str) -> str | None:
     """The best checkpoint a checkpoint's trainer_state.json names: the one a run resumed from it loads at the end,
     unless it finds a better one."""
-    with open(os.path.join(folder, TRAINER_STATE_NAME), encoding="utf-8") as f:
-        return json.load(f).get("best_model_checkpoint")
+    return (read_trainer_state(folder) or {}).get("best_model_checkpoint")
 
 
 def rotate_checkpoints(output_dir: str, limit: int | None, best: str | None) -> None:
@@ -228,8 +223,7 @@ def missing_checkpoint_files(folder: str) -> list[str]:
         required.remove("scheduler.pt")
         required += [os.path.join(tag, "mp_rank_*_model_states.pt"), os.path.join(tag, "*optim_states.pt")]
     missing = [f"no {name}" for name in required if not glob.glob(os.path.join(folder, name))]
-    state = os.path.join(folder, TRAINER_STATE_NAME)
-    if os.path.isfile(state) and not is_whole_json(state):
+    if os.path.isfile(os.path.join(folder, TRAINER_STATE_NAME)) and read_trainer_state(folder) is None:
         missing.append(f"{TRAINER_STATE_NAME} cut short")
     return missing + [f"{os.path.basename(path)} cut short" for path in damaged_files(folder)]
 

@@ -88,7 +88,7 @@ class SaveLossStatePerProcess(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if args.process_index > 0 and self.trainer._resume_state_step == state.global_step and os.path.isdir(folder):
+        if args.process_index > 0 and self.trainer.writes_resume_state and os.path.isdir(folder):
             save_loss_state(folder, self.trainer.loss_fn, args.process_index)
 
 
@@ -137,7 +137,6 @@ class HNCSETrainer(Trainer):
         self._first_bad: tuple[torch.Tensor, torch.Tensor] | None = None  # (step, loss) of the first non-finite loss
         self._resume_state_step = 0  # the step of the last checkpoint written with the state to resume
         self._earlier_run_cleared = not self.args.overwrite_output_dir
-        self._saving_resume_state = True  # whether the checkpoint being written gets it
         self.add_callback(DivergenceCheck(self))
         self.add_callback(SaveLossStatePerProcess(self))
 
@@ -384,13 +383,17 @@ class HNCSETrainer(Trainer):
         # Every checkpoint gets it under DeepSpeed, which reloads the best one through its engine state, and with
         # --hub_strategy checkpoint, whose last-checkpoint/ on the Hub is for resuming elsewhere.
         always = self.is_deepspeed_enabled or self.args.hub_strategy == HubStrategy.CHECKPOINT
-        self._saving_resume_state = (resume_state_due or always) and not self.args.save_only_model
-        if self._saving_resume_state:
+        if (resume_state_due or always) and not self.args.save_only_model:
             self._resume_state_step = step
-        with arguments_set(self.args, save_only_model=not self._saving_resume_state, save_total_limit=None):
+        with arguments_set(self.args, save_only_model=not self.writes_resume_state, save_total_limit=None):
             super()._save_checkpoint(model, trial)
         if self.args.should_save:
             rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+
+    @property
+    def writes_resume_state(self) -> bool:
+        """Whether the checkpoint of this step gets the state to resume (decided in `_save_checkpoint`)."""
+        return self._resume_state_step == self.state.global_step
 
     def _clear_earlier_run(self, every_process: bool) -> None:
         """--overwrite_output_dir: the earlier run's checkpoints are deleted when this run first writes into
@@ -415,7 +418,7 @@ class HNCSETrainer(Trainer):
         encoder = self.accelerator.unwrap_model(self.model)
         self._refuse_non_finite(state_dict if state_dict is not None else encoder.state_dict(), output_dir)
         encoder.save_pretrained(output_dir, state_dict=state_dict)
-        resumable = self._saving_resume_state or not is_checkpoint_folder(output_dir)
+        resumable = self.writes_resume_state or not is_checkpoint_folder(output_dir)
         save_training_state(output_dir, self.args, self.loss_fn, self.run_facts.settings, resumable)
         self._write_card(output_dir)
 
