@@ -26,10 +26,11 @@ N, DIM = 6, 8
 
 
 def make_loss(objective: str):
-    pm = PositiveMixingLoss(theta=1.0, ratio_grid_size=5)  # θ = 1 puts many anchors in case A; ratio searched
-    hnm = HardNegativeMixingLoss(k=4, s=6, seed=7)
+    # θ = 1 puts many anchors in case A; ratio searched; a weight on each anchor's own given negatives
+    pm = PositiveMixingLoss(theta=1.0, ratio_grid_size=5, hard_negative_weight=0.3)
+    hnm = HardNegativeMixingLoss(k=4, s=6, seed=7, hard_negative_weight=0.3)
     return {
-        "simcse": SimCSELoss(),
+        "simcse": SimCSELoss(hard_negative_weight=0.3),
         "pm": pm,
         "hnm": hnm,
         "hybrid": HybridLoss(pm, hnm),
@@ -37,11 +38,16 @@ def make_loss(objective: str):
     }[objective]
 
 
-def views() -> tuple[torch.Tensor, torch.Tensor]:
+def views() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Anchors, positives and, for the triplet runs, two given hard negatives per row."""
     g = torch.Generator().manual_seed(0)
     z1 = torch.randn(WORLD * N, DIM, generator=g, dtype=torch.float64)
     z2 = z1 + 0.6 * torch.randn(WORLD * N, DIM, generator=g, dtype=torch.float64)  # positives close to anchors
-    return z1, z2
+    negatives = z1[:, None] + 0.9 * torch.randn(WORLD * N, 2, DIM, generator=g, dtype=torch.float64)
+    return z1, z2, negatives
+
+
+SHAPES = ("views", "triplets")  # without / with given hard negatives
 
 
 def worker(rank: int, init_file: str, out_dir: str, objectives: list[str]) -> None:
@@ -52,15 +58,17 @@ def worker(rank: int, init_file: str, out_dir: str, objectives: list[str]) -> No
         # batches of different sizes gather in rank order
         gathered, offset = exchange.gather(torch.full((rank + 2, 1), float(rank)))
         assert gathered.squeeze(1).tolist() == [0.0, 0.0, 1.0, 1.0, 1.0] and offset == 2 * rank
-        z1_all, z2_all = views()
+        z1_all, z2_all, negatives_all = views()
         rows = slice(rank * N, (rank + 1) * N)
         results = {}
-        for objective, equal_sizes in itertools.product(objectives, (False, True)):
+        for objective, equal_sizes, shape in itertools.product(objectives, (False, True), SHAPES):
             z1 = z1_all[rows].clone().requires_grad_()
             z2 = z2_all[rows].clone().requires_grad_()
-            loss, _ = make_loss(objective)(z1, z2, exchange=batch_exchange(True, equal_sizes))
+            negatives = negatives_all[rows].clone().requires_grad_() if shape == "triplets" else None
+            exchange = batch_exchange(True, equal_sizes)
+            loss, _ = make_loss(objective)(z1, z2, exchange=exchange, negatives=negatives)
             loss.backward()
-            results[objective, equal_sizes] = (loss.detach(), z1.grad, z2.grad)
+            results[objective, equal_sizes, shape] = (loss.detach(), z1.grad, z2.grad, negatives_grad(negatives))
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -76,20 +84,28 @@ def two_process_results(tmp_path_factory):
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 
+def negatives_grad(negatives):
+    return None if negatives is None else negatives.grad
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("equal_sizes", [False, True], ids=["sizes exchanged", "equal sizes"])
 @pytest.mark.parametrize("objective", OBJECTIVES)
-def test_two_processes_equal_one_process_with_the_global_batch(two_process_results, objective, equal_sizes):
-    z1 = views()[0].clone().requires_grad_()
-    z2 = views()[1].clone().requires_grad_()
-    loss, _ = make_loss(objective)(z1, z2, exchange=LocalBatch())
+def test_two_processes_equal_one_process_with_the_global_batch(two_process_results, objective, equal_sizes, shape):
+    z1_all, z2_all, negatives_all = views()
+    z1, z2 = z1_all.clone().requires_grad_(), z2_all.clone().requires_grad_()
+    negatives = negatives_all.clone().requires_grad_() if shape == "triplets" else None
+    loss, _ = make_loss(objective)(z1, z2, exchange=LocalBatch(), negatives=negatives)
     loss.backward()
-    losses = torch.stack([two_process_results[r][objective, equal_sizes][0] for r in range(WORLD)])
+    losses = torch.stack([two_process_results[r][objective, equal_sizes, shape][0] for r in range(WORLD)])
     torch.testing.assert_close(losses.mean(), loss.detach(), atol=1e-5, rtol=0)
     for r in range(WORLD):
-        _, g1, g2 = two_process_results[r][objective, equal_sizes]
+        _, g1, g2, g3 = two_process_results[r][objective, equal_sizes, shape]
         rows = slice(r * N, (r + 1) * N)
         torch.testing.assert_close(g1 / WORLD, z1.grad[rows], atol=1e-5, rtol=0)
         torch.testing.assert_close(g2 / WORLD, z2.grad[rows], atol=1e-5, rtol=0)
+        if negatives is not None:  # the given negatives' gradients reach the process that holds them
+            torch.testing.assert_close(g3 / WORLD, negatives.grad[rows], atol=1e-5, rtol=0)
 
 
 def test_without_a_process_group_the_batch_is_local():

@@ -1,4 +1,5 @@
-"""HNCSE-HNM: synthetic hard negatives mixed from each anchor's k hardest in-batch negatives (docs/method.md §3)."""
+"""HNCSE-HNM: synthetic hard negatives mixed from each anchor's k hardest in-batch negatives (docs/method.md §3; with
+given hard negatives, §9)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from hncse.citations import HNCSE_BIBTEX
 from hncse.losses.common import (
     LOCAL_BATCH,
     SIMILARITY_STATISTICS,
+    Candidates,
     ContrastiveParams,
     as_float,
     check_views,
     cosine_logits,
     diagonal_cross_entropy,
+    gather_candidates,
+    hard_negative_config,
     positive_mask,
     require,
     similarity_stats,
@@ -89,21 +93,38 @@ def synthetic_similarities(
 
 
 def hnm_logits(
-    z1: Tensor, z2: Tensor, k: int, s: int, alpha: float, generator, detach: bool, offset: int = 0
+    z1: Tensor,
+    z2: Tensor,
+    k: int,
+    s: int,
+    alpha: float,
+    generator,
+    detach: bool,
+    offset: int = 0,
+    num_anchors: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Row i: [cos(z1_i, z2_1..M) | cos(z1_i, g_i,1..s)] (not yet divided by τ), and the synthetic similarities.
 
-    z2: (M, d) candidates of the (global) batch, row offset + i anchor i's positive. The pair sampler draws for
-    all M anchors of the global batch and this process keeps its rows, so the pairs of an anchor do not depend
-    on how the global batch is split over processes.
+    z2: (M, d) candidates of the (global) batch (its positives, then any given hard negatives), row offset + i
+    anchor i's positive. The pair sampler draws for all `num_anchors` anchors of the global batch (default M) and
+    this process keeps its rows, so the pairs of an anchor do not depend on how the global batch is split over
+    processes.
     """
     z1, z2 = as_float(z1), as_float(z2)
     sim = cosine_logits(z1, z2)  # (N, M)
     top = hardest_negatives(sim, k, offset)  # (N, k)
-    pos_a, pos_b = sample_pairs(z2.shape[0], k, s, generator, z1.device)  # (M, s) each
+    num_anchors = z2.shape[0] if num_anchors is None else num_anchors
+    pos_a, pos_b = sample_pairs(num_anchors, k, s, generator, z1.device)  # (global anchors, s) each
     rows = slice(offset, offset + z1.shape[0])
     synthetic_sim = synthetic_similarities(z1, z2, top, pos_a[rows], pos_b[rows], alpha, detach)  # (N, s)
     return torch.cat([sim, synthetic_sim], dim=1), synthetic_sim
+
+
+@torch.no_grad()
+def hnm_stats(candidates: Candidates, logits: Tensor, synthetic_sim: Tensor) -> dict[str, Tensor]:
+    """The similarity statistics over the candidates' columns of HNM's logits, and the mean synthetic one."""
+    sim = logits[:, : candidates.vectors.shape[0]]
+    return {**similarity_stats(sim, candidates.offset), "sim_synthetic": synthetic_sim.mean()}
 
 
 class HardNegativeMixingLoss(nn.Module):
@@ -120,9 +141,11 @@ class HardNegativeMixingLoss(nn.Module):
         alpha: mixing weight α.
         detach_synthetic: stop gradients through the synthetic negatives (off, as in the public code).
         seed: seed of the pair sampler (its own generator, so the model's dropout stream is untouched).
+        hard_negative_weight: added to the scaled logit of each anchor's own given hard negatives.
 
-    Inputs: z1, z2 of shape (N, d), and the batch exchange (`hncse.distributed`): with `GlobalBatch` the k
-    hardest negatives are mined over the global batch.
+    Inputs: z1, z2 of shape (N, d), optionally the given hard negatives (N, K, d), and the batch exchange
+    (`hncse.distributed`): with `GlobalBatch` the k hardest negatives are mined over the global batch, its given
+    negatives included.
     """
 
     name = "hnm"
@@ -135,12 +158,14 @@ class HardNegativeMixingLoss(nn.Module):
         alpha: float = 0.5,
         detach_synthetic: bool = False,
         seed: int = 42,
+        hard_negative_weight: float = 0.0,
     ):
         super().__init__()
         if k < 2 or s < 1:
             raise ValueError(f"hnm_k must be ≥ 2 and hnm_s ≥ 1, got k={k}, s={s}")
         self.temperature, self.k, self.s, self.alpha = temperature, k, s, alpha
         self.detach_synthetic, self.seed = detach_synthetic, seed
+        self.hard_negative_weight = hard_negative_weight
         self._generators: dict[str, torch.Generator] = {}
         self._restored: dict[str, Tensor] = {}  # states loaded before the generator of that device exists
         self._warned_k = False
@@ -149,7 +174,10 @@ class HardNegativeMixingLoss(nn.Module):
     def from_params(cls, params: HardNegativeMixingParams, seed: int | None = None) -> HardNegativeMixingLoss:
         """`params.hnm_seed` seeds the pair sampler, else `seed` (the run's --seed), else 42."""
         seed = params.hnm_seed if params.hnm_seed is not None else seed if seed is not None else 42
-        return cls(params.temperature, params.hnm_k, params.hnm_s, params.hnm_alpha, params.hnm_detach_synthetic, seed)
+        return cls(
+            params.temperature, params.hnm_k, params.hnm_s, params.hnm_alpha, params.hnm_detach_synthetic, seed,
+            params.hard_negative_weight,
+        )  # fmt: skip
 
     def generator(self, device: torch.device) -> torch.Generator:
         """One seeded generator per kind of device (a process uses one GPU, whichever its index), created on first
@@ -182,21 +210,30 @@ class HardNegativeMixingLoss(nn.Module):
             self._warned_k = True
         return k
 
-    def logits(self, z1: Tensor, candidates: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:
-        """Logits of this process's anchors against already gathered candidates (M, d)."""
-        k = self.effective_k(candidates.shape[0])
+    def logits(self, z1: Tensor, candidates: Candidates) -> tuple[Tensor, Tensor]:
+        """Logits of this process's anchors against the gathered candidates (positives and given negatives)."""
+        vectors = candidates.vectors
+        check_views(z1, vectors, candidates.offset)
+        k = self.effective_k(vectors.shape[0])
         generator = self.generator(z1.device)
-        return hnm_logits(z1, candidates, k, self.s, self.alpha, generator, self.detach_synthetic, offset)
+        return hnm_logits(
+            z1, vectors, k, self.s, self.alpha, generator, self.detach_synthetic, candidates.offset,
+            candidates.positives.shape[0],
+        )  # fmt: skip
 
-    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
-        candidates, offset = exchange.gather(z2)
-        check_views(z1, candidates, offset)
-        logits, synthetic_sim = self.logits(z1, candidates, offset)
-        loss = diagonal_cross_entropy(logits, self.temperature, offset)
-        with torch.no_grad():
-            sim = logits[:, : candidates.shape[0]]
-            stats = {**similarity_stats(sim, offset), "sim_synthetic": synthetic_sim.mean()}
-        return loss, stats
+    def loss(self, z1: Tensor, candidates: Candidates) -> tuple[Tensor, Tensor, Tensor]:
+        """(the loss, the logits [similarities | synthetic similarities], the synthetic similarities)."""
+        logits, synthetic_sim = self.logits(z1, candidates)
+        weight = self.hard_negative_weight
+        loss = diagonal_cross_entropy(logits, self.temperature, candidates.offset, candidates, weight)
+        return loss, logits, synthetic_sim
+
+    def forward(
+        self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH, negatives: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        candidates = gather_candidates(z2, negatives, exchange)
+        loss, logits, synthetic_sim = self.loss(z1, candidates)
+        return loss, hnm_stats(candidates, logits, synthetic_sim)
 
     def get_config_dict(self) -> dict:
         return {
@@ -207,6 +244,7 @@ class HardNegativeMixingLoss(nn.Module):
             "hnm_alpha": self.alpha,
             "hnm_detach_synthetic": self.detach_synthetic,
             "hnm_seed": self.seed,
+            **hard_negative_config(self),
         }
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.losses.common import LOCAL_BATCH, SIMILARITY_STATISTICS, diagonal_cross_entropy, similarity_stats
+from hncse.losses.common import LOCAL_BATCH, SIMILARITY_STATISTICS, gather_candidates, similarity_stats
 from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss, HardNegativeMixingParams
 from hncse.losses.positive_mixing import PM_STATISTICS, PositiveMixingLoss, PositiveMixingParams, pm_stats
 from hncse.losses.registry import Objective
@@ -22,7 +22,7 @@ class HybridParams(HardNegativeMixingParams, PositiveMixingParams):
 
 class HybridLoss(nn.Module):
     """HNCSE hybrid: positive mixing first (ẑ2), then synthetic negatives mined from cos(z1, ẑ2) and mixed from
-    rows of ẑ2; one cross-entropy over [cos(z1, ẑ2) | cos(z1, g)] / τ."""
+    rows of ẑ2 (and of the given hard negatives, if any); one cross-entropy over [cos(z1, ẑ2) | cos(z1, g)] / τ."""
 
     name = "hybrid"
 
@@ -36,11 +36,11 @@ class HybridLoss(nn.Module):
     def from_params(cls, params: HybridParams, seed: int | None = None) -> HybridLoss:
         return cls(PositiveMixingLoss.from_params(params), HardNegativeMixingLoss.from_params(params, seed))
 
-    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
-        mixed = self.pm.mix(z1, z2, exchange)
-        positives, offset = exchange.gather(mixed.positives)
-        logits, synthetic_sim = self.hnm.logits(z1, positives, offset)
-        loss = diagonal_cross_entropy(logits, self.temperature, offset)
+    def forward(
+        self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH, negatives: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        mixed, candidates = self.pm.mixed_candidates(z1, gather_candidates(z2, negatives, exchange), exchange)
+        loss, _, synthetic_sim = self.hnm.loss(z1, candidates)
         with torch.no_grad():
             stats = {
                 **similarity_stats(mixed.sim, mixed.offset),

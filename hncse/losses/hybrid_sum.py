@@ -9,8 +9,14 @@ import torch
 from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
-from hncse.losses.common import LOCAL_BATCH, SIMILARITY_STATISTICS, info_nce_loss, require
-from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss
+from hncse.losses.common import (
+    LOCAL_BATCH,
+    SIMILARITY_STATISTICS,
+    gather_candidates,
+    info_nce_loss,
+    require,
+)
+from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss, hnm_stats
 from hncse.losses.hybrid import HybridParams
 from hncse.losses.positive_mixing import PM_STATISTICS, PositiveMixingLoss, pm_stats
 from hncse.losses.registry import Objective, hyperparameter
@@ -44,13 +50,21 @@ class HybridSumLoss(nn.Module):
             params.hybrid_lambda,
         )
 
-    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
-        mixed = self.pm.mix(z1, z2, exchange)
-        positives, offset = exchange.gather(mixed.positives)
-        pm_loss, _ = info_nce_loss(z1, positives, self.pm.temperature, offset)
-        hnm_loss, hnm_stats = self.hnm(z1, z2, exchange)
+    def forward(
+        self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH, negatives: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        candidates = gather_candidates(z2, negatives, exchange)
+        mixed, mixed_candidates = self.pm.mixed_candidates(z1, candidates, exchange)
+        weight = self.pm.hard_negative_weight
+        pm_loss, _ = info_nce_loss(z1, mixed_candidates, self.pm.temperature, hard_negative_weight=weight)
+        hnm_loss, logits, synthetic_sim = self.hnm.loss(z1, candidates)
         with torch.no_grad():
-            stats = {**hnm_stats, **pm_stats(mixed), "loss_pm": pm_loss.detach(), "loss_hnm": hnm_loss.detach()}
+            stats = {
+                **hnm_stats(candidates, logits, synthetic_sim),
+                **pm_stats(mixed),
+                "loss_pm": pm_loss.detach(),
+                "loss_hnm": hnm_loss.detach(),
+            }
         return pm_loss + self.weight * hnm_loss, stats
 
     def get_config_dict(self) -> dict:

@@ -1,4 +1,5 @@
-"""HNCSE-PM: move each positive towards its anchor's hardest in-batch negative (docs/method.md §2)."""
+"""HNCSE-PM: move each positive towards its anchor's hardest in-batch negative (docs/method.md §2; with given hard
+negatives, §9)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from hncse.citations import HNCSE_BIBTEX
 from hncse.losses.common import (
     LOCAL_BATCH,
     SIMILARITY_STATISTICS,
+    Candidates,
     ContrastiveParams,
     as_float,
     cosine_logits,
+    gather_candidates,
+    hard_negative_config,
     info_nce_loss,
     positive_mask,
     positive_similarities,
@@ -117,18 +121,25 @@ def search_mixing_ratio(
     grid: Tensor,
     offset: int = 0,
     exchange=LOCAL_BATCH,
+    num_positives: int | None = None,
 ):
     """The w2/w1 ratio on `grid` minimising mean_i(S̃_ii − mean_{j≠i} S̃_ij) + mean_i rank_i(S̃_ii).
 
-    S̃ is the similarity to the mixed positives of the (global) batch when case-A rows use (1, ratio); rank_i
-    counts the entries of row i above its positive (0 = the positive ranks first). All grid points in one
+    S̃ is the similarity to the candidates with the (global) batch's mixed positives in place of its positives
+    (the first `num_positives` candidates; the rest, given negatives, stay) when case-A rows use (1, ratio);
+    rank_i counts the entries of row i above its positive (0 = the positive ranks first). All grid points in one
     batched computation; with a `GlobalBatch` the means run over every process's anchors.
     """
+    num_positives = candidates.shape[0] if num_positives is None else num_positives
     own = candidates[offset : offset + z1.shape[0]]
     fixed, _ = exchange.gather(c_pos[:, None] * own + c_neg[:, None] * hard_z2)  # (M, d)
     hard_all, _ = exchange.gather(hard_z2)
     is_a, _ = exchange.gather((case == 0).to(candidates.dtype))
-    mixed = torch.where(is_a[None, :, None] > 0, candidates[None] + grid[:, None, None] * hard_all[None], fixed[None])
+    positives = candidates[None, :num_positives] + grid[:, None, None] * hard_all[None]
+    mixed = torch.where(is_a[None, :, None] > 0, positives, fixed[None])  # (G, M, d)
+    if num_positives < candidates.shape[0]:  # the given negatives, the same for every ratio
+        given = candidates[num_positives:]
+        mixed = torch.cat([mixed, given[None].expand(grid.shape[0], *given.shape)], dim=1)
     sims = torch.einsum("nd,gmd->gnm", F.normalize(z1, dim=-1), F.normalize(mixed, dim=-1))  # (G, N, M)
     diag = sims.diagonal(offset=offset, dim1=1, dim2=2)[:, : z1.shape[0]]  # (G, N)
     m = candidates.shape[0]
@@ -148,11 +159,14 @@ def mix_positives(
     ratio_grid: Tensor | None = None,
     offset: int = 0,
     exchange=LOCAL_BATCH,
+    num_positives: int | None = None,
 ) -> MixedPositives:
     """Build the anchors' ẑ2 by the three cases of docs/method.md §2. Gradients flow through the vectors (and through
     the case-C coefficients when detach_coefficients=False).
 
-    z1: (N, d) anchors; z2: (M, d) candidates (the global batch's second views), row offset + i anchor i's.
+    z1: (N, d) anchors; z2: (M, d) candidates (the global batch's second views, then any given hard negatives:
+    `Candidates.vectors`), row offset + i anchor i's; the first `num_positives` of them are positives (all if
+    None). The hardest negative is mined over every candidate but the anchor's own positive.
     """
     z1, z2 = as_float(z1), as_float(z2)
     sim = cosine_logits(z1, z2)  # (N, M)
@@ -172,6 +186,7 @@ def mix_positives(
             ratio_grid,
             offset,
             exchange,
+            num_positives,
         )
         # Without case-A rows anywhere the search has nothing to choose: keep (and report) w2/w1. Decided on the
         # device, so that no step waits for it.
@@ -210,10 +225,12 @@ class PositiveMixingLoss(nn.Module):
         ratio_grid_size: if ≥ 2, choose w2/w1 every step among this many ratios in [0, 1] by the public code's
             objective (batched, without gradients) instead of the fixed w2/w1.
         detach_coefficients: stop gradients through the case-C coefficients (the public code lets them flow).
+        hard_negative_weight: added to the scaled logit of each anchor's own given hard negatives.
 
-    Inputs: z1, z2 of shape (N, d), and the batch exchange (`hncse.distributed`): with `GlobalBatch` the
-    hardest negatives are mined over the global batch and every process's mixed positives are negatives.
-    Logs the fraction of anchors in each case.
+    Inputs: z1, z2 of shape (N, d), optionally the given hard negatives (N, K, d), and the batch exchange
+    (`hncse.distributed`): with `GlobalBatch` the hardest negatives are mined over the global batch (its given
+    negatives included) and every process's mixed positives are negatives. Logs the fraction of anchors in each
+    case.
     """
 
     name = "pm"
@@ -226,12 +243,14 @@ class PositiveMixingLoss(nn.Module):
         w2: float = 0.5,
         ratio_grid_size: int = 0,
         detach_coefficients: bool = True,
+        hard_negative_weight: float = 0.0,
     ):
         super().__init__()
         if w1 <= 0:
             raise ValueError(f"pm_w1 must be > 0, got {w1}")
         self.temperature, self.theta, self.w1, self.w2 = temperature, theta, w1, w2
         self.ratio_grid_size, self.detach_coefficients = ratio_grid_size, detach_coefficients
+        self.hard_negative_weight = hard_negative_weight
 
     @classmethod
     def from_params(cls, params: PositiveMixingParams, seed: int | None = None) -> PositiveMixingLoss:
@@ -242,20 +261,33 @@ class PositiveMixingLoss(nn.Module):
             params.pm_w2,
             params.pm_ratio_grid_size,
             params.pm_detach_coefficients,
+            params.hard_negative_weight,
         )
 
-    def mix(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> MixedPositives:
+    def mix(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH, negatives: Tensor | None = None) -> MixedPositives:
         """Mixed positives of this process's anchors, mined over the candidates the exchange provides."""
-        candidates, offset = exchange.gather(z2)
-        grid = ratio_grid_tensor(self.ratio_grid_size, z2.device)
-        return mix_positives(
-            z1, candidates, self.theta, self.w1, self.w2, self.detach_coefficients, grid, offset, exchange
-        )
+        return self.mix_gathered(z1, gather_candidates(z2, negatives, exchange), exchange)
 
-    def forward(self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH) -> tuple[Tensor, dict[str, Tensor]]:
-        mixed = self.mix(z1, z2, exchange)
-        positives, offset = exchange.gather(mixed.positives)  # every anchor's mixed positive is a negative
-        loss, _ = info_nce_loss(z1, positives, self.temperature, offset)
+    def mix_gathered(self, z1: Tensor, candidates: Candidates, exchange=LOCAL_BATCH) -> MixedPositives:
+        """Mixed positives of this process's anchors, mined over the gathered candidates."""
+        grid = ratio_grid_tensor(self.ratio_grid_size, z1.device)
+        vectors, num_positives = candidates.vectors, candidates.positives.shape[0]
+        return mix_positives(
+            z1, vectors, self.theta, self.w1, self.w2, self.detach_coefficients, grid, candidates.offset, exchange,
+            num_positives,
+        )  # fmt: skip
+
+    def mixed_candidates(self, z1: Tensor, candidates: Candidates, exchange=LOCAL_BATCH):
+        """(the mixed positives, the candidates with every anchor's mixed positive in place of its positive)."""
+        mixed = self.mix_gathered(z1, candidates, exchange)
+        positives, _ = exchange.gather(mixed.positives)  # every anchor's mixed positive is a negative
+        return mixed, candidates.with_positives(positives)
+
+    def forward(
+        self, z1: Tensor, z2: Tensor, exchange=LOCAL_BATCH, negatives: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        mixed, candidates = self.mixed_candidates(z1, gather_candidates(z2, negatives, exchange), exchange)
+        loss, _ = info_nce_loss(z1, candidates, self.temperature, hard_negative_weight=self.hard_negative_weight)
         with torch.no_grad():
             stats = {**similarity_stats(mixed.sim, mixed.offset), **pm_stats(mixed)}
         return loss, stats
@@ -269,6 +301,7 @@ class PositiveMixingLoss(nn.Module):
             "pm_w2": self.w2,
             "pm_ratio_grid_size": self.ratio_grid_size,
             "pm_detach_coefficients": self.detach_coefficients,
+            **hard_negative_config(self),
         }
 
 

@@ -9,15 +9,38 @@ def cos(a, b):
     return torch.dot(a, b) / (torch.linalg.norm(a) * torch.linalg.norm(b))
 
 
-def info_nce(z1, z2, temperature, extra=None):
-    """Mean over i of -log softmax(row_i / τ)[i]; row_i = [cos(z1_i, z2_j) for all j] + extra[i]."""
+def with_given(z2, negatives):
+    """Every anchor's candidates with given hard negatives (docs/method.md §9): the N positives (row i anchor i's),
+    then row 0's K negatives, row 1's, …, as one (N + N·K, d) stack."""
+    rows = [z2[j] for j in range(z2.shape[0])]
+    if negatives is not None:
+        for j in range(negatives.shape[0]):
+            for k in range(negatives.shape[1]):
+                rows.append(negatives[j, k])
+    return torch.stack(rows)
+
+
+def own_negative_columns(i, n, negatives):
+    """The candidate columns of anchor i's own given negatives in `with_given`'s order."""
+    if negatives is None:
+        return []
+    per_row = negatives.shape[1]
+    return [n + i * per_row + k for k in range(per_row)]
+
+
+def info_nce(z1, z2, temperature, extra=None, negatives=None, weight=0.0):
+    """Mean over i of -log softmax(row_i)[i]; row_i = [cos(z1_i, c) / τ for every candidate c (z2's rows, then
+    the given negatives)] + [e / τ for e in extra[i]], with `weight` added to anchor i's own given negatives."""
     n = z1.shape[0]
+    candidates = with_given(z2, negatives)
     total = 0.0
     for i in range(n):
-        row = [cos(z1[i], z2[j]) for j in range(n)]
+        row = [cos(z1[i], candidates[j]) / temperature for j in range(candidates.shape[0])]
+        for j in own_negative_columns(i, n, negatives):
+            row[j] = row[j] + weight
         if extra is not None:
-            row += list(extra[i])
-        logits = torch.stack(row) / temperature
+            row += [e / temperature for e in extra[i]]
+        logits = torch.stack(row)
         total = total - (logits[i] - torch.logsumexp(logits, dim=0))
     return total / n
 
@@ -35,7 +58,9 @@ def hardest(z1, z2, i):
 
 
 def pm_positives(z1, z2, theta, w1, w2, detach_coefficients=True, eps=1e-6, ratio=None):
-    """ẑ2 row by row: cases A, B, C of docs/method.md §2 with its guards. Returns (ẑ2, cases as 'A'/'B'/'C')."""
+    """ẑ2 row by row: cases A, B, C of docs/method.md §2 with its guards. Returns (ẑ2, cases as 'A'/'B'/'C').
+
+    z2: the candidates, row i anchor i's positive (more rows than anchors: the given negatives, `with_given`)."""
     rows, cases = [], []
     for i in range(z1.shape[0]):
         p = cos(z1[i], z2[i])
@@ -58,20 +83,24 @@ def pm_positives(z1, z2, theta, w1, w2, detach_coefficients=True, eps=1e-6, rati
     return torch.stack(rows), cases
 
 
-def pm_ratio_search(z1, z2, theta, grid):
+def pm_ratio_search(z1, z2, theta, grid, negatives=None):
     """The grid ratio minimising mean_i(S̃_ii − mean_{j≠i} S̃_ij) + mean_i #{j : S̃_ij > S̃_ii} (first on ties);
-    None when no anchor is in case A (the ratio then changes nothing)."""
+    None when no anchor is in case A (the ratio then changes nothing). S̃: against the mixed positives, then the
+    given negatives."""
     n = z1.shape[0]
-    if "A" not in pm_positives(z1, z2, theta, 1.0, 0.5)[1]:
+    candidates = with_given(z2, negatives)
+    if "A" not in pm_positives(z1, candidates, theta, 1.0, 0.5)[1]:
         return None
     best_value, best_ratio = None, None
     for r in grid:
-        mixed, _ = pm_positives(z1, z2, theta, 1.0, r)
+        mixed, _ = pm_positives(z1, candidates, theta, 1.0, r)
+        columns = with_given(mixed, negatives)
+        m = columns.shape[0]
         gap, rank = 0.0, 0
         for i in range(n):
-            row = [cos(z1[i], mixed[j]).item() for j in range(n)]
-            gap += row[i] - sum(row[j] for j in range(n) if j != i) / (n - 1)
-            rank += sum(1 for j in range(n) if row[j] > row[i])
+            row = [cos(z1[i], columns[j]).item() for j in range(m)]
+            gap += row[i] - sum(row[j] for j in range(m) if j != i) / (m - 1)
+            rank += sum(1 for j in range(m) if row[j] > row[i])
         value = gap / n + rank / n
         if best_value is None or value < best_value:
             best_value, best_ratio = value, r
@@ -101,5 +130,7 @@ def hnm_synthetic_sims(z1, z2, k, alpha, pick, detach=False):
     return sims
 
 
-def hnm_loss(z1, z2, k, alpha, temperature, pick, detach=False):
-    return info_nce(z1, z2, temperature, extra=hnm_synthetic_sims(z1, z2, k, alpha, pick, detach))
+def hnm_loss(z1, z2, k, alpha, temperature, pick, detach=False, negatives=None, weight=0.0):
+    """InfoNCE with each anchor's synthetic negatives, mixed from its k hardest candidates (given negatives too)."""
+    extra = hnm_synthetic_sims(z1, with_given(z2, negatives), k, alpha, pick, detach)
+    return info_nce(z1, z2, temperature, extra=extra, negatives=negatives, weight=weight)
