@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Train a sentence encoder with contrastive learning (SimCSE / HNCSE) on unlabelled sentences.
+"""Train a sentence encoder with contrastive learning (SimCSE / HNCSE) on unlabelled sentences, or on labelled pairs
+and triplets (anchor, positive, hard negatives).
 
     python run_hncse.py configs/quickstart.yaml                         # offline, CPU, a few minutes
     accelerate launch run_hncse.py configs/paper/bert-base-simcse.yaml  # the paper's setup on GPUs
     python run_hncse.py configs/quickstart.yaml --learning_rate 1e-5    # flags override the file
+    accelerate launch run_hncse.py configs/paper/bert-base-sup-simcse.yaml  # supervised SimCSE on NLI triplets
 
 The output directory loads with `SentenceTransformer(path)` and `AutoModel.from_pretrained(path)`.
 """
@@ -21,10 +23,11 @@ import transformers
 from transformers import DataCollatorWithPadding, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from hncse.data import drop_wordless, load_sentences, tokenize_sentences, truncation_summary
+from hncse.data import drop_wordless, tokenize_sentences, truncation_summary
 from hncse.data_sources import resolve_senteval_dir
 from hncse.errors import ConfigError, StoppedBySignal, TrainingDivergedError, run_cli
 from hncse.evaluation import format_tables, load_suite
+from hncse.labelled_data import ColumnsCollator, DataShape, load_training_data, tokenize_examples
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
 from hncse.streaming import SentenceStream, TokenizingCollator, stream_sentences
@@ -40,7 +43,8 @@ from hncse.training.checkpoints import (
 from hncse.training.hub import explain_push_failure
 from hncse.training.output_lock import OutputLock
 from hncse.training.stop_on_signal import StopOnSignal
-from hncse.training.trainer import check_optimization_arguments
+from hncse.training.trainer import build_loss, check_optimization_arguments
+from hncse.training.views import takes_negatives
 
 logger = logging.getLogger("run_hncse")
 
@@ -72,6 +76,22 @@ def launch_summary(training_args) -> str:
             f"{gpus} uses them all)"
         )
     return line
+
+
+def check_objective_fits(shape: DataShape, loss, training_args) -> None:
+    """The objective can train on the data's shape: a plug-in objective without `negatives=` cannot take triplets,
+    and a weight on given hard negatives needs data that has them."""
+    if shape.negatives and not takes_negatives(loss):
+        raise ConfigError(
+            f"--objective {training_args.objective} takes no given hard negatives (its forward has no `negatives` "
+            f"argument), but the data is {shape.describe()}; name only --anchor_column and --positive_column to "
+            "train on the pairs"
+        )
+    if training_args.hard_negative_weight and not shape.negatives:
+        raise ConfigError(
+            f"--hard_negative_weight {training_args.hard_negative_weight} weighs given hard negatives, and the data "
+            f"has none ({shape.describe()})"
+        )
 
 
 def check_some_steps(sentences: int, training_args) -> None:
@@ -121,9 +141,17 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
     )
     if data_args.streaming:
         sentences, source = stream_sentences(**corpus)
+        shape = DataShape(text=data_args.text_column or "text")
     else:
         with training_args.main_process_first(desc="reading the corpus"):
-            sentences = load_sentences(**corpus)
+            sentences, shape = load_training_data(
+                **corpus,
+                anchor_column=data_args.anchor_column,
+                positive_column=data_args.positive_column,
+                negative_columns=data_args.negative_columns,
+                skip_bad_rows=data_args.skip_bad_rows,
+            )
+    check_objective_fits(shape, build_loss(training_args), training_args)
     eval_suite = predict_suite = None
     if training_args.eval_strategy != "no" or training_args.do_predict:
         senteval_dir = resolve_senteval_dir(data_args.senteval_dir)
@@ -141,10 +169,11 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
         training_args.fp16,
     )
     if training_args.process_index == 0:
+        print(f"training data: {shape.describe()}", flush=True)
         print(launch_summary(training_args), flush=True)
 
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
-    run_facts = RunFacts.from_arguments(model_args, data_args, training_args)
+    run_facts = RunFacts.from_arguments(model_args, data_args, training_args, shape=shape.kind)
     try:
         resume_from = checkpoint_to_resume(training_args, run_facts.settings)
     except RunFinished as finished:
@@ -181,10 +210,10 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
         )
         collator = TokenizingCollator(tokenizer, data_args.max_seq_length, pad_to_multiple_of)
     else:
+        tokenize = tokenize_examples if shape.labelled else tokenize_sentences
         with training_args.main_process_first(desc="tokenising the corpus"):
-            train_dataset = tokenize_sentences(
-                sentences, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers
-            )
+            workers = data_args.preprocessing_num_workers
+            train_dataset = tokenize(sentences, tokenizer, data_args.max_seq_length, workers)
         if training_args.process_index == 0:  # a statistic over the whole corpus: once, on the main process
             truncated = truncation_summary(sentences, train_dataset, data_args.max_seq_length)
             if truncated:
@@ -197,7 +226,9 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
         train_dataset = train_dataset.remove_columns("num_tokens")
         check_some_steps(len(train_dataset), training_args)
         run_facts.train_sentences = len(train_dataset)
-        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        collator = (ColumnsCollator if shape.labelled else DataCollatorWithPadding)(
+            tokenizer, pad_to_multiple_of=pad_to_multiple_of
+        )
 
     trainer = HNCSETrainer(
         model=model,

@@ -64,7 +64,36 @@ class DataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of --dataset_name."})
     dataset_split: str = field(default="train", metadata={"help": "Split of --dataset_name."})
     text_column: str | None = field(
-        default=None, metadata={"help": "Column holding the sentences (default: `text`, else the first text column)."}
+        default=None,
+        metadata={
+            "help": "Train on one sentence per row from this column (default: `text`, else the only text column, "
+            "unless the columns make pairs or triplets)."
+        },
+    )
+    anchor_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Pairs/triplets: the anchor's column (default: sent0, or anchor, when the data has it; README "
+            "'Training data shapes')."
+        },
+    )
+    positive_column: str | None = field(
+        default=None, metadata={"help": "Pairs/triplets: the positive's column (default: sent1, or positive)."}
+    )
+    negative_columns: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Triplets: the given hard negatives' column(s). Default: hard_neg, or negative / negative_1, "
+            "negative_2, … when the data has them, unless --anchor_column and --positive_column are both given (then "
+            "only the columns named are used: pairs, from a triplet file too)."
+        },
+    )
+    skip_bad_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "Pairs/triplets: drop the rows with an empty or missing field (counted in the log) instead of "
+            "stopping at the first."
+        },
     )
     max_seq_length: int = field(default=32, metadata={"help": "Training sentences are truncated to this many tokens."})
     max_train_samples: int | None = field(
@@ -118,6 +147,11 @@ class DataArguments:
             raise ConfigError(f"--max_seq_length must be at least 2, got {self.max_seq_length}")
         if self.shuffle_buffer_size < 0:
             raise ConfigError(f"--shuffle_buffer_size must be ≥ 0, got {self.shuffle_buffer_size}")
+        if self.streaming and (self.anchor_column or self.positive_column or self.negative_columns):
+            raise ConfigError(
+                "--streaming reads one sentence per row; pairs and triplets (--anchor_column, --positive_column, "
+                "--negative_columns) are prepared: drop --streaming"
+            )
         if self.max_train_samples is not None and self.max_train_samples < 2:
             raise ConfigError(f"--max_train_samples must be at least 2, got {self.max_train_samples}")
         try:

@@ -113,33 +113,47 @@ def load_sentences(
 
     Sources: a local or remote .txt (one sentence per line), a .csv/.tsv/.json/.jsonl with a text column, a
     corpus of princeton-nlp/datasets-for-simcse by name (`wiki1m`, `nli`; `hncse.data_sources`), or a Hub
-    dataset. text_column defaults to "text", else the only/first string column.
+    dataset. text_column defaults to "text", else the only text column.
     """
+    raw, source = read_training_data(train_file, dataset_name, dataset_config_name, dataset_split, cache_dir)
+    return sentences_from(raw, source, text_column, max_samples)
+
+
+def read_training_data(
+    train_file: str | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    dataset_split: str = "train",
+    cache_dir: str | None = None,
+) -> tuple[Dataset, str]:
+    """(the training data as `datasets` reads it, every column; its source: the file, or the dataset's name)."""
     if (train_file is None) == (dataset_name is None):
         raise DataError("give exactly one of --train_file and --dataset_name")
-    if train_file is not None:
-        train_file = resolve_train_file(train_file)  # a corpus name (wiki1m, nli) → its file
-        source = train_file
-        builder, kwargs = file_builder(train_file)
-        if not is_remote(train_file):
-            if not os.path.isfile(train_file):
-                raise DataError(f"{train_file}: no such file (--train_file)")
-            check_text_file(train_file)
-        try:
-            # Through `datasets` so that the corpus and its tokenisation are cached on disk: in distributed
-            # runs the main process tokenises and the others load the result.
-            raw = load_dataset(builder, data_files={"train": train_file}, split="train", cache_dir=cache_dir, **kwargs)
-        except Exception as error:  # datasets wraps parser and network errors in several exception types
-            if is_remote(train_file):
-                raise DataError(f"{train_file}: cannot be downloaded ({first_line(error)}) (--train_file)") from None
-            raise DataError(f"{train_file}: cannot be read as {builder}: {parser_reason(error)}") from None
-    else:
-        source = dataset_name
+    if train_file is None:
         try:
             raw = load_dataset(dataset_name, dataset_config_name, split=dataset_split, cache_dir=cache_dir)
         except Exception as error:  # offline, no such dataset or split, no permission: many types
             raise DataError(f"--dataset_name {dataset_name}: cannot be loaded ({first_line(error)})") from None
+        return raw, dataset_name
+    train_file = resolve_train_file(train_file)  # a corpus name (wiki1m, nli) → its file
+    builder, kwargs = file_builder(train_file)
+    if not is_remote(train_file):
+        if not os.path.isfile(train_file):
+            raise DataError(f"{train_file}: no such file (--train_file)")
+        check_text_file(train_file)
+    try:
+        # Through `datasets` so that the corpus and its tokenisation are cached on disk: in distributed runs the
+        # main process tokenises and the others load the result.
+        raw = load_dataset(builder, data_files={"train": train_file}, split="train", cache_dir=cache_dir, **kwargs)
+    except Exception as error:  # datasets wraps parser and network errors in several exception types
+        if is_remote(train_file):
+            raise DataError(f"{train_file}: cannot be downloaded ({first_line(error)}) (--train_file)") from None
+        raise DataError(f"{train_file}: cannot be read as {builder}: {parser_reason(error)}") from None
+    return raw, train_file
 
+
+def sentences_from(raw: Dataset, source: str, text_column: str | None, max_samples: int | None) -> Dataset:
+    """The one-sentence-per-row corpus of `load_sentences` from the data as read."""
     raw = only_text_column(raw, pick_text_column(raw, text_column, source))
     keep = non_blank_rows(raw, "text", source)
     kept = int(keep.sum())
@@ -194,26 +208,38 @@ def pick_text_column(dataset: Dataset | IterableDataset, text_column: str | None
     if len(string_columns) > 1:  # e.g. a label column of words before the sentences: never guess
         raise DataError(
             f"{source}: several text columns ({', '.join(string_columns)}) and none named 'text'; name the one to "
-            "train on with --text_column"
+            "train on with --text_column, or a pair's with --anchor_column and --positive_column"
         )
     logger.info("%s: training on its column %r (the only text column)", source, string_columns[0])
     return string_columns[0]
 
 
+def token_counts(column) -> np.ndarray:
+    """(rows, sentences per row) untruncated lengths from a `num_tokens` column (or chunk): one length per row, or a
+    list of one per sentence of a row (pairs, triplets)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+        return values.reshape(len(column), -1)
+    return column.to_numpy(zero_copy_only=False).reshape(-1, 1)
+
+
 def drop_wordless(dataset: Dataset, tokenizer, source: str) -> tuple[Dataset, str | None]:
-    """(the tokenised sentences that have a token besides the special ones, a warning naming how many did not):
-    text of zero-width or control characters alone passes as non-blank but would train on [CLS] [SEP]."""
-    num_tokens = dataset.with_format("arrow")["num_tokens"]
-    keep = pc.greater(num_tokens, tokenizer.num_special_tokens_to_add()).to_numpy(zero_copy_only=False)
+    """(the tokenised rows whose sentences all have a token besides the special ones, a warning naming how many did
+    not): text of zero-width or control characters alone passes as non-blank but would train on [CLS] [SEP]."""
+    counts = token_counts(dataset.with_format("arrow")["num_tokens"])
+    keep = counts.min(axis=1) > tokenizer.num_special_tokens_to_add()
     dropped = len(keep) - int(keep.sum())
+    what = "sentence" if counts.shape[1] == 1 else "row"
     if dropped == len(keep):
-        raise DataError(f"{source}: no sentence has a word the tokenizer knows of (only special tokens)")
+        raise DataError(f"{source}: no {what} has a word the tokenizer knows of (only special tokens)")
     if not dropped:
         return dataset, None
     first = int(np.flatnonzero(~keep)[0]) + 1
     return keep_rows(dataset, keep, None), (
-        f"{source}: dropped {dropped} sentence(s) that tokenise to no token at all (e.g. only zero-width or control "
-        f"characters; the first is sentence {first}); {len(dataset) - dropped} remain"
+        f"{source}: dropped {dropped} {what}(s) with a sentence that tokenises to no token at all (e.g. only "
+        f"zero-width or control characters; the first is {what} {first}); {len(dataset) - dropped} remain"
     )
 
 
@@ -228,15 +254,7 @@ def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_pro
         num_proc = min(os.cpu_count() or 1, 8)
 
     def tokenize(batch):
-        # The overflow pieces (stride 0) cost nothing extra and give each sentence's untruncated length.
-        encoded = tokenizer(batch["text"], truncation=True, max_length=max_seq_length, return_overflowing_tokens=True)
-        owners = encoded.pop("overflow_to_sample_mapping")
-        first_piece = [i for i, owner in enumerate(owners) if i == 0 or owners[i - 1] != owner]
-        num_tokens = [num_special] * len(batch["text"])
-        for owner, ids in zip(owners, encoded["input_ids"]):
-            num_tokens[owner] += len(ids) - num_special
-        columns = {key: [values[i] for i in first_piece] for key, values in encoded.items()}
-        return {**columns, "num_tokens": num_tokens}
+        return encode_with_lengths(tokenizer, batch["text"], max_seq_length, num_special)
 
     return dataset.map(
         tokenize,
@@ -251,24 +269,42 @@ def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_pro
     )
 
 
+def encode_with_lengths(tokenizer, texts: list[str], max_seq_length: int, num_special: int) -> dict[str, list]:
+    """The tokenizer's truncated, unpadded encoding of `texts`, and `num_tokens`: each text's untruncated length."""
+    # The overflow pieces (stride 0) cost nothing extra and give each sentence's untruncated length.
+    encoded = tokenizer(texts, truncation=True, max_length=max_seq_length, return_overflowing_tokens=True)
+    owners = encoded.pop("overflow_to_sample_mapping")
+    first_piece = [i for i, owner in enumerate(owners) if i == 0 or owners[i - 1] != owner]
+    num_tokens = [num_special] * len(texts)
+    for owner, ids in zip(owners, encoded["input_ids"]):
+        num_tokens[owner] += len(ids) - num_special
+    columns = {key: [values[i] for i in first_piece] for key, values in encoded.items()}
+    return {**columns, "num_tokens": num_tokens}
+
+
 def truncation_summary(sentences: Dataset, tokenized: Dataset, max_seq_length: int) -> str | None:
     """One line on the sentences cut to max_seq_length (how many, the longest, an example), or None if none was.
-    Computed on the Arrow column in one pass, whatever the corpus size."""
+    Computed on the Arrow column in one pass, whatever the corpus size. `sentences`: the text, one column per
+    sentence of a row, in the order of the tokenised ones."""
     # Chunk by chunk, each read in place from the memory-mapped cache: a concatenated copy of the column would be
     # 8 bytes per sentence that Arrow's allocator keeps.
-    longer = total = longest = most = 0
+    longer = total = longest = most = rows = 0
     for chunk in tokenized.with_format("arrow")["num_tokens"].chunks:
-        lengths = chunk.to_numpy(zero_copy_only=False)
+        lengths = token_counts(chunk)
         longer += int((lengths > max_seq_length).sum())
-        if len(lengths) and int(lengths.max()) > most:
-            most, longest = int(lengths.max()), total + int(lengths.argmax())
-        total += len(lengths)
+        if lengths.size and int(lengths.max()) > most:
+            most, longest = int(lengths.max()), rows * lengths.shape[1] + int(lengths.argmax())
+        total += lengths.size
+        rows += len(lengths)
     if not longer:
         return None
-    example = " ".join(sentences[longest]["text"].split()[:8])
+    columns = sentences.column_names
+    row, column = divmod(longest, len(columns))
+    example = " ".join(sentences[row][columns[column]].split()[:8])
+    where = f"sentence {row + 1}" if len(columns) == 1 else f"row {row + 1}, {columns[column]}"
     share = 100 * longer / total
     return (
         f"{longer} of {total} training sentences ({share:.1f}%) are longer than "
         f"--max_seq_length {max_seq_length} tokens and were truncated to it; the longest has {most} "
-        f'tokens (sentence {longest + 1}: "{example} …")'
+        f'tokens ({where}: "{example} …")'
     )

@@ -48,6 +48,23 @@ def corpus_file(tmp_path_factory, shared_data) -> Path:
 
 
 @pytest.fixture(scope="session")
+def triplet_file(tmp_path_factory, corpus_file) -> Path:
+    """A CSV of SimCSE's NLI columns (sent0, sent1, hard_neg) from the corpus sentences: each sentence, its first
+    words, and the next sentence."""
+    import csv
+
+    sentences = [line.strip() for line in corpus_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    path = tmp_path_factory.mktemp("triplets") / "triplets.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sent0", "sent1", "hard_neg"])
+        for i, sentence in enumerate(sentences[:64]):
+            words = sentence.split()
+            writer.writerow([sentence, " ".join(words[: max(3, 2 * len(words) // 3)]), sentences[i + 1]])
+    return path
+
+
+@pytest.fixture(scope="session")
 def senteval_dir(tmp_path_factory, shared_data) -> Path:
     """SentEval layout with the first 80 STS-B dev pairs and 80 SICK trial pairs (fast dev evaluation)."""
     root = tmp_path_factory.mktemp("senteval")

@@ -23,6 +23,7 @@ LAYERS = {
     "hncse.evaluation": 4,
     "hncse.config": 5,
     "hncse.streaming": 5,  # --streaming: the corpus read as training goes
+    "hncse.labelled_data": 5,  # pairs and triplets
     "hncse.parser": 6,
     "hncse.training": 7,
     "hncse.evaluate": 8,  # the `python -m hncse.evaluate` entry point

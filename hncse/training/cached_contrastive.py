@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from hncse.training.views import objective_loss
+
 
 class RandomState:
     """The CPU and accelerator random state at one point, to replay dropout masks."""
@@ -49,10 +51,13 @@ def cached_contrastive_loss(
     mini_batch_size: int,
     exchange,
     after_backward: Callable[[], None] | None = None,
+    columns: int = 2,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The objective on `features` (the doubled batch: rows i and N+i are two views of sentence i), computed
-    mini-batch by mini-batch. Returns a loss whose backward runs pass (3) and leaves the parameter gradients of
-    the uncached step; `after_backward` runs after it (e.g. averaging gradients over processes)."""
+    """The objective on `features` (every sentence of the step, `columns` blocks of N rows: the doubled batch, whose
+    rows i and N+i are two views of sentence i, or the anchors, positives and given negatives of labelled rows;
+    `hncse.training.views`), computed mini-batch by mini-batch. Returns a loss whose backward runs pass (3) and
+    leaves the parameter gradients of the uncached step; `after_backward` runs after it (e.g. averaging gradients
+    over processes)."""
     device = features["input_ids"].device
     rows = features["input_ids"].shape[0]
     chunks = [slice(start, start + mini_batch_size) for start in range(0, rows, mini_batch_size)]
@@ -71,8 +76,7 @@ def cached_contrastive_loss(
 
     embeddings = torch.cat(pieces).detach().requires_grad_()
     with torch.enable_grad():
-        z1, z2 = embeddings.chunk(2)
-        loss, stats = loss_fn(z1, z2, exchange=exchange)
+        loss, stats = objective_loss(loss_fn, embeddings, columns, exchange)
         loss.backward()  # to the embeddings only: they are a leaf
     cached = embeddings.grad.detach()
 

@@ -201,15 +201,16 @@ def write_model_card(
         "",
         f"A sentence encoder: it maps a sentence to a {encoder.embedding_dim}-dimensional vector ("
         f"{POOLERS[encoder.pooler_type]}{', through a Linear+tanh head' if encoder.uses_mlp_at_inference else ''}) "
-        "whose cosine similarity measures how close two sentences are in meaning. It was trained without labels "
-        "by contrastive learning with the [hncse](https://arxiv.org/abs/2411.12156) recipe"
+        "whose cosine similarity measures how close two sentences are in meaning. It was trained "
+        + ("without labels" if facts.shape == "sentences" else f"on labelled {facts.shape}")
+        + " by contrastive learning with the [hncse](https://arxiv.org/abs/2411.12156) recipe"
         + (f", starting from `{base_model}`." if base_model else "."),
         "",
         "## Training",
         "",
         f"- Objective: `{objective.name}` — {objective.description}.",
         f"- Data: {facts.train_data or 'unknown'}"
-        + (f", {facts.train_sentences:,} sentences" if facts.train_sentences else "")
+        + (f", {facts.train_sentences:,} {facts.shape}" if facts.train_sentences else "")
         + (", read as a stream" if facts.settings.get("streaming") else "")
         + (f", truncated to {max_seq_length} tokens" if max_seq_length else ""),
         f"- Steps: {state.global_step} of global batch {global_batch}; this folder holds the weights of step "

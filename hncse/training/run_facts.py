@@ -11,8 +11,8 @@ from hncse.losses import run_keys
 # argument group; the objectives' own come from the registry (`same_run`).
 MODEL_RUN_KEYS = ("model_name_or_path", "pooler_type", "mlp_only_train")
 DATA_RUN_KEYS = (
-    "train_file", "dataset_name", "dataset_config_name", "text_column", "max_seq_length", "max_train_samples",
-    "streaming", "shuffle_buffer_size",
+    "train_file", "dataset_name", "dataset_config_name", "text_column", "anchor_column", "positive_column",
+    "negative_columns", "skip_bad_rows", "max_seq_length", "max_train_samples", "streaming", "shuffle_buffer_size",
 )  # fmt: skip
 TRAINING_RUN_KEYS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "seed")
 
@@ -39,7 +39,8 @@ class RunFacts:
 
     base_model: the model training started from (a Hub id or a folder).
     train_data: where the sentences came from (--train_file or --dataset_name).
-    train_sentences: how many training sentences there were after filtering.
+    train_sentences: how many training rows (sentences, pairs or triplets) there were after filtering.
+    shape: what a row is: `sentences` (unlabelled), `pairs`, `triplets` (`hncse.labelled_data.DataShape.kind`).
     settings: `run_settings(...)`, written as run_config.json in every checkpoint.
     senteval_results: the `--do_predict` evaluation, once it has run (the card's SentEval table).
     """
@@ -47,15 +48,19 @@ class RunFacts:
     base_model: str | None = None
     train_data: str | None = None
     train_sentences: int | None = None
+    shape: str = "sentences"
     settings: dict = field(default_factory=dict)
     senteval_results: dict | None = None
 
     @classmethod
-    def from_arguments(cls, model_args, data_args, training_args, train_sentences: int | None = None) -> RunFacts:
+    def from_arguments(
+        cls, model_args, data_args, training_args, train_sentences: int | None = None, shape: str = "sentences"
+    ) -> RunFacts:
         return cls(
             base_model=model_args.model_name_or_path,
             train_data=data_args.train_file or data_args.dataset_name,
             train_sentences=train_sentences,
+            shape=shape,
             settings=run_settings(model_args, data_args, training_args),
         )
 

@@ -19,7 +19,6 @@ from hncse.distributed import batch_exchange
 from hncse.errors import ConfigError, TrainingDivergedError, first_line
 from hncse.evaluation import EvalSuite, flat_metrics, run_suite
 from hncse.losses import get_objective
-from hncse.modeling import FEATURE_KEYS
 from hncse.streaming import SentenceStream
 from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.training.checkpoints import (
@@ -39,6 +38,7 @@ from hncse.training.hub import explain_repo_failure
 from hncse.training.model_card import write_model_card
 from hncse.training.run_facts import RunFacts, run_settings
 from hncse.training.sampler import PermutationSampler
+from hncse.training.views import objective_loss, split_views, stacked_features
 
 logger = logging.getLogger(__name__)
 
@@ -200,18 +200,21 @@ class HNCSETrainer(Trainer):
         return self._batch_exchange
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        features = {k: torch.cat([inputs[k], inputs[k]]) for k in FEATURE_KEYS if k in inputs}
+        features, columns = stacked_features(inputs)
         if self.args.mini_batch_size and model.training and torch.is_grad_enabled() and not return_outputs:
-            loss, stats = self._cached_loss(model, features)
+            loss, stats = self._cached_loss(model, features, columns)
         else:
-            embeddings = model(**features)  # (2N, d): rows i and N+i are two dropout views of sentence i
-            z1, z2 = embeddings.chunk(2)
-            loss, stats = self.loss_fn(z1, z2, exchange=self.batch_exchange)
+            # (C·N, d): two dropout views of each sentence, or the anchors, positives and given negatives of the rows
+            embeddings = model(**features)
+            loss, stats = objective_loss(self.loss_fn, embeddings, columns, self.batch_exchange)
         if model.training:
             self._stop_if_diverged(loss)
             for name, value in stats.items():
                 self._metrics[name].append(value.detach())
-        return (loss, {"z1": z1, "z2": z2}) if return_outputs else loss
+        if return_outputs:
+            z1, z2, _ = split_views(embeddings, columns)
+            return loss, {"z1": z1, "z2": z2}
+        return loss
 
     def _stop_if_diverged(self, loss: torch.Tensor) -> None:
         """No NaN/inf loss reaches the weights; training stops with one line, earlier checkpoints kept.
@@ -271,7 +274,7 @@ class HNCSETrainer(Trainer):
                 f"written. Last checkpoint: {last or 'none'} (lower --learning_rate, or try --bf16 false)"
             )
 
-    def _cached_loss(self, model, features):
+    def _cached_loss(self, model, features, columns):
         """`--mini_batch_size`: GradCache. The mini-batch passes bypass DDP's reducer, so gradients are averaged
         over processes explicitly after the backward pass."""
         encoder = self.accelerator.unwrap_model(model)
@@ -279,7 +282,7 @@ class HNCSETrainer(Trainer):
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             average = functools.partial(average_gradients, encoder)
         return cached_contrastive_loss(
-            encoder, features, self.loss_fn, self.args.mini_batch_size, self.batch_exchange, average
+            encoder, features, self.loss_fn, self.args.mini_batch_size, self.batch_exchange, average, columns
         )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
