@@ -59,13 +59,14 @@ def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def launch_summary(training_args) -> str:
-    """The global batch (what the learning rate goes with), and GPUs of this machine left idle by the launch."""
+def launch_summary(training_args, rows: str = "sentences") -> str:
+    """The global batch (what the learning rate goes with) in `rows` (sentences, pairs, triplets), and GPUs of this
+    machine left idle by the launch."""
     processes = training_args.world_size
     per_device = training_args.per_device_train_batch_size
     accumulation = training_args.gradient_accumulation_steps
     line = (
-        f"global batch {processes * per_device * accumulation} sentences per step = {processes} process(es) × "
+        f"global batch {processes * per_device * accumulation} {rows} per step = {processes} process(es) × "
         f"{per_device} per device × {accumulation} accumulation step(s)"
     )
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
@@ -170,7 +171,7 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
     )
     if training_args.process_index == 0:
         print(f"training data: {shape.describe()}", flush=True)
-        print(launch_summary(training_args), flush=True)
+        print(launch_summary(training_args, shape.kind), flush=True)
 
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
     run_facts = RunFacts.from_arguments(model_args, data_args, training_args, shape=shape.kind)

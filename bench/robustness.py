@@ -283,7 +283,33 @@ CASES = [
         ],
         "several text columns (label, sentence)",
     ),  # fmt: skip
-    Case("sentences of zero-width characters only", _zero_width_lines, "tokenise to no token at all", exit_code=0),
+    Case("sentences of zero-width characters only", _zero_width_lines, "to no token at all", exit_code=0),
+    Case(
+        "a triplet CSV with an empty hard negative (earlier run in the folder)",
+        lambda w: [
+            "--train_file",
+            w.text_file("nli.csv", b"sent0,sent1,hard_neg\na man,a person,a cat\ntwo dogs,dogs,\n"),
+        ],
+        "nli.csv:3: column 'hard_neg' is empty or missing",
+        prepare=[],
+    ),
+    Case(
+        "pairs named by a flag that is not a column",
+        lambda w: [
+            "--train_file",
+            w.text_file("pairs.jsonl", b'{"q": "a man", "a": "a person"}\n'),
+            "--anchor_column",
+            "q",
+            "--positive_column",
+            "answer",
+        ],
+        "no column 'answer' (--positive_column)",
+    ),  # fmt: skip
+    Case(
+        "--hard_negative_weight on unlabelled sentences",
+        lambda w: ["--hard_negative_weight", "1"],
+        "weighs given hard negatives, and the data has none",
+    ),
     Case(
         "a corpus smaller than one batch, counted in epochs",
         lambda w: ["--train_file", w.text_file("three.txt", b"one\ntwo\nthree\n"), "--max_steps", "-1"],

@@ -1,12 +1,15 @@
-"""HNCSE: unsupervised sentence embeddings by contrastive learning with hard negatives, as a Trainer recipe.
+"""HNCSE: sentence embeddings by contrastive learning with hard negatives (unlabelled sentences, or labelled pairs
+and triplets), as a Trainer recipe.
 
 Layers, each importing only from those before it: `errors`, `citations` ← `distributed`, `data_sources` ←
-`losses` ← `modeling` ← `evaluation`, `data` ← `config` ← `parser` ← `training` ← `run_hncse.py`. CONTRIBUTING.md
+`losses` ← `modeling` ← `evaluation`, `data` ← `config`, `streaming`, `labelled_data` ← `parser` ← `training` ←
+`run_hncse.py`. CONTRIBUTING.md
 has the rules; docs/method.md the method.
 """
 
 from hncse.config import DataArguments, HNCSEConfig, ModelArguments
 from hncse.errors import HNCSEError
+from hncse.labelled_data import ColumnsCollator, DataShape, load_training_data, tokenize_examples
 from hncse.losses import Objective, SimCSELoss, info_nce_loss, register
 from hncse.modeling import POOLER_TYPES, SentenceEncoder, similarity
 from hncse.training import HNCSETrainer, RunFacts
@@ -15,6 +18,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "POOLER_TYPES",
+    "ColumnsCollator",
+    "DataShape",
     "DataArguments",
     "HNCSEConfig",
     "HNCSEError",
@@ -25,6 +30,8 @@ __all__ = [
     "SentenceEncoder",
     "SimCSELoss",
     "info_nce_loss",
+    "load_training_data",
     "register",
     "similarity",
+    "tokenize_examples",
 ]

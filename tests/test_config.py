@@ -110,8 +110,17 @@ def test_paper_configs_take_bf16_on_the_command_line(config, tmp_path):
     """fp16 in the files (any CUDA card); `--bf16 true --fp16 false` for Ampere and newer, as the README says."""
     _, data_args, args = parse_args([str(config), "--bf16", "true", "--fp16", "false", "--output_dir", str(tmp_path)])
     assert args.bf16 and not args.fp16
-    assert data_args.max_seq_length == 32 and args.learning_rate in (3e-5, 1e-5)
+    assert data_args.max_seq_length == 32 and args.learning_rate in (3e-5, 1e-5, 5e-5)
     assert "fp16: true" in config.read_text() and "--bf16 true --fp16 false" in config.read_text()
+
+
+def test_the_supervised_config_is_simcses_supervised_setup(tmp_path):
+    model_args, data_args, args = parse_args([str(PAPER_CONFIGS[0].parent / "bert-base-sup-simcse.yaml")])
+    assert (model_args.pooler_type, model_args.mlp_only_train) == ("cls", False)  # the head kept at inference
+    assert (args.per_device_train_batch_size, args.learning_rate, args.num_train_epochs) == (512, 5e-5, 3)
+    assert (args.objective, args.temperature, args.hard_negative_weight) == ("simcse", 0.05, 0.0)
+    assert data_args.train_file.endswith("princeton-nlp/datasets-for-simcse/resolve/main/nli_for_simcse.csv")
+    assert data_args.text_column is None and data_args.anchor_column is None  # read as triplets (sent0, sent1, …)
 
 
 def test_torch_compile_with_the_cached_step_is_refused(corpus_file):
