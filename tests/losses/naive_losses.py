@@ -134,3 +134,17 @@ def hnm_loss(z1, z2, k, alpha, temperature, pick, detach=False, negatives=None, 
     """InfoNCE with each anchor's synthetic negatives, mixed from its k hardest candidates (given negatives too)."""
     extra = hnm_synthetic_sims(z1, with_given(z2, negatives), k, alpha, pick, detach)
     return info_nce(z1, z2, temperature, extra=extra, negatives=negatives, weight=weight)
+
+
+def assert_same(loss, naive, inputs):
+    """The loss and its gradients with respect to `inputs` equal the naive version's (float64 tolerances)."""
+    grads = torch.autograd.grad(loss, inputs)
+    naive_grads = torch.autograd.grad(naive, inputs)
+    torch.testing.assert_close(loss, naive, atol=1e-8, rtol=1e-8)
+    for got, want in zip(grads, naive_grads):
+        torch.testing.assert_close(got, want, atol=1e-8, rtol=1e-7)
+
+
+def draws(n, k, s, seed):
+    """The pair numbers HNM's sampler draws first for a fresh generator with this seed (n anchors)."""
+    return torch.randint(k * (k - 1) // 2, (n, s), generator=torch.Generator().manual_seed(seed))

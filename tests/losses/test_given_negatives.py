@@ -3,7 +3,7 @@ values and gradients in float64, for one and two negatives per row, with and wit
 
 import pytest
 import torch
-from naive_losses import hnm_loss, info_nce, pm_positives, pm_ratio_search, with_given
+from naive_losses import assert_same, draws, hnm_loss, info_nce, pm_positives, pm_ratio_search, with_given
 
 from hncse.losses import HardNegativeMixingLoss, HybridLoss, HybridSumLoss, PositiveMixingLoss, SimCSELoss
 
@@ -20,19 +20,6 @@ def triplets(n, d, per_row, seed):
         n, per_row, d, dtype=torch.float64, generator=g
     )
     return z1.requires_grad_(), z2.requires_grad_(), negatives.requires_grad_()
-
-
-def assert_same(loss, naive, inputs):
-    grads = torch.autograd.grad(loss, inputs)
-    naive_grads = torch.autograd.grad(naive, inputs)
-    torch.testing.assert_close(loss, naive, atol=1e-8, rtol=1e-8)
-    for got, want in zip(grads, naive_grads):
-        torch.testing.assert_close(got, want, atol=1e-8, rtol=1e-7)
-
-
-def draws(n, k, s, seed):
-    """The pair numbers the module's sampler draws first for a fresh generator with this seed (n anchors)."""
-    return torch.randint(k * (k - 1) // 2, (n, s), generator=torch.Generator().manual_seed(seed))
 
 
 CASES = [(6, 5, 1, 0, 0.0), (8, 6, 2, 1, 0.0), (7, 4, 1, 2, 0.7), (5, 8, 3, 3, -0.4)]

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from naive_losses import hnm_loss, info_nce, pm_positives, pm_ratio_search
+from naive_losses import assert_same, draws, hnm_loss, info_nce, pm_positives, pm_ratio_search
 
 from hncse.losses import HardNegativeMixingLoss, HybridLoss, HybridSumLoss, PositiveMixingLoss
 
@@ -44,14 +44,6 @@ def random_batch(n, d, seed, duplicate=False):
         z1[1], z2[1] = z1[0], z2[0]
         z2[3] = z2[2]
     return z1.requires_grad_(), z2.requires_grad_()
-
-
-def assert_same(loss, naive, inputs):
-    grads = torch.autograd.grad(loss, inputs)
-    naive_grads = torch.autograd.grad(naive, inputs)
-    torch.testing.assert_close(loss, naive, atol=1e-8, rtol=1e-8)
-    for got, want in zip(grads, naive_grads):
-        torch.testing.assert_close(got, want, atol=1e-8, rtol=1e-7)
 
 
 @pytest.mark.parametrize("name", list(CASE_BATCHES))
@@ -111,11 +103,6 @@ def test_pm_ratio_search_matches_naive():
         naive_z2, _ = pm_positives(z1, z2, THETA, W1, W2, ratio=expected_ratio)
         assert_same(loss, info_nce(z1, naive_z2, TAU), (z1, z2))
     assert searched >= 2
-
-
-def draws(n, k, s, seed):
-    """The pair numbers the module's sampler draws first for a fresh generator with this seed."""
-    return torch.randint(k * (k - 1) // 2, (n, s), generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize(
