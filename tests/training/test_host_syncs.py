@@ -16,8 +16,13 @@ from bench.gpu_check import HostReads, QuietStepAudit
 from hncse.errors import TrainingDivergedError
 
 
-@pytest.mark.parametrize("objective", ["simcse", "hybrid", "hybrid_sum"])
-def test_quiet_steps_read_nothing_back(tiny_model_dir, corpus_file, tmp_path, monkeypatch, objective):
+@pytest.mark.parametrize(
+    "objective,data", [("simcse", "sentences"), ("hybrid", "sentences"), ("hybrid_sum", "sentences"),
+                       ("simcse", "triplets"), ("hybrid", "triplets")]
+)  # fmt: skip
+def test_quiet_steps_read_nothing_back(
+    tiny_model_dir, corpus_file, triplet_file, tmp_path, monkeypatch, objective, data
+):
     reads = HostReads()  # the counter and the step window of `python -m bench.gpu_check`'s CPU form
     original_init = hncse.training.trainer.HNCSETrainer.__init__
 
@@ -26,11 +31,14 @@ def test_quiet_steps_read_nothing_back(tiny_model_dir, corpus_file, tmp_path, mo
         self.add_callback(QuietStepAudit(reads))
 
     monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "__init__", init)
-    argv = base_argv(tiny_model_dir, corpus_file, tmp_path, tmp_path / "out") + [
+    train_file = corpus_file if data == "sentences" else triplet_file
+    argv = base_argv(tiny_model_dir, train_file, tmp_path, tmp_path / "out") + [
         "--objective", objective, "--hnm_k", "4", "--hnm_s", "4", "--pm_ratio_grid_size", "3",
         "--eval_strategy", "no", "--load_best_model_at_end", "false", "--max_steps", "6",
         "--logging_steps", "6", "--save_steps", "6",
     ]  # fmt: skip
+    if data == "triplets":
+        argv += ["--hard_negative_weight", "0.5"]
     with reads:
         run_hncse.main(argv)
     assert reads.calls == [], "\n".join(reads.calls)
