@@ -91,7 +91,7 @@ def check_objective_fits(shape: DataShape, loss, training_args) -> None:
     if training_args.hard_negative_weight and not shape.negatives:
         raise ConfigError(
             f"--hard_negative_weight {training_args.hard_negative_weight} weighs given hard negatives, and the data "
-            f"has none ({shape.describe()})"
+            f"has none: {shape.describe()}"
         )
 
 

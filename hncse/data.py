@@ -237,9 +237,10 @@ def drop_wordless(dataset: Dataset, tokenizer, source: str) -> tuple[Dataset, st
     if not dropped:
         return dataset, None
     first = int(np.flatnonzero(~keep)[0]) + 1
+    which = "that tokenise" if what == "sentence" else "with a sentence that tokenises"
     return keep_rows(dataset, keep, None), (
-        f"{source}: dropped {dropped} {what}(s) with a sentence that tokenises to no token at all (e.g. only "
-        f"zero-width or control characters; the first is {what} {first}); {len(dataset) - dropped} remain"
+        f"{source}: dropped {dropped} {what}(s) {which} to no token at all (e.g. only zero-width or control "
+        f"characters; the first is {what} {first}); {len(dataset) - dropped} remain"
     )
 
 
