@@ -28,6 +28,7 @@ LAYERS = {
     "hncse.training": 7,
     "hncse.evaluate": 8,  # the `python -m hncse.evaluate` entry point
     "hncse.data_cli": 8,  # `hncse-data`
+    "hncse.st_losses": 8,  # the objectives as sentence-transformers losses
     "hncse": 9,  # the package's public imports (hncse/__init__.py)
 }
 # What the losses may use besides their own folder: torch, the standard library and three foundations (they are
