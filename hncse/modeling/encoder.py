@@ -23,13 +23,38 @@ from hncse.modeling.folder import (
     HNCSE_CONFIG_NAME,
     MLP_WEIGHTS_NAME,
     WEIGHTS_NAME,
-    read_sentence_transformers_pooling,
+    read_sentence_transformers_modules,
+    sentence_transformers_length,
     write_sentence_transformers_files,
 )
 from hncse.modeling.pooling import NEEDS_HIDDEN_STATES, POOLER_TYPES, pool
 from hncse.modeling.resolve import explain_load_failure, resolve_model_path
 
 FEATURE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # the tokenizer outputs `forward` takes
+
+
+class DenseLayer(nn.Module):
+    """A sentence-transformers Dense module: Linear then an activation (`hncse.modeling.folder.ST_ACTIVATIONS`)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, activation: str):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.activation = getattr(nn, activation)()
+        self.activation_name = activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation(self.linear(x))
+
+    def spec(self) -> dict:
+        """What `write_sentence_transformers_files` writes for it."""
+        linear = self.linear
+        return {
+            "in_features": linear.in_features,
+            "out_features": linear.out_features,
+            "bias": linear.bias is not None,
+            "activation": self.activation_name,
+            "state": linear.state_dict(),
+        }
 
 
 class SentenceEncoder(nn.Module):
@@ -41,6 +66,10 @@ class SentenceEncoder(nn.Module):
         pooler_type: one of POOLER_TYPES.
         mlp_only_train: with pooler `cls`, apply the Linear+tanh head in training only (SimCSE unsupervised).
         max_seq_length: truncation length for `encode` (evaluation and inference; training truncates its data).
+        layer_mix, dense, normalize: the modules of a sentence-transformers folder that change its vectors
+            (`read_sentence_transformers_modules`): token states averaged over layers with learned weights before
+            pooling (WeightedLayerPooling), Dense modules after it, and a final L2 normalisation. Trained and saved
+            with the model, so the folder it writes computes what the one it came from did.
     """
 
     def __init__(
@@ -50,6 +79,9 @@ class SentenceEncoder(nn.Module):
         pooler_type: str = "cls",
         mlp_only_train: bool = True,
         max_seq_length: int | None = None,
+        layer_mix: dict | None = None,
+        dense: list[dict] | None = None,
+        normalize: bool = False,
     ):
         super().__init__()
         if pooler_type not in POOLER_TYPES:
@@ -65,6 +97,14 @@ class SentenceEncoder(nn.Module):
             nn.init.normal_(self.mlp[0].weight, std=std)
             nn.init.zeros_(self.mlp[0].bias)
         self.max_seq_length = int(max_seq_length) if max_seq_length is not None else min(512, self.position_limit)
+        self.layer_start = layer_mix["layer_start"] if layer_mix is not None else None
+        self.layer_weights = nn.Parameter(layer_mix["weights"].clone().float()) if layer_mix is not None else None
+        self.dense = nn.ModuleList()
+        for spec in dense or []:
+            layer = DenseLayer(spec["in_features"], spec["out_features"], spec["bias"], spec["activation"])
+            layer.linear.load_state_dict(spec["state"])
+            self.dense.append(layer)
+        self.normalize = normalize
         # The encoder's own pooler (BERT/RoBERTa's Linear+tanh) is never used: freeze it so it stays as loaded
         # and distributed training does not see parameters without gradients.
         for name, param in encoder.named_parameters():
@@ -120,18 +160,30 @@ class SentenceEncoder(nn.Module):
                 f"{model_name_or_path}: no tokenizer files there (its tokenizer knows only its {len(tokenizer)} "
                 "special tokens); copy tokenizer.json or vocab.txt etc. from the model it was made from"
             )
-        saved = {}
+        saved, modules = {}, {}
         if os.path.isfile(os.path.join(path, HNCSE_CONFIG_NAME)):
             with open(os.path.join(path, HNCSE_CONFIG_NAME), encoding="utf-8") as f:
                 saved = json.load(f)
-        else:
-            saved = read_sentence_transformers_pooling(path)
+            if saved.get("sentence_transformers_modules"):
+                modules = read_sentence_transformers_modules(path)
+        else:  # a sentence-transformers folder computes what its modules say, or is refused
+            try:
+                saved = modules = read_sentence_transformers_modules(path)
+            except ModelNotFoundError:
+                if pooler_type is None:
+                    raise
+                saved = {"max_seq_length": sentence_transformers_length(path)}  # another pooler: only its length
+        if pooler_type is not None and pooler_type != saved.get("pooler_type", pooler_type):
+            modules = {}  # another pooler than the folder's: its modules do not apply
         model = cls(
             encoder,
             tokenizer,
             pooler_type=pooler_type if pooler_type is not None else saved.get("pooler_type", "cls"),
             mlp_only_train=mlp_only_train if mlp_only_train is not None else saved.get("mlp_only_train", True),
             max_seq_length=max_seq_length if max_seq_length is not None else saved.get("max_seq_length"),
+            layer_mix=modules.get("layer_mix"),
+            dense=modules.get("dense"),
+            normalize=modules.get("normalize", False),
         )
         mlp_file = os.path.join(path, MLP_WEIGHTS_NAME)
         if model.mlp is not None and os.path.isfile(mlp_file):
@@ -148,6 +200,13 @@ class SentenceEncoder(nn.Module):
             raise RuntimeError(
                 f"{folder}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
             )
+        if self.layer_weights is not None or len(self.dense):
+            modules = read_sentence_transformers_modules(folder)
+            with torch.no_grad():
+                if self.layer_weights is not None:
+                    self.layer_weights.copy_(modules["layer_mix"]["weights"])
+                for layer, spec in zip(self.dense, modules["dense"]):
+                    layer.linear.load_state_dict(spec["state"])
         mlp_file = os.path.join(folder, MLP_WEIGHTS_NAME)
         if self.mlp is not None:
             if not os.path.isfile(mlp_file):
@@ -176,6 +235,7 @@ class SentenceEncoder(nn.Module):
                     "pooler_type": self.pooler_type,
                     "mlp_only_train": self.mlp_only_train,
                     "max_seq_length": self.max_seq_length,
+                    **({"sentence_transformers_modules": True} if self.sentence_transformers_modules else {}),
                 },
                 f,
                 indent=2,
@@ -188,6 +248,26 @@ class SentenceEncoder(nn.Module):
             num_hidden_layers=self.encoder.config.num_hidden_layers,
             max_seq_length=self.max_seq_length,
             mlp_state=mlp_state if self.uses_mlp_at_inference else None,
+            layer_mix=self._layer_mix_spec(state_dict),
+            dense=[
+                {**layer.spec(), "state": {k: state_dict[f"dense.{i}.linear.{k}"] for k in layer.linear.state_dict()}}
+                for i, layer in enumerate(self.dense)
+            ],
+            normalize=self.normalize,
+        )
+
+    def _layer_mix_spec(self, state_dict: dict[str, Tensor]) -> dict | None:
+        if self.layer_weights is None:
+            return None
+        return {"layer_start": self.layer_start, "weights": state_dict["layer_weights"].detach().cpu().float()}
+
+    @property
+    def sentence_transformers_modules(self) -> list[str]:
+        """The modules of the sentence-transformers folder it was loaded from that change its vectors."""
+        return (
+            (["WeightedLayerPooling"] if self.layer_weights is not None else [])
+            + ["Dense"] * len(self.dense)
+            + (["Normalize"] if self.normalize else [])
         )
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
@@ -209,18 +289,26 @@ class SentenceEncoder(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
-        return self.encoder.config.hidden_size
+        return self.dense[-1].linear.out_features if len(self.dense) else self.encoder.config.hidden_size
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         inputs = {"input_ids": input_ids, "attention_mask": self.attention_mask_for_encoder(attention_mask)}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        outputs = self.encoder(
-            **inputs, output_hidden_states=self.pooler_type in NEEDS_HIDDEN_STATES, return_dict=True
-        )
-        pooled = pool(self.pooler_type, attention_mask, outputs.last_hidden_state, outputs.hidden_states)  # (B, d)
+        hidden_states = self.pooler_type in NEEDS_HIDDEN_STATES or self.layer_weights is not None
+        outputs = self.encoder(**inputs, output_hidden_states=hidden_states, return_dict=True)
+        states = outputs.last_hidden_state
+        if self.layer_weights is not None:  # WeightedLayerPooling: a weighted mean of the layers' token states
+            layers = torch.stack(outputs.hidden_states[self.layer_start :])  # (layers, B, L, d)
+            weights = self.layer_weights.to(layers.dtype)
+            states = (weights[:, None, None, None] * layers).sum(dim=0) / weights.sum()
+        pooled = pool(self.pooler_type, attention_mask, states, outputs.hidden_states)  # (B, d)
         if self.mlp is not None and (self.training or not self.mlp_only_train):
             pooled = self.mlp(pooled)
+        for layer in self.dense:
+            pooled = layer(pooled)
+        if self.normalize:
+            pooled = F.normalize(pooled, dim=-1)
         return pooled
 
     def attention_mask_for_encoder(self, attention_mask: Tensor) -> Tensor:

@@ -11,13 +11,27 @@ import json
 import os
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
+from hncse.errors import ModelNotFoundError
 from hncse.modeling.pooling import POOLER_TYPES
 
 WEIGHTS_NAME = "model.safetensors"  # the encoder's weights (transformers' own name)
 HNCSE_CONFIG_NAME = "hncse_config.json"  # pooler, head use, max length: what `SentenceEncoder.from_pretrained` reads
 MLP_WEIGHTS_NAME = "mlp_head.safetensors"  # the Linear+tanh head trained with the `cls` pooler
+
+
+# What `SentenceEncoder` reproduces of a sentence-transformers folder: its module types, the Pooling modes, and the
+# activations of Dense modules (by the import path sentence-transformers writes).
+ST_MODULES = ("Transformer", "WeightedLayerPooling", "Pooling", "Dense", "Normalize")
+ST_POOLING_MODES = {"mean_tokens": "avg", "mean": "avg", "cls_token": "cls_before_pooler", "cls": "cls_before_pooler"}
+ST_ACTIVATIONS = {
+    "torch.nn.modules.activation.Tanh": "Tanh",
+    "torch.nn.modules.linear.Identity": "Identity",
+    "torch.nn.modules.activation.ReLU": "ReLU",
+    "torch.nn.modules.activation.GELU": "GELU",
+    "torch.nn.modules.activation.Sigmoid": "Sigmoid",
+}
 
 
 def _write_json(path: str, obj: dict | list) -> None:
@@ -33,20 +47,27 @@ def write_sentence_transformers_files(
     num_hidden_layers: int,
     max_seq_length: int,
     mlp_state: dict[str, torch.Tensor] | None,
+    layer_mix: dict | None = None,
+    dense: list[dict] | None = None,
+    normalize: bool = False,
 ) -> None:
-    """Describe the pooling as sentence-transformers modules: Transformer → [layer mix] → Pooling → [Dense+tanh].
+    """Describe the pooling as sentence-transformers modules: Transformer → [layer mix] → Pooling → [Dense+tanh]
+    → [Dense …] → [Normalize].
 
     mlp_state: the MLP head's weights when the head is part of the inference embedding (pooler `cls` with
-    mlp_only_train=False), else None.
+    mlp_only_train=False), else None. layer_mix, dense, normalize: the modules of a sentence-transformers folder
+    the model was loaded from (`read_sentence_transformers_modules`), written back as they were.
     """
     if pooler_type not in POOLER_TYPES:
         raise ValueError(f"unknown pooler_type {pooler_type!r}")
     modules = [{"name": "transformer", "path": "", "type": "sentence_transformers.models.Transformer"}]
     bert_config: dict = {"max_seq_length": max_seq_length, "do_lower_case": False}
 
-    if pooler_type in ("avg_top2", "avg_first_last"):
+    if pooler_type in ("avg_top2", "avg_first_last") or layer_mix is not None:
         # Average two layers token-wise with a fixed 0/1 weighting, then mean-pool: exactly SimCSE's pooler.
-        if pooler_type == "avg_top2":
+        if layer_mix is not None:
+            layer_start, weights = layer_mix["layer_start"], layer_mix["weights"].tolist()  # written back as read
+        elif pooler_type == "avg_top2":
             layer_start, weights = num_hidden_layers - 1, [1.0, 1.0]
         else:
             layer_start = 1
@@ -106,6 +127,27 @@ def write_sentence_transformers_files(
         )
         modules.append({"name": "mlp", "path": dense_dir, "type": "sentence_transformers.models.Dense"})
 
+    paths = {name: path for path, name in ST_ACTIVATIONS.items()}
+    for layer in dense or []:
+        dense_dir = f"{len(modules)}_Dense"
+        os.makedirs(os.path.join(output_dir, dense_dir), exist_ok=True)
+        _write_json(
+            os.path.join(output_dir, dense_dir, "config.json"),
+            {
+                "in_features": layer["in_features"],
+                "out_features": layer["out_features"],
+                "bias": layer["bias"],
+                "activation_function": paths[layer["activation"]],
+            },
+        )
+        state = {f"linear.{k}": v.detach().cpu().contiguous() for k, v in layer["state"].items()}
+        save_file(state, os.path.join(output_dir, dense_dir, "model.safetensors"))
+        modules.append({"name": "dense", "path": dense_dir, "type": "sentence_transformers.models.Dense"})
+    if normalize:
+        normalize_dir = f"{len(modules)}_Normalize"
+        os.makedirs(os.path.join(output_dir, normalize_dir), exist_ok=True)
+        modules.append({"name": "normalize", "path": normalize_dir, "type": "sentence_transformers.models.Normalize"})
+
     for idx, module in enumerate(modules):
         module["idx"] = idx
         module["name"] = str(idx)
@@ -117,32 +159,91 @@ def write_sentence_transformers_files(
     )
 
 
-def read_sentence_transformers_pooling(folder: str) -> dict:
-    """Pooler and max length of a sentence-transformers folder (Transformer → Pooling [→ Normalize]).
+def _read_module_weights(path: str) -> dict[str, torch.Tensor]:
+    """A module folder's weights: model.safetensors, else pytorch_model.bin (older sentence-transformers)."""
+    if os.path.isfile(os.path.join(path, "model.safetensors")):
+        return load_file(os.path.join(path, "model.safetensors"))
+    if os.path.isfile(os.path.join(path, "pytorch_model.bin")):
+        return torch.load(os.path.join(path, "pytorch_model.bin"), map_location="cpu", weights_only=True)
+    raise ModelNotFoundError(f"{path}: no model.safetensors or pytorch_model.bin (a sentence-transformers module)")
 
-    Returns {} when the folder is not one, or when its modules are not ones this encoder reproduces exactly.
-    """
+
+def read_sentence_transformers_modules(folder: str) -> dict:
+    """What a sentence-transformers folder computes, for `SentenceEncoder`: {} when it is not one, else
+    `pooler_type` (the Pooling module's mode), `max_seq_length`, and the modules that change the vectors besides:
+    `layer_mix` (WeightedLayerPooling: first layer and weights), `dense` (each Dense module's sizes, activation and
+    weights), `normalize` (a Normalize module last). A module or mode it cannot reproduce is a one-line
+    `ModelNotFoundError` naming it."""
     modules_file = os.path.join(folder, "modules.json")
     if not os.path.isfile(modules_file):
         return {}
     with open(modules_file, encoding="utf-8") as f:
         modules = json.load(f)
-    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
-    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
-        return {}
-    with open(os.path.join(folder, modules[1]["path"], "config.json"), encoding="utf-8") as f:
-        pooling = json.load(f)
-    modes = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
-    pooler = {"pooling_mode_mean_tokens": "avg", "pooling_mode_cls_token": "cls_before_pooler"}.get(
-        modes[0] if len(modes) == 1 else ""
-    )
-    if pooler is None:
-        return {}
-    found = {"pooler_type": pooler}
-    bert_config = os.path.join(folder, "sentence_bert_config.json")
-    if os.path.isfile(bert_config):
-        with open(bert_config, encoding="utf-8") as f:
-            max_seq_length = json.load(f).get("max_seq_length")
-        if isinstance(max_seq_length, int):
-            found["max_seq_length"] = max_seq_length
+    found: dict = {"layer_mix": None, "dense": [], "normalize": False}
+    order = []
+    for module in modules:
+        kind = module.get("type", "").rsplit(".", 1)[-1]
+        path = os.path.join(folder, module.get("path", ""))
+        if kind not in ST_MODULES:
+            raise ModelNotFoundError(
+                f"{folder}: its sentence-transformers module {kind} ({module.get('path')}) is one SentenceEncoder "
+                f"does not reproduce (it reproduces {', '.join(ST_MODULES)}); load it with sentence-transformers"
+            )
+        order.append(kind)
+        config = {}
+        if os.path.isfile(os.path.join(path, "config.json")) and kind != "Transformer":
+            with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+                config = json.load(f)
+        if kind == "Pooling":
+            # sentence-transformers ≤ 5 writes one pooling_mode_<mode> flag per mode, 6 a `pooling_mode` string
+            modes = [k.removeprefix("pooling_mode_") for k, v in config.items() if k.startswith("pooling_mode_") and v]
+            if isinstance(config.get("pooling_mode"), str):
+                modes = [config["pooling_mode"]]
+            if len(modes) != 1 or modes[0] not in ST_POOLING_MODES:
+                raise ModelNotFoundError(
+                    f"{folder}: its Pooling module uses {' + '.join(modes) or 'no mode'} pooling; SentenceEncoder "
+                    f"reproduces {' or '.join(ST_POOLING_MODES)} alone; load it with sentence-transformers"
+                )
+            found["pooler_type"] = ST_POOLING_MODES[modes[0]]
+        elif kind == "WeightedLayerPooling":
+            weights = _read_module_weights(path)["layer_weights"].float()
+            found["layer_mix"] = {"layer_start": int(config["layer_start"]), "weights": weights}
+        elif kind == "Dense":
+            activation = config.get("activation_function", "torch.nn.modules.activation.Tanh")
+            if activation not in ST_ACTIVATIONS:
+                raise ModelNotFoundError(
+                    f"{folder}: its Dense module {module.get('path')} uses the activation {activation}, which "
+                    "SentenceEncoder does not reproduce; load it with sentence-transformers"
+                )
+            state = _read_module_weights(path)
+            found["dense"].append(
+                {
+                    "in_features": int(config["in_features"]),
+                    "out_features": int(config["out_features"]),
+                    "bias": bool(config.get("bias", True)),
+                    "activation": ST_ACTIVATIONS[activation],
+                    "state": {k.removeprefix("linear."): v for k, v in state.items()},
+                }
+            )
+        elif kind == "Normalize":
+            found["normalize"] = True
+    expected = ["Transformer", "WeightedLayerPooling", "Pooling", "Dense", "Normalize"]
+    if order[:1] != ["Transformer"] or "Pooling" not in order or order != sorted(order, key=expected.index):
+        raise ModelNotFoundError(
+            f"{folder}: its sentence-transformers modules come in the order {' → '.join(order)}; SentenceEncoder "
+            "reproduces Transformer → [WeightedLayerPooling] → Pooling → [Dense …] → [Normalize]"
+        )
+    max_seq_length = sentence_transformers_length(folder)
+    if max_seq_length is not None:
+        found["max_seq_length"] = max_seq_length
     return found
+
+
+def sentence_transformers_length(folder: str) -> int | None:
+    """The max_seq_length of a sentence-transformers folder, if it says one."""
+    bert_config = os.path.join(folder, "sentence_bert_config.json")
+    if not os.path.isfile(bert_config):
+        return None
+    with open(bert_config, encoding="utf-8") as f:
+        max_seq_length = json.load(f).get("max_seq_length")
+    return max_seq_length if isinstance(max_seq_length, int) else None

@@ -103,7 +103,23 @@ def plain_transformers_usage(repo: str, pooler_type: str, uses_mlp: bool, max_se
     ]
 
 
-def usage_section(repo: str, pooler_type: str, uses_mlp: bool, max_seq_length: int) -> list[str]:
+def usage_section(
+    repo: str, pooler_type: str, uses_mlp: bool, max_seq_length: int, modules: list[str] | tuple = ()
+) -> list[str]:
+    """How to load it: sentence-transformers, hncse and, when the vector is the pooling alone (and our head),
+    transformers alone. `modules`: the sentence-transformers modules beyond those (Dense, Normalize, …)."""
+    if modules:
+        plain = [f"Its vector goes through sentence-transformers modules after the pooling ({', '.join(modules)}): "
+                 "load it with one of the above.", ""]  # fmt: skip
+    else:
+        plain = [
+            "With transformers alone:",
+            "",
+            "```python",
+            *plain_transformers_usage(repo, pooler_type, uses_mlp, max_seq_length),
+            "```",
+            "",
+        ]
     return [
         "## Usage",
         "",
@@ -127,12 +143,7 @@ def usage_section(repo: str, pooler_type: str, uses_mlp: bool, max_seq_length: i
         "print(similarity(embeddings, embeddings))",
         "```",
         "",
-        "With transformers alone:",
-        "",
-        "```python",
-        *plain_transformers_usage(repo, pooler_type, uses_mlp, max_seq_length),
-        "```",
-        "",
+        *plain,
     ]
 
 
@@ -234,7 +245,10 @@ def write_model_card(
             format_tables(senteval),
             "",
         ]
-    lines += usage_section(repo_id, encoder.pooler_type, encoder.uses_mlp_at_inference, encoder.max_seq_length)
+    lines += usage_section(
+        repo_id, encoder.pooler_type, encoder.uses_mlp_at_inference, encoder.max_seq_length,
+        encoder.sentence_transformers_modules,
+    )  # fmt: skip
     # The recipe (HNCSE's code base, SimCSE's dropout views), then whatever else the objective builds on.
     citations = list(dict.fromkeys([HNCSE_BIBTEX, SIMCSE_BIBTEX, *objective.citations]))
     lines += ["## Citation", "", "```bibtex", "\n\n".join(citations), "```", ""]
