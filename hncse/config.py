@@ -29,9 +29,12 @@ class ModelArguments:
         default="bert-base-uncased",
         metadata={"help": "Hub id or local folder of any transformers encoder (BERT, RoBERTa, MPNet, DistilBERT, …)."},
     )
-    pooler_type: str = field(
-        default="cls",
-        metadata={"help": f"Sentence vector: one of {', '.join(POOLER_TYPES)} (SimCSE's poolers)."},
+    pooler_type: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Sentence vector: one of {', '.join(POOLER_TYPES)} (SimCSE's poolers). Default: the model "
+            "folder's own (a sentence-transformers folder's pooling and modules, or what hncse saved), else cls."
+        },
     )
     mlp_only_train: bool = field(
         default=True,
@@ -40,7 +43,7 @@ class ModelArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
 
     def __post_init__(self):
-        if self.pooler_type not in POOLER_TYPES:
+        if self.pooler_type is not None and self.pooler_type not in POOLER_TYPES:
             raise ConfigError(
                 f"--pooler_type: unknown value {self.pooler_type!r}; choose one of {', '.join(POOLER_TYPES)}"
             )

@@ -12,7 +12,7 @@ from hncse.parser import parse_args
 
 def test_defaults_follow_the_paper(corpus_file):
     model_args, data_args, args = parse_args(["--train_file", str(corpus_file)])
-    assert (model_args.pooler_type, model_args.mlp_only_train) == ("cls", True)
+    assert (model_args.pooler_type, model_args.mlp_only_train) == (None, True)  # the folder's own, else cls
     assert data_args.max_seq_length == 32
     assert (args.learning_rate, args.per_device_train_batch_size, args.num_train_epochs) == (3e-5, 64, 1.0)
     assert (args.temperature, args.objective, args.seed) == (0.05, "simcse", 42)

@@ -141,8 +141,9 @@ class SentenceEncoder(nn.Module):
         """Load a transformers checkpoint or a folder saved by `save_pretrained` (its pooler and head included).
 
         Arguments left as None come from the folder's hncse_config.json, else from a sentence-transformers
-        folder's Pooling module (mean → avg, CLS → cls_before_pooler), else SimCSE's defaults (cls, MLP in training
-        only).
+        folder's modules (Pooling: mean → avg, CLS → cls_before_pooler; and the WeightedLayerPooling, Dense and
+        Normalize modules, which are then part of the model), else SimCSE's defaults (cls, MLP in training only).
+        A `pooler_type` given for a sentence-transformers folder replaces its pooling modules.
         """
         path = resolve_model_path(model_name_or_path)
         # float32 whatever the folder holds (transformers 5 would keep a 16-bit checkpoint's dtype, e.g. a ZeRO-3
@@ -166,15 +167,12 @@ class SentenceEncoder(nn.Module):
                 saved = json.load(f)
             if saved.get("sentence_transformers_modules"):
                 modules = read_sentence_transformers_modules(path)
-        else:  # a sentence-transformers folder computes what its modules say, or is refused
-            try:
-                saved = modules = read_sentence_transformers_modules(path)
-            except ModelNotFoundError:
-                if pooler_type is None:
-                    raise
-                saved = {"max_seq_length": sentence_transformers_length(path)}  # another pooler: only its length
+        elif pooler_type is None:  # a sentence-transformers folder computes what its modules say, or is refused
+            saved = modules = read_sentence_transformers_modules(path)
+        else:  # a pooler of ours in place of the folder's pooling modules: only its length applies
+            saved = {"max_seq_length": sentence_transformers_length(path)}
         if pooler_type is not None and pooler_type != saved.get("pooler_type", pooler_type):
-            modules = {}  # another pooler than the folder's: its modules do not apply
+            modules = {}
         model = cls(
             encoder,
             tokenizer,
