@@ -16,6 +16,7 @@ objective is the registered one (`hncse.losses`): the same tensor functions, not
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 
 import torch
@@ -81,14 +82,18 @@ class HNCSELoss(nn.Module):
         self.params = self.spec.params(**params)
         self.objective = self.spec.loss.from_params(self.params, seed=seed)
         self.gather_across_devices = gather_across_devices
-        self.last_statistics: dict[str, float] = {}
+        self.last_statistics: dict[str, Tensor] = {}
 
     def exchange(self):
         return batch_exchange(self.gather_across_devices)
 
+    @property
+    def unwrapped_model(self) -> nn.Module:
+        """The SentenceTransformer, whether or not the trainer wrapped it for DDP."""
+        return self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
+
     def stacked(self, sentence_features: Iterable[dict[str, Tensor]]) -> tuple[dict[str, Tensor], int]:
-        model = self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
-        tokenizer = getattr(model, "tokenizer", None)
+        tokenizer = getattr(self.unwrapped_model, "tokenizer", None)
         pad_token_id = getattr(tokenizer, "pad_token_id", None)
         return stacked_columns(sentence_features, pad_token_id if pad_token_id is not None else 0)
 
@@ -121,15 +126,14 @@ class CachedHNCSELoss(HNCSELoss):
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         features, columns = self.stacked(sentence_features)
-        model = self.model
-        encoder = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        encoder = self.unwrapped_model
 
         def encode(**batch: Tensor) -> Tensor:
             return encoder(batch)["sentence_embedding"]
 
-        average = None
+        average = None  # the mini-batch passes bypass DDP's reducer: the gradients are averaged here
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            average = lambda: average_gradients(encoder)  # noqa: E731 — the mini-batch passes bypass DDP's reducer
+            average = functools.partial(average_gradients, encoder)
         loss, stats = cached_contrastive_loss(
             encode, features, self.objective, self.mini_batch_size, self.exchange(), average, columns
         )
