@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import statistics
@@ -39,6 +40,7 @@ SUPERVISED = ["--pooler_type", "cls", "--mlp_only_train", "false", "--max_seq_le
               "--learning_rate", "5e-5", "--num_train_epochs", "3"]  # fmt: skip
 
 
+@functools.cache
 def score_tasks() -> dict:
     senteval = resolve_senteval_dir(SENTEVAL)
     return {name: load_sts_task(task, senteval, split) for name, (task, split) in SCORES.items()}

@@ -5,6 +5,7 @@ positions, InfoNCE, the statistics every objective logs, and the parameters ever
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -67,9 +68,9 @@ class Candidates:
     offset: int = 0
     given: Tensor | None = None  # (M·K, d): rows j·K .. j·K + K − 1 are row j's given negatives
 
-    @property
+    @functools.cached_property
     def vectors(self) -> Tensor:
-        """(M + M·K, d): the positives, then the given negatives."""
+        """(M + M·K, d): the positives, then the given negatives (concatenated once per instance)."""
         return self.positives if self.given is None else torch.cat([self.positives, self.given])
 
     @property
