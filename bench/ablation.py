@@ -5,8 +5,11 @@
 Every objective trains from the same weights (pooler `cls`, MLP head in training only) on the same
 Wikipedia sentences with the same budget (one pass over --max_train_samples sentences, batch 64, length 32,
 lr 3e-5); the final model (no checkpoint selection, so the dev sets are not used for tuning) is scored on
-STS-B dev and SICK-R dev. Results are appended to docs/results/ablation.jsonl as they come (a rerun skips
-finished runs) and the table in docs/results.md is regenerated from that file.
+STS-B dev and SICK-R dev. Each run also records its dev curve (the trainer's evaluation every --eval_steps
+steps, from step 0) and, before and after training, the positive and hardest-negative similarities of held-out
+sentences as a step sees them (`probe_similarities`). Results are appended to docs/results/ablation.jsonl as
+they come (a rerun skips finished runs); the table in docs/results.md is regenerated from that file, and
+`python -m bench.figures` draws its figures from it.
 """
 
 from __future__ import annotations
@@ -18,17 +21,21 @@ import statistics
 import tempfile
 import time
 
+import torch
 from transformers import DataCollatorWithPadding, set_seed
 
 from bench.report import markdown_table, replace_section
 from hncse.data import load_sentences, tokenize_sentences
 from hncse.data_sources import resolve_senteval_dir
+from hncse.evaluation import load_suite
 from hncse.evaluation.senteval_data import load_sts_task
 from hncse.evaluation.sts import evaluate_sts
 from hncse.losses import OBJECTIVES
+from hncse.losses.common import cosine_logits, hardest_negative_similarities, positive_similarities
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
 from hncse.training.trainer import HNCSETrainer
+from hncse.training.views import split_views, stacked_features
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CORPUS = (
@@ -36,6 +43,8 @@ CORPUS = (
 )
 SENTEVAL = "senteval"  # likewise SentEval's data/downstream folder
 DEV_SETS = {"stsb": "STSBenchmark", "sickr": "SICKRelatedness"}
+PROBE_SENTENCES = 1024  # held out: the corpus lines right after the training ones
+HISTOGRAM_BINS = 100  # of width 0.02 over cosine [-1, 1]
 
 
 def evaluate(encoder) -> dict[str, float]:
@@ -45,29 +54,80 @@ def evaluate(encoder) -> dict[str, float]:
     return {name: result["all"] for name, result in evaluate_sts(encoder, tasks).items()}
 
 
-def train_one(objective: str, seed: int, max_train_samples: int, extra: list[str]) -> dict:
+def probe_similarities(model, sentences: list[str], batch_size: int, max_seq_length: int) -> dict:
+    """Each sentence's positive cosine (its other dropout view) and hardest in-batch negative cosine, in training
+    mode and in batches of the training size, as a step sees them: histograms and summaries. The global random
+    state is left as it was (dropout is seeded by itself), so that the run trains exactly as without the probe."""
+    positives, hardest = [], []
+    model.train()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        for start in range(0, len(sentences), batch_size):
+            batch = model.tokenizer(
+                sentences[start : start + batch_size], truncation=True, max_length=max_seq_length, padding=True,
+                return_tensors="pt",
+            )  # fmt: skip
+            features, columns = stacked_features(dict(batch))
+            z1, z2, _ = split_views(model(**features), columns)
+            sim = cosine_logits(z1, z2)
+            positives.append(positive_similarities(sim))
+            hardest.append(hardest_negative_similarities(sim))
+    positive, hardest_negative = torch.cat(positives), torch.cat(hardest)
+
+    def histogram(values: torch.Tensor) -> list[int]:
+        return [int(c) for c in torch.histc(values, bins=HISTOGRAM_BINS, min=-1.0, max=1.0)]
+
+    return {
+        "positive": histogram(positive),
+        "hardest_negative": histogram(hardest_negative),
+        "mean_positive": round(positive.mean().item(), 4),
+        "mean_hardest_negative": round(hardest_negative.mean().item(), 4),
+        "hardest_negative_above_positive": round((hardest_negative > positive).float().mean().item(), 4),
+    }
+
+
+def train_one(objective: str, seed: int, max_train_samples: int, eval_steps: int, extra: list[str]) -> dict:
     _, data_args, args = parse_args(
         ["--train_file", CORPUS, "--output_dir", tempfile.mkdtemp(), "--objective", objective, "--seed", str(seed),
-         "--max_train_samples", str(max_train_samples), "--eval_strategy", "no", "--save_strategy", "no",
-         "--load_best_model_at_end", "false", "--disable_tqdm", "true", "--dataloader_pin_memory", "false", *extra]
+         "--max_train_samples", str(max_train_samples), "--eval_strategy", "steps", "--eval_steps", str(eval_steps),
+         "--save_strategy", "no", "--load_best_model_at_end", "false", "--disable_tqdm", "true",
+         "--dataloader_pin_memory", "false", *extra]
     )  # fmt: skip
+    args.eval_on_start = True
     set_seed(seed)
     model = SentenceEncoder.from_pretrained(MODEL, pooler_type="cls", mlp_only_train=True)
-    sentences = load_sentences(train_file=CORPUS).select(range(max_train_samples))
-    data = tokenize_sentences(sentences, model.tokenizer, data_args.max_seq_length)
+    corpus = load_sentences(train_file=CORPUS)
+    if len(corpus) < max_train_samples + PROBE_SENTENCES:
+        raise SystemExit(f"{CORPUS}: {len(corpus)} sentences, the runs need {max_train_samples + PROBE_SENTENCES}")
+    probe = corpus.select(range(max_train_samples, max_train_samples + PROBE_SENTENCES))["text"]
+    probe_args = (args.per_device_train_batch_size, data_args.max_seq_length)
+    before = probe_similarities(model, probe, *probe_args)
+    data = tokenize_sentences(corpus.select(range(max_train_samples)), model.tokenizer, data_args.max_seq_length)
     trainer = HNCSETrainer(
-        model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(model.tokenizer)
+        model=model,
+        args=args,
+        train_dataset=data,
+        eval_dataset=load_suite(list(DEV_SETS.values()), "dev", resolve_senteval_dir(SENTEVAL)),
+        data_collator=DataCollatorWithPadding(model.tokenizer),
     )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    train_logs = [e for e in trainer.state.log_history if "loss" in e]
+    history = trainer.state.log_history
+    train_logs = [e for e in history if "loss" in e]
+    evaluations = [e for e in history if "eval_runtime" in e]
     return {
         "objective": objective,
         "seed": seed,
         "steps": trainer.state.global_step,
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(seconds - sum(e["eval_runtime"] for e in evaluations), 1),
         "last_logged": train_logs[-1] if train_logs else {},
+        "train_logs": train_logs,
+        "dev_curve": [
+            {"step": e["step"], **{f"{short}_dev": e[f"eval_{short}_spearman"] for short in DEV_SETS}}
+            for e in evaluations
+        ],
+        "similarities": {"before": before, "after": probe_similarities(model, probe, *probe_args)},
         **evaluate(model),
     }
 
@@ -128,7 +188,10 @@ def render(results: list[dict], baseline: dict, args) -> str:
         "train s / run",
     ]
     seeds = " ".join(map(str, args.seeds))
-    command = f"python -m bench.ablation --seeds {seeds} --max_train_samples {args.max_train_samples}"
+    command = (
+        f"python -m bench.ablation --seeds {seeds} --max_train_samples {args.max_train_samples} "
+        f"--eval_steps {args.eval_steps}"
+    )
     if args.extra:
         command += " " + " ".join(args.extra)
     seeds_seen = sorted({r["seed"] for r in results})
@@ -152,6 +215,7 @@ def main() -> None:
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--max_train_samples", type=int, default=6400)
+    parser.add_argument("--eval_steps", type=int, default=20, help="the dev curve's interval, in steps")
     parser.add_argument("--results", default="docs/results/ablation.jsonl")
     parser.add_argument("--doc", default="docs/results.md")
     parser.add_argument("extra", nargs="*", help="more run_hncse.py flags for every run, after --")
@@ -162,19 +226,18 @@ def main() -> None:
     if os.path.exists(args.results):
         with open(args.results, encoding="utf-8") as f:
             results = [json.loads(line) for line in f if line.strip()]
-    done = {(r["objective"], r["seed"]) for r in results if r.get("max_train_samples") == args.max_train_samples}
-    results = [r for r in results if r.get("max_train_samples") == args.max_train_samples]
+    budget = {"max_train_samples": args.max_train_samples, "eval_steps": args.eval_steps}
+    results = [r for r in results if all(r.get(k) == v for k, v in budget.items())]
+    done = {(r["objective"], r["seed"]) for r in results}
     baseline = evaluate(SentenceEncoder.from_pretrained(MODEL, pooler_type="cls_before_pooler"))
     print(f"untrained: {baseline}", flush=True)
     for seed in [] if args.render_only else args.seeds:
         for objective in args.objectives:
             if (objective, seed) in done:
                 continue
-            result = {
-                **train_one(objective, seed, args.max_train_samples, args.extra),
-                "max_train_samples": args.max_train_samples,
-            }
-            print(json.dumps({k: v for k, v in result.items() if k != "last_logged"}), flush=True)
+            result = {**train_one(objective, seed, args.max_train_samples, args.eval_steps, args.extra), **budget}
+            summary = {k: result[k] for k in ("objective", "seed", "steps", "stsb_dev", "sickr_dev")}
+            print(json.dumps(summary), flush=True)
             results.append(result)
             with open(args.results, "a", encoding="utf-8") as f:
                 f.write(json.dumps(result) + "\n")

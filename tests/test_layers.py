@@ -17,6 +17,7 @@ LAYERS = {
     "hncse.citations": 0,
     "hncse.distributed": 1,
     "hncse.data_sources": 1,
+    "hncse.plots": 1,  # pictures drawn from a run's logs (matplotlib, optional)
     "hncse.losses": 2,
     "hncse.modeling": 3,
     "hncse.data": 4,

@@ -115,13 +115,19 @@ def positive_similarities(sim: Tensor, offset: int = 0) -> Tensor:
     return sim.diagonal(offset=offset)[: sim.shape[0]]
 
 
+def hardest_negative_similarities(sim: Tensor, offset: int = 0) -> Tensor:
+    """max over j ≠ offset + i of S[i, j] for every row i: each anchor's hardest negative."""
+    own = positive_mask(*sim.shape, offset, sim.device)
+    return sim.masked_fill(own, float("-inf")).amax(dim=1)
+
+
 def similarity_stats(sim: Tensor, offset: int = 0) -> dict[str, Tensor]:
     """Mean positive, mean negative and mean hardest-negative cosine of S = cos(z1, candidates), (N, M)."""
     own = positive_mask(*sim.shape, offset, sim.device)
     return {
         "sim_positive": positive_similarities(sim, offset).mean(),
         "sim_negative": sim.masked_fill(own, float("nan")).nanmean(),
-        "sim_hardest_negative": sim.masked_fill(own, float("-inf")).amax(dim=1).mean(),
+        "sim_hardest_negative": hardest_negative_similarities(sim, offset).mean(),
     }
 
 

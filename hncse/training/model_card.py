@@ -17,6 +17,7 @@ from hncse.evaluation import format_tables
 from hncse.evaluation.senteval_data import HUB_STS, TABLE_NAMES, TASK_BY_SHORT_NAME
 from hncse.losses import get_objective
 from hncse.modeling import MLP_WEIGHTS_NAME
+from hncse.plots import CURVES_NAME
 from hncse.training.checkpoints import MODEL_CARD_NAME
 from hncse.training.run_facts import RunFacts
 
@@ -235,6 +236,17 @@ def write_model_card(
     if dev:
         lines += ["## Dev results (×100)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in dev.items()] + [""]
+    if os.path.isfile(os.path.join(output_dir, CURVES_NAME)):
+        lines += [
+            "## Training curves",
+            "",
+            f"![Training curves: loss, dev scores and batch similarities over the steps]({CURVES_NAME})",
+            "",
+            f"The training loss, the dev scores (the best evaluation starred) and the objective's batch statistics up "
+            f"to step {state.global_step}, drawn from the run's log (`hncse-plot FOLDER` draws them again from "
+            "`trainer_state.json`).",
+            "",
+        ]
     if senteval:
         lines += [
             "## SentEval test results",

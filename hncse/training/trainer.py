@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from hncse.distributed import batch_exchange
 from hncse.errors import ConfigError, TrainingDivergedError, first_line
 from hncse.evaluation import EvalSuite, flat_metrics, run_suite
 from hncse.losses import get_objective
+from hncse.plots import CURVES_NAME, draw_training_curves, plotting_unavailable
 from hncse.streaming import SentenceStream
 from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.training.checkpoints import (
@@ -137,6 +139,8 @@ class HNCSETrainer(Trainer):
         self._first_bad: tuple[torch.Tensor, torch.Tensor] | None = None  # (step, loss) of the first non-finite loss
         self._resume_state_step = 0  # the step of the last checkpoint written with the state to resume
         self._earlier_run_cleared = not self.args.overwrite_output_dir
+        self._training_log_length: int | None = None  # log_history entries logged by training, once it has ended
+        self._said_why_no_curves = False
         self.add_callback(DivergenceCheck(self))
         self.add_callback(SaveLossStatePerProcess(self))
 
@@ -178,7 +182,10 @@ class HNCSETrainer(Trainer):
             step = checkpoint_global_step(resume_from_checkpoint) if isinstance(resume_from_checkpoint, str) else 0
             per_step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
             self.train_dataset.skip(step * per_step * self.args.world_size)
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        self._training_log_length = None
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
+        self._training_log_length = len(self.state.log_history)
+        return output
 
     def finish_from(self, checkpoint: str) -> TrainOutput:
         """The end of `train` for a run whose last step is `checkpoint` (it stopped before saving its final folder):
@@ -187,6 +194,7 @@ class HNCSETrainer(Trainer):
         self._load_from_checkpoint(checkpoint)
         if self.args.load_best_model_at_end and self.state.best_model_checkpoint:
             self._load_best_model()
+        self._training_log_length = len(self.state.log_history)
         return TrainOutput(self.state.global_step, float("nan"), {})
 
     @property
@@ -423,7 +431,35 @@ class HNCSETrainer(Trainer):
         encoder.save_pretrained(output_dir, state_dict=state_dict)
         resumable = self.writes_resume_state or not is_checkpoint_folder(output_dir)
         save_training_state(output_dir, self.args, self.loss_fn, self.run_facts.settings, resumable)
+        self._draw_curves(output_dir)
         self._write_card(output_dir)
+
+    def _draw_curves(self, folder: str) -> None:
+        """training_curves.png in the saved folder (its card embeds it) and, from a checkpoint, in output_dir too,
+        where it shows the run so far. Without matplotlib the run says once why there is none; a picture that
+        fails is a warning, never a lost checkpoint."""
+        reason = plotting_unavailable()
+        if reason:
+            if not self._said_why_no_curves:
+                logger.warning("no %s is drawn: %s", CURVES_NAME, reason)
+                self._said_why_no_curves = True
+            return
+        path = os.path.join(folder, CURVES_NAME)
+        evaluates = self.args.eval_strategy != IntervalStrategy.NO
+        run = os.path.basename(os.path.abspath(self.args.output_dir))
+        try:
+            draw_training_curves(
+                self.state.log_history[: self._training_log_length],
+                path,
+                best_metric=self.args.metric_for_best_model if evaluates else None,
+                greater_is_better=self.args.greater_is_better is not False,
+                best_step=self.state.best_global_step,
+                title=f"{run} ({self.args.objective})",
+            )
+            if is_checkpoint_folder(folder):
+                shutil.copyfile(path, os.path.join(self.args.output_dir, CURVES_NAME))
+        except Exception as error:  # noqa: BLE001 - matplotlib's own errors (fonts, backends) have many types
+            logger.warning("%s was not drawn: %s", path, first_line(error))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:

@@ -1,0 +1,225 @@
+"""training_curves.png: what a run did, step by step, drawn from its log history (`trainer_state.json`).
+
+Panels: the training loss (and learning rate); each dev metric with the best step marked; the objective's
+similarity statistics (positive, mean and hardest negative, synthetic negatives); positive mixing's case
+fractions. A panel is drawn only when the run logged its values. matplotlib is an optional extra
+(`pip install "hncse[plots]"`): without it, `plotting_unavailable` says why no picture is drawn.
+
+    hncse-plot OUTPUT_DIR        # (re)draws OUTPUT_DIR/training_curves.png from its trainer_state.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+
+CURVES_NAME = "training_curves.png"
+PLOTS_EXTRA = 'pip install "hncse[plots]"'
+SIMILARITIES = {
+    "sim_positive": "positive",
+    "sim_hardest_negative": "hardest negative",
+    "sim_negative": "mean negative",
+    "sim_synthetic": "synthetic negatives (HNM)",
+}
+PM_CASES = {
+    "pm_case_a": "case A: hardest within θ of the positive",
+    "pm_case_b": "case B: unmixed",
+    "pm_case_c": "case C: hardest above the positive",
+    "pm_ratio": "mixing ratio w2/w1",
+}
+DEV_SUFFIXES = ("_spearman", "_accuracy")
+
+
+def plotting_unavailable() -> str | None:
+    """Why this environment cannot draw the picture, or None when it can."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return f"matplotlib is not installed ({PLOTS_EXTRA} draws them)"
+    return None
+
+
+def training_entries(log_history: list[dict]) -> list[dict]:
+    """The entries logged while training: those before the run's closing summary (`train_runtime`), after which
+    come the final evaluations of the kept weights and the test sets, which belong to no training step."""
+    entries = []
+    for entry in log_history:
+        if "train_runtime" in entry:
+            break
+        entries.append(entry)
+    return entries
+
+
+def dev_metrics(entries: list[dict]) -> list[str]:
+    """The dev metrics evaluated during training (`eval_sickr_spearman`, `eval_stsb_spearman`, …), sorted: the
+    same colours whether drawn from the trainer's log or from trainer_state.json (written with sorted keys)."""
+    names = {k for e in entries if "eval_runtime" in e for k in e}
+    return sorted(k for k in names if k.startswith("eval_") and k.endswith(DEV_SUFFIXES))
+
+
+def best_evaluation(entries: list[dict], metric: str, greater_is_better: bool = True) -> dict | None:
+    """The evaluation the Trainer counts as best by `metric`: the first strictly best after step 0 (the evaluation
+    at the start is a reference, never selected)."""
+    metric = metric if metric.startswith("eval_") else f"eval_{metric}"
+    best = None
+    for entry in entries:
+        value = entry.get(metric)
+        if value is None or entry.get("step", 0) == 0 or not math.isfinite(value):
+            continue
+        if best is None or (value > best[metric] if greater_is_better else value < best[metric]):
+            best = entry
+    return best
+
+
+def _series(entries: list[dict], key: str) -> tuple[list[int], list[float]]:
+    points = [(e["step"], e[key]) for e in entries if key in e and "step" in e]
+    return [s for s, _ in points], [v for _, v in points]
+
+
+def _label(metric: str) -> str:
+    return metric.removeprefix("eval_").replace("_", " ")
+
+
+def _loss_panel(ax, entries: list[dict]) -> None:
+    steps, loss = _series(entries, "loss")
+    ax.plot(steps, loss, color="tab:blue", marker="." if len(steps) < 30 else None, label="training loss")
+    ax.set_title("training loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    steps, rate = _series(entries, "learning_rate")
+    if steps:
+        rate_axis = ax.twinx()
+        rate_axis.plot(steps, rate, color="0.6", linestyle="--", linewidth=1, label="learning rate")
+        rate_axis.set_ylabel("learning rate", color="0.4")
+        rate_axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        ax.legend(handles=ax.get_lines() + rate_axis.get_lines(), loc="upper right", fontsize="small")
+
+
+def _dev_panel(ax, entries: list[dict], metrics: list[str], best_metric: str | None, best: dict | None) -> None:
+    for metric in metrics:
+        steps, values = _series([e for e in entries if "eval_runtime" in e], metric)
+        ax.plot(steps, values, marker="o", markersize=3, label=_label(metric))
+    if best is not None and best_metric:
+        metric = best_metric if best_metric.startswith("eval_") else f"eval_{best_metric}"
+        ax.axvline(best["step"], color="0.3", linestyle=":", linewidth=1)
+        label = f"best {_label(metric)}: {best[metric]:.2f} at step {best['step']}"
+        ax.plot([best["step"]], [best[metric]], marker="*", markersize=14, color="gold", markeredgecolor="black",
+                linestyle="none", label=label)  # fmt: skip
+    ax.set_title("dev sets")
+    ax.set_xlabel("step")
+    ax.set_ylabel("score ×100")
+    ax.legend(loc="lower right", fontsize="small")
+
+
+def _lines_panel(ax, entries: list[dict], names: dict[str, str], title: str, ylabel: str) -> None:
+    for key, label in names.items():
+        steps, values = _series(entries, key)
+        if steps:
+            ax.plot(steps, values, linestyle="--" if key == "pm_ratio" else "-", label=label)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best", fontsize="small")
+
+
+def draw_training_curves(
+    log_history: list[dict],
+    path: str,
+    best_metric: str | None = None,
+    greater_is_better: bool = True,
+    best_step: int | None = None,
+    title: str | None = None,
+) -> None:
+    """Draw the run's curves into the PNG `path` (written whole or not at all).
+
+    best_metric: the metric that selects the best checkpoint (its best evaluation is marked); best_step: the step
+    the Trainer selected, when it did (else the best evaluation of `best_metric` after step 0)."""
+    from matplotlib.figure import Figure  # the optional extra; no pyplot: no global state, no display
+    from matplotlib.ticker import MaxNLocator
+
+    entries = training_entries(log_history)
+    metrics = dev_metrics(entries)
+    best = None
+    if best_metric and metrics:
+        evaluations = [e for e in entries if "eval_runtime" in e]
+        chosen = [e for e in evaluations if e.get("step") == best_step] if best_step else []
+        best = chosen[-1] if chosen else best_evaluation(evaluations, best_metric, greater_is_better)
+    panels = [lambda ax: _loss_panel(ax, entries)]
+    if metrics:
+        panels.append(lambda ax: _dev_panel(ax, entries, metrics, best_metric, best))
+    if any(k in e for e in entries for k in SIMILARITIES):
+        panels.append(lambda ax: _lines_panel(ax, entries, SIMILARITIES, "similarities in the batch", "cosine"))
+    if any(k in e for e in entries for k in PM_CASES):
+        panels.append(lambda ax: _lines_panel(ax, entries, PM_CASES, "positive mixing (PM)", "share of anchors"))
+    columns = 1 if len(panels) == 1 else 2
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(6 * columns, 4 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).flatten()
+    for ax, draw in zip(axes, panels):
+        draw(ax)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    steps = max((e.get("step", 0) for e in entries), default=0)
+    figure.suptitle(f"{title or 'training'}: {steps} steps")
+    partial = f"{path}.partial"
+    try:
+        figure.savefig(partial, format="png", dpi=100)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def recorded_best_metric(state: dict) -> str | None:
+    """The metric a saved Trainer state selected its best step by: the dev metric of the evaluation at
+    `best_global_step` whose value is `best_metric` (the state records the value, not the name)."""
+    step, value = state.get("best_global_step"), state.get("best_metric")
+    for entry in training_entries(state.get("log_history", [])):
+        if entry.get("step") == step and "eval_runtime" in entry:
+            return next((k for k in dev_metrics([entry]) if entry[k] == value), None)
+    return None
+
+
+def draw_from_trainer_state(folder: str, path: str | None = None) -> str:
+    """Draw `folder`'s curves from its trainer_state.json (a run's output folder or a checkpoint); returns the
+    picture's path."""
+    state_path = os.path.join(folder, "trainer_state.json")
+    if not os.path.isfile(state_path):
+        raise FileNotFoundError(f"{folder}: no trainer_state.json (a run's output folder or checkpoint has one)")
+    with open(state_path, encoding="utf-8") as f:
+        state = json.load(f)
+    name = os.path.basename(os.path.abspath(folder))
+    settings_path = os.path.join(folder, "run_config.json")
+    if os.path.isfile(settings_path):
+        with open(settings_path, encoding="utf-8") as f:
+            objective = json.load(f).get("objective")
+        name = f"{name} ({objective})" if objective else name
+    path = path or os.path.join(folder, CURVES_NAME)
+    # The recorded best step is marked as is (the direction of the metric matters only when searching for it).
+    draw_training_curves(
+        state.get("log_history", []), path, recorded_best_metric(state), best_step=state.get("best_global_step"),
+        title=name,
+    )  # fmt: skip
+    return path
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="hncse-plot", description="Draw a run's training_curves.png from its logs.")
+    parser.add_argument("folder", help="a run's output folder or a checkpoint (it holds trainer_state.json)")
+    parser.add_argument("-o", "--output", help=f"the PNG to write (default: FOLDER/{CURVES_NAME})")
+    args = parser.parse_args(argv)
+    reason = plotting_unavailable()
+    if reason:
+        parser.exit(1, f"hncse-plot: {reason}\n")
+    try:
+        print(draw_from_trainer_state(args.folder, args.output))
+    except (FileNotFoundError, json.JSONDecodeError) as error:
+        parser.exit(1, f"hncse-plot: {error}\n")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,169 @@
+"""training_curves.png: drawn by every run into its folders and embedded in their cards; a run without matplotlib
+still succeeds and says once why there is no picture; `hncse-plot` draws it again from trainer_state.json."""
+
+import json
+import sys
+
+import pytest
+from PIL import Image
+from tiny_run import base_argv
+
+import hncse.training.trainer
+import run_hncse
+from hncse.plots import CURVES_NAME, draw_training_curves
+from hncse.plots.training_curves import best_evaluation, cli, recorded_best_metric, training_entries
+
+EMBEDDED = f"]({CURVES_NAME})"  # the card's Markdown image
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) of a PNG that decodes whole (verify() reads every chunk and checks its CRC)."""
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.verify()
+    with Image.open(path) as image:
+        image.load()
+        return image.size
+
+
+def history(steps: int = 6, evaluate_every: int = 2, stats: tuple[str, ...] = ()) -> list[dict]:
+    """A log history as the trainer writes it: step 0's evaluation, a training entry per step (loss, learning
+    rate, the objective's statistics), evaluations, the closing summary and the evaluations after training."""
+    entries = [{"eval_stsb_spearman": 50.0, "eval_sickr_spearman": 40.0, "eval_runtime": 1.0, "step": 0}]
+    for step in range(1, steps + 1):
+        entries.append({"loss": 1.0 / step, "learning_rate": 1e-3, "step": step, **{k: 0.5 for k in stats}})
+        if step % evaluate_every == 0:
+            score = {2: 60.0, 4: 70.0, 6: 65.0}.get(step, 55.0)
+            entries.append({"eval_stsb_spearman": score, "eval_sickr_spearman": 45.0, "eval_runtime": 1.0,
+                            "step": step})  # fmt: skip
+    entries.append({"train_runtime": 9.0, "train_loss": 0.5, "step": steps})
+    entries.append({"eval_stsb_spearman": 99.0, "eval_runtime": 1.0, "step": steps})  # the kept weights, afterwards
+    return entries
+
+
+@pytest.mark.parametrize(
+    "stats, panels",
+    [
+        ((), 2),  # loss, dev sets
+        (("sim_positive", "sim_hardest_negative", "sim_negative"), 3),  # + similarities
+        (("sim_positive", "sim_hardest_negative", "sim_synthetic", "pm_case_a", "pm_case_b", "pm_case_c"), 4),
+    ],
+)
+def test_a_panel_per_kind_of_value_the_run_logged(tmp_path, stats, panels):
+    path = tmp_path / CURVES_NAME
+    draw_training_curves(history(stats=stats), str(path), best_metric="stsb_spearman")
+    # 6 × 4 inches per panel at 100 dpi, two panels a row
+    assert png_size(path) == (1200, 400 * ((panels + 1) // 2))
+    assert list(tmp_path.iterdir()) == [path]  # no partial file left
+
+
+def test_a_run_that_logged_nothing_yet_gets_the_loss_panel_alone(tmp_path):
+    draw_training_curves([], str(tmp_path / CURVES_NAME))
+    assert png_size(tmp_path / CURVES_NAME) == (600, 400)
+
+
+def test_a_failed_drawing_leaves_neither_a_picture_nor_a_partial_file(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def fail(self, *args, **kwargs):
+        with open(args[0], "wb") as f:
+            f.write(b"half a picture")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", fail)
+    with pytest.raises(OSError, match="disk full"):
+        draw_training_curves(history(), str(tmp_path / CURVES_NAME))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_what_training_logged_is_drawn():
+    entries = training_entries(history())
+    assert entries[-1]["step"] == 6 and "train_runtime" not in entries[-1]
+    assert not any(e.get("eval_stsb_spearman") == 99.0 for e in entries)
+
+
+@pytest.mark.parametrize("greater_is_better, step", [(True, 4), (False, 2)])
+def test_the_best_evaluation_is_the_trainers(greater_is_better, step):
+    """The Trainer's rule: the first strictly better value after step 0 (step 0's 50.0 is never selected, even
+    when lower is better)."""
+    entries = [e for e in training_entries(history()) if "eval_runtime" in e]
+    assert best_evaluation(entries, "stsb_spearman", greater_is_better)["step"] == step
+    tie = entries + [{"eval_stsb_spearman": 70.0, "eval_runtime": 1.0, "step": 8}]
+    assert best_evaluation(tie, "eval_stsb_spearman")["step"] == 4
+
+
+def test_the_metric_a_saved_state_selected_by():
+    state = {"log_history": history(), "best_global_step": 4, "best_metric": 70.0}
+    assert recorded_best_metric(state) == "eval_stsb_spearman"
+    assert recorded_best_metric({"log_history": history()}) is None
+
+
+@pytest.fixture(scope="module")
+def run_with_curves(tiny_model_dir, corpus_file, senteval_dir, tmp_path_factory):
+    """A 4-step hybrid_sum run (all four panels) evaluated and saved every 2 steps."""
+    output_dir = tmp_path_factory.mktemp("curves") / "run"
+    argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir)
+    run_hncse.main(argv + ["--objective", "hybrid_sum", "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2"])
+    return output_dir
+
+
+def test_every_saved_folder_has_its_picture_and_its_card_embeds_it(run_with_curves):
+    folders = [run_with_curves, run_with_curves / "checkpoint-2", run_with_curves / "checkpoint-4"]
+    for folder in folders:
+        assert png_size(folder / CURVES_NAME) == (1200, 800)
+        card = (folder / "README.md").read_text()
+        assert "## Training curves" in card and EMBEDDED in card
+    assert "up to step 2," in (run_with_curves / "checkpoint-2" / "README.md").read_text()
+    assert "up to step 4," in (run_with_curves / "README.md").read_text()
+
+
+def test_hncse_plot_draws_it_again_from_the_saved_state(run_with_curves, tmp_path, capsys):
+    cli([str(run_with_curves), "--output", str(tmp_path / "again.png")])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "again.png")
+    assert png_size(tmp_path / "again.png") == (1200, 800)
+    state = json.loads((run_with_curves / "trainer_state.json").read_text())
+    assert recorded_best_metric(state) == "eval_stsb_spearman"
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli([str(tmp_path)])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no trainer_state.json" in error and str(tmp_path) in error
+
+
+def logged(stderr: str, text: str) -> list[str]:
+    """The log lines of a run (run_hncse logs to stderr) that contain `text`, without their time and level."""
+    return [line.split(": ", 1)[1] for line in stderr.splitlines() if text in line]
+
+
+def test_a_run_without_matplotlib_succeeds_and_says_once_why_there_is_no_picture(
+    tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    output_dir = tmp_path / "run"
+    run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir))  # 3 checkpoints, 1 final folder
+    said = logged(capsys.readouterr().err, CURVES_NAME)
+    assert said == [f'no {CURVES_NAME} is drawn: matplotlib is not installed (pip install "hncse[plots]" draws them)']
+    assert not list(output_dir.rglob(CURVES_NAME))
+    assert "Training curves" not in (output_dir / "README.md").read_text()
+    assert (output_dir / "model.safetensors").is_file() and (output_dir / "checkpoint-3").is_dir()
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli([str(output_dir)])
+    assert exit_info.value.code == 1 and "matplotlib is not installed" in capsys.readouterr().err
+
+
+def test_a_picture_that_fails_is_a_warning_and_the_checkpoints_are_kept(
+    tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch, capsys
+):
+    def fail(*args, **kwargs):
+        raise RuntimeError("no font found\nmore detail")
+
+    monkeypatch.setattr(hncse.training.trainer, "draw_training_curves", fail)
+    output_dir = tmp_path / "run"
+    run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir))
+    warned = logged(capsys.readouterr().err, "was not drawn")
+    assert len(warned) == 4  # checkpoints 1-3 and the final folder
+    assert warned[-1] == f"{output_dir / CURVES_NAME} was not drawn: no font found"
+    assert all((folder / "model.safetensors").is_file() for folder in (output_dir, output_dir / "checkpoint-3"))
+    assert not list(output_dir.rglob(CURVES_NAME))
