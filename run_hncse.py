@@ -30,6 +30,7 @@ from hncse.evaluation import format_tables, load_suite
 from hncse.labelled_data import ColumnsCollator, DataShape, load_training_data, tokenize_examples
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
+from hncse.plots import CURVES_NAME
 from hncse.streaming import SentenceStream, TokenizingCollator, stream_sentences
 from hncse.training import HNCSETrainer, RunFacts
 from hncse.training.checkpoints import (
@@ -292,7 +293,9 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
                 trainer.state.best_model_checkpoint,
             )
         if trainer.is_world_process_zero():
-            print("\nSTS dev Spearman x100\n" + format_table(rows) + f"\n\nSaved to {training_args.output_dir}\n")
+            curves = os.path.join(training_args.output_dir, CURVES_NAME)
+            saved = f"Saved to {training_args.output_dir}" + (f"; curves: {curves}" if os.path.isfile(curves) else "")
+            print("\nSTS dev Spearman x100\n" + format_table(rows) + f"\n\n{saved}\n")
     if predict_suite is not None:
         # SentEval's test sets on the saved weights; the table goes into the model card and a JSON file.
         metrics, results = trainer.evaluate_suite(predict_suite, metric_key_prefix="predict", main_process_only=True)

@@ -142,7 +142,9 @@ def test_a_run_without_matplotlib_succeeds_and_says_once_why_there_is_no_picture
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     output_dir = tmp_path / "run"
     run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir))  # 3 checkpoints, 1 final folder
-    said = logged(capsys.readouterr().err, CURVES_NAME)
+    printed = capsys.readouterr()
+    said = logged(printed.err, CURVES_NAME)
+    assert f"Saved to {output_dir}\n" in printed.out  # and no picture named
     assert said == [f'no {CURVES_NAME} is drawn: matplotlib is not installed (pip install "hncse[plots]" draws them)']
     assert not list(output_dir.rglob(CURVES_NAME))
     assert "Training curves" not in (output_dir / "README.md").read_text()

@@ -28,8 +28,10 @@ def test_three_step_run_writes_a_folder_that_loads_everywhere(
     result = run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out))
     printed = capsys.readouterr().out
     assert "| before training |" in printed and "| after training (best checkpoint) |" in printed
+    assert f"Saved to {out}; curves: {out / 'training_curves.png'}\n" in printed
 
     for name in (
+        "training_curves.png",
         "model.safetensors",
         "config.json",
         "tokenizer.json",
