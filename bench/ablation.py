@@ -59,6 +59,7 @@ def probe_similarities(model, sentences: list[str], batch_size: int, max_seq_len
     mode and in batches of the training size, as a step sees them: histograms and summaries. The global random
     state is left as it was (dropout is seeded by itself), so that the run trains exactly as without the probe."""
     positives, hardest = [], []
+    was_training = model.training
     model.train()
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(0)
@@ -72,6 +73,7 @@ def probe_similarities(model, sentences: list[str], batch_size: int, max_seq_len
             sim = cosine_logits(z1, z2)
             positives.append(positive_similarities(sim))
             hardest.append(hardest_negative_similarities(sim))
+    model.train(was_training)
     positive, hardest_negative = torch.cat(positives), torch.cat(hardest)
 
     def histogram(values: torch.Tensor) -> list[int]:

@@ -74,3 +74,23 @@ def test_errors():
         info_nce_loss(torch.randn(3, 4), torch.randn(3, 5))
     with pytest.raises(ValueError, match="temperature"):
         SimCSELoss(0.0)
+
+
+@pytest.mark.parametrize("n, m, offset", [(5, 5, 0), (3, 9, 4), (4, 8, 0)])
+def test_per_anchor_and_mean_similarities_match_naive_loops(n, m, offset):
+    """Row i's positive is column offset + i (its view in a gathered global batch); every other column is a
+    negative. These feed the logged statistics, training_curves.png and bench.ablation's similarity probes."""
+    from hncse.losses.common import hardest_negative_similarities, positive_similarities, similarity_stats
+
+    g = torch.Generator().manual_seed(n * 10 + m)
+    sim = torch.rand(n, m, dtype=torch.float64, generator=g) * 2 - 1
+    positive = [sim[i, offset + i] for i in range(n)]
+    hardest = [max(sim[i, j] for j in range(m) if j != offset + i) for i in range(n)]
+    negatives = [sim[i, j] for i in range(n) for j in range(m) if j != offset + i]
+
+    torch.testing.assert_close(positive_similarities(sim, offset), torch.stack(positive))
+    torch.testing.assert_close(hardest_negative_similarities(sim, offset), torch.stack(hardest))
+    stats = similarity_stats(sim, offset)
+    torch.testing.assert_close(stats["sim_positive"], sum(positive) / n)
+    torch.testing.assert_close(stats["sim_hardest_negative"], sum(hardest) / n)
+    torch.testing.assert_close(stats["sim_negative"], sum(negatives) / len(negatives))
