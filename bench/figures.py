@@ -4,7 +4,7 @@ by `python -m bench.ablation`): no number is typed in.
     python -m bench.figures [--results docs/results/ablation.jsonl] [--figures docs/figures]
 
 - ablation_dev_curves.png: STS-B and SICK-R dev over the steps, per objective: the mean over seeds, and a band
-  from the lowest to the highest seed;
+  from the lowest to the highest seed; a second row from --zoom_from on;
 - similarity_distributions.png: each held-out sentence's positive and hardest in-batch negative cosine as a
   training step sees them (`bench.ablation.probe_similarities`), at the start and after each objective's run,
   pooled over seeds;
@@ -46,20 +46,27 @@ def seed_band(runs: list[dict], curve: str, key: str) -> tuple[list[int], list[f
     return steps, [statistics.mean(v) for v in values], [min(v) for v in values], [max(v) for v in values]
 
 
-def draw_dev_curves(by_objective: dict[str, list[dict]], path: str) -> None:
+def draw_dev_curves(by_objective: dict[str, list[dict]], path: str, zoom_from: int) -> None:
+    """Top row: the whole runs; bottom row: from step `zoom_from` on, where the objectives part."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(12, 4.5), layout="constrained")
-    for ax, (key, name) in zip(figure.subplots(1, len(DEV_SETS)), DEV_SETS.items()):
-        for objective, runs in by_objective.items():
-            steps, mean, low, high = seed_band(runs, "dev_curve", key)
-            (line,) = ax.plot(steps, mean, marker="o", markersize=3, label=f"{objective} ({len(runs)} seeds)")
-            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.set_ylabel("Spearman ×100")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
+    figure = Figure(figsize=(12, 8), layout="constrained")
+    axes = figure.subplots(2, len(DEV_SETS))
+    for column, (key, name) in enumerate(DEV_SETS.items()):
+        for row, first in enumerate((0, zoom_from)):
+            ax = axes[row][column]
+            for objective, runs in by_objective.items():
+                steps, mean, low, high = seed_band(runs, "dev_curve", key)
+                kept = [i for i, step in enumerate(steps) if step >= first]
+                pick = lambda values: [values[i] for i in kept]  # noqa: E731
+                (line,) = ax.plot(pick(steps), pick(mean), marker="o", markersize=3,
+                                  label=f"{objective} ({len(runs)} seeds)")  # fmt: skip
+                ax.fill_between(pick(steps), pick(low), pick(high), color=line.get_color(), alpha=0.15, linewidth=0)
+            ax.set_title(name if row == 0 else f"{name}, from step {zoom_from}")
+            ax.set_xlabel("step")
+            ax.set_ylabel("Spearman ×100")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="best", fontsize="small")
     figure.suptitle("dev curves of the ablation: mean over seeds, band from the lowest to the highest seed")
     figure.savefig(path, format="png", dpi=100)
 
@@ -89,7 +96,7 @@ def draw_similarity_distributions(by_objective: dict[str, list[dict]], path: str
     columns = 3
     rows = -(-len(panels) // columns)
     figure = Figure(figsize=(5 * columns, 3.6 * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, sharex=True, squeeze=False).flatten()
+    axes = figure.subplots(rows, columns, squeeze=False).flatten()
     bins = len(start[0]["similarities"]["before"]["positive"])
     edges = [-1 + 2 * i / bins for i in range(bins + 1)]
     occupied = [
@@ -129,7 +136,7 @@ def draw_batch_similarities(by_objective: dict[str, list[dict]], path: str) -> N
             steps, mean, low, high = seed_band(runs, "train_logs", key)
             (line,) = ax.plot(steps, mean, label=objective)
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-        ax.set_title(f"{name} cosine in the training batch (mean over its anchors)")
+        ax.set_title(f"{name} cosine, mean over the batch's anchors")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
@@ -156,12 +163,13 @@ def main() -> None:
     parser.add_argument("--results", default="docs/results/ablation.jsonl")
     parser.add_argument("--figures", default="docs/figures")
     parser.add_argument("--doc", default="docs/results.md")
+    parser.add_argument("--zoom_from", type=int, default=40, help="the dev curves' second row starts at this step")
     args = parser.parse_args()
     by_objective = read_runs(args.results)
     os.makedirs(args.figures, exist_ok=True)
     names = ("ablation_dev_curves.png", "similarity_distributions.png", "ablation_batch_similarities.png")
     paths = [os.path.join(args.figures, name) for name in names]
-    draw_dev_curves(by_objective, paths[0])
+    draw_dev_curves(by_objective, paths[0], args.zoom_from)
     draw_similarity_distributions(by_objective, paths[1])
     draw_batch_similarities(by_objective, paths[2])
     relative = [os.path.relpath(p, os.path.dirname(os.path.abspath(args.doc))) for p in map(os.path.abspath, paths)]
