@@ -437,14 +437,17 @@ class HNCSETrainer(Trainer):
     def _draw_curves(self, folder: str) -> None:
         """training_curves.png in the saved folder (its card embeds it) and, from a checkpoint, in output_dir too,
         where it shows the run so far. Without matplotlib the run says once why there is none; a picture that
-        fails is a warning, never a lost checkpoint."""
+        fails is a warning, never a lost checkpoint. Either way an earlier run's picture in the folder is removed,
+        so that the card never shows another run."""
+        path = os.path.join(folder, CURVES_NAME)
         reason = plotting_unavailable()
         if reason:
             if not self._said_why_no_curves:
                 logger.warning("no %s is drawn: %s", CURVES_NAME, reason)
                 self._said_why_no_curves = True
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
             return
-        path = os.path.join(folder, CURVES_NAME)
         evaluates = self.args.eval_strategy != IntervalStrategy.NO
         run = os.path.basename(os.path.abspath(self.args.output_dir))
         try:
@@ -460,6 +463,8 @@ class HNCSETrainer(Trainer):
                 shutil.copyfile(path, os.path.join(self.args.output_dir, CURVES_NAME))
         except Exception as error:  # noqa: BLE001 - matplotlib's own errors (fonts, backends) have many types
             logger.warning("%s was not drawn: %s", path, first_line(error))
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:

@@ -141,12 +141,14 @@ def test_a_run_without_matplotlib_succeeds_and_says_once_why_there_is_no_picture
 ):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     output_dir = tmp_path / "run"
+    output_dir.mkdir()
+    (output_dir / CURVES_NAME).write_bytes(b"an earlier run's picture")  # would be embedded in this run's card
     run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir))  # 3 checkpoints, 1 final folder
     printed = capsys.readouterr()
     said = logged(printed.err, CURVES_NAME)
     assert f"Saved to {output_dir}\n" in printed.out  # and no picture named
     assert said == [f'no {CURVES_NAME} is drawn: matplotlib is not installed (pip install "hncse[plots]" draws them)']
-    assert not list(output_dir.rglob(CURVES_NAME))
+    assert not list(output_dir.rglob(CURVES_NAME))  # the earlier run's picture is gone too
     assert "Training curves" not in (output_dir / "README.md").read_text()
     assert (output_dir / "model.safetensors").is_file() and (output_dir / "checkpoint-3").is_dir()
 
@@ -163,6 +165,8 @@ def test_a_picture_that_fails_is_a_warning_and_the_checkpoints_are_kept(
 
     monkeypatch.setattr(hncse.training.trainer, "draw_training_curves", fail)
     output_dir = tmp_path / "run"
+    output_dir.mkdir()
+    (output_dir / CURVES_NAME).write_bytes(b"an earlier run's picture")
     run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir))
     warned = logged(capsys.readouterr().err, "was not drawn")
     assert len(warned) == 4  # checkpoints 1-3 and the final folder
