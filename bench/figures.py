@@ -150,7 +150,7 @@ def summary_table(by_objective: dict[str, list[dict]]) -> str:
         mean = lambda key: statistics.mean(p[key] for p in probes)  # noqa: E731
         gap = mean("mean_positive") - mean("mean_hardest_negative")
         return [name, f"{mean('mean_positive'):.3f}", f"{mean('mean_hardest_negative'):.3f}", f"{gap:.3f}",
-                f"{100 * mean('hardest_negative_above_positive'):.1f}%"]  # fmt: skip
+                f"{100 * mean('hardest_negative_above_positive'):.2f}%"]  # fmt: skip
 
     rows = [row("start (before training)", start_runs(by_objective), "before")]
     rows += [row(objective, runs, "after") for objective, runs in by_objective.items()]
