@@ -184,6 +184,9 @@ loss = HNCSELoss(model, objective, gather_across_devices=True, **params)
 SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
 if int(os.environ.get("RANK", "0")) == 0:
     torch.save({n: p.detach() for n, p in model.named_parameters()}, os.path.join(out, "weights.pt"))
+if torch.distributed.is_initialized():  # leave the group together: exiting with it open can abort a process
+    torch.distributed.barrier()  # in its communication threads' teardown ("terminate called without an active
+    torch.distributed.destroy_process_group()  # exception", seen on busy CPUs; as run_hncse.py does)
 """
 
 
