@@ -110,7 +110,7 @@ def _dev_panel(ax, entries: list[dict], metrics: list[str], best_metric: str | N
     ax.set_title("dev sets")
     ax.set_xlabel("step")
     ax.set_ylabel("score ×100")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
 
 
 def _lines_panel(ax, entries: list[dict], names: dict[str, str], title: str, ylabel: str) -> None:
