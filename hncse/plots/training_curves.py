@@ -52,17 +52,27 @@ def training_entries(log_history: list[dict]) -> list[dict]:
     return entries
 
 
+def metric_key(metric: str) -> str:
+    """The logged name of a dev metric, as the Trainer reads `metric_for_best_model` (`stsb_spearman` →
+    `eval_stsb_spearman`)."""
+    return metric if metric.startswith("eval_") else f"eval_{metric}"
+
+
+def evaluations_in(entries: list[dict]) -> list[dict]:
+    return [e for e in entries if "eval_runtime" in e]
+
+
 def dev_metrics(entries: list[dict]) -> list[str]:
     """The dev metrics evaluated during training (`eval_sickr_spearman`, `eval_stsb_spearman`, …), sorted: the
     same colours whether drawn from the trainer's log or from trainer_state.json (written with sorted keys)."""
-    names = {k for e in entries if "eval_runtime" in e for k in e}
+    names = {k for e in evaluations_in(entries) for k in e}
     return sorted(k for k in names if k.startswith("eval_") and k.endswith(DEV_SUFFIXES))
 
 
 def best_evaluation(entries: list[dict], metric: str, greater_is_better: bool = True) -> dict | None:
     """The evaluation the Trainer counts as best by `metric`: the first strictly best after step 0 (the evaluation
     at the start is a reference, never selected)."""
-    metric = metric if metric.startswith("eval_") else f"eval_{metric}"
+    metric = metric_key(metric)
     best = None
     for entry in entries:
         value = entry.get(metric)
@@ -97,12 +107,12 @@ def _loss_panel(ax, entries: list[dict]) -> None:
         ax.legend(handles=ax.get_lines() + rate_axis.get_lines(), loc="upper right", fontsize="small")
 
 
-def _dev_panel(ax, entries: list[dict], metrics: list[str], best_metric: str | None, best: dict | None) -> None:
+def _dev_panel(ax, evaluations: list[dict], metrics: list[str], best_metric: str | None, best: dict | None) -> None:
     for metric in metrics:
-        steps, values = _series([e for e in entries if "eval_runtime" in e], metric)
+        steps, values = _series(evaluations, metric)
         ax.plot(steps, values, marker="o", markersize=3, label=_label(metric))
     if best is not None and best_metric:
-        metric = best_metric if best_metric.startswith("eval_") else f"eval_{best_metric}"
+        metric = metric_key(best_metric)
         ax.axvline(best["step"], color="0.3", linestyle=":", linewidth=1)
         label = f"best {_label(metric)}: {best[metric]:.2f} at step {best['step']}"
         ax.plot([best["step"]], [best[metric]], marker="*", markersize=14, color="gold", markeredgecolor="black",
@@ -140,15 +150,14 @@ def draw_training_curves(
     from matplotlib.ticker import MaxNLocator
 
     entries = training_entries(log_history)
-    metrics = dev_metrics(entries)
+    metrics, evaluations = dev_metrics(entries), evaluations_in(entries)
     best = None
     if best_metric and metrics:
-        evaluations = [e for e in entries if "eval_runtime" in e]
         chosen = [e for e in evaluations if e.get("step") == best_step] if best_step else []
         best = chosen[-1] if chosen else best_evaluation(evaluations, best_metric, greater_is_better)
     panels = [lambda ax: _loss_panel(ax, entries)]
     if metrics:
-        panels.append(lambda ax: _dev_panel(ax, entries, metrics, best_metric, best))
+        panels.append(lambda ax: _dev_panel(ax, evaluations, metrics, best_metric, best))
     if any(k in e for e in entries for k in SIMILARITIES):
         panels.append(lambda ax: _lines_panel(ax, entries, SIMILARITIES, "similarities in the batch", "cosine"))
     if any(k in e for e in entries for k in PM_CASES):
@@ -178,8 +187,8 @@ def recorded_best_metric(state: dict) -> str | None:
     """The metric a saved Trainer state selected its best step by: the dev metric of the evaluation at
     `best_global_step` whose value is `best_metric` (the state records the value, not the name)."""
     step, value = state.get("best_global_step"), state.get("best_metric")
-    for entry in training_entries(state.get("log_history", [])):
-        if entry.get("step") == step and "eval_runtime" in entry:
+    for entry in evaluations_in(training_entries(state.get("log_history", []))):
+        if entry.get("step") == step:
             return next((k for k in dev_metrics([entry]) if entry[k] == value), None)
     return None
 
