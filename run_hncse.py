@@ -20,18 +20,16 @@ import sys
 import datasets
 import torch
 import transformers
-from transformers import DataCollatorWithPadding, set_seed
+from transformers import set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from hncse.data import drop_wordless, tokenize_sentences, truncation_summary
-from hncse.data_sources import resolve_senteval_dir
+from hncse.data import DataShape, read_training_corpus
+from hncse.data.sources import resolve_senteval_dir
 from hncse.errors import ConfigError, StoppedBySignal, TrainingDivergedError, run_cli
 from hncse.evaluation import format_tables, load_suite
-from hncse.labelled_data import ColumnsCollator, DataShape, load_training_data, tokenize_examples
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
 from hncse.plots import CURVES_NAME
-from hncse.streaming import SentenceStream, TokenizingCollator, stream_sentences
 from hncse.training import HNCSETrainer, RunFacts
 from hncse.training.checkpoints import (
     RunFinished,
@@ -132,27 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 def train_and_evaluate(model_args, data_args, training_args) -> dict:
     """The run itself, top to bottom: data, the checkpoint to resume, the model, training, evaluation, saving."""
-    corpus = dict(
-        train_file=data_args.train_file,
-        dataset_name=data_args.dataset_name,
-        dataset_config_name=data_args.dataset_config_name,
-        dataset_split=data_args.dataset_split,
-        text_column=data_args.text_column,
-        cache_dir=model_args.cache_dir,
-        max_samples=data_args.max_train_samples,
-    )
-    if data_args.streaming:
-        sentences, source = stream_sentences(**corpus)
-        shape = DataShape(text=data_args.text_column or "text")
-    else:
-        with training_args.main_process_first(desc="reading the corpus"):
-            sentences, shape = load_training_data(
-                **corpus,
-                anchor_column=data_args.anchor_column,
-                positive_column=data_args.positive_column,
-                negative_columns=data_args.negative_columns,
-                skip_bad_rows=data_args.skip_bad_rows,
-            )
+    corpus = read_training_corpus(data_args, training_args, model_args.cache_dir)
+    shape = corpus.shape
     check_objective_fits(shape, build_loss(training_args), training_args)
     eval_suite = predict_suite = None
     if training_args.eval_strategy != "no" or training_args.do_predict:
@@ -199,46 +178,18 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
     refused = model.length_refused(data_args.max_seq_length, model_args.model_name_or_path)
     if refused:
         raise ConfigError(refused)
-    tokenizer = model.tokenizer
-    pad_to_multiple_of = 8 if training_args.fp16 or training_args.bf16 else None
-    if data_args.streaming:  # tokenised batch by batch as training reads it
-        # The sentences one DataLoader batch takes: every process's share, or the main process's when it sends
-        # the batches (accelerate's dispatch_batches).
-        dispatched = training_args.accelerator_config.dispatch_batches
-        shares = 1 if dispatched else training_args.world_size
-        seed = training_args.seed if training_args.data_seed is None else training_args.data_seed
-        train_dataset = SentenceStream(
-            sentences, source, seed, data_args.shuffle_buffer_size, training_args.per_device_train_batch_size * shares
-        )
-        collator = TokenizingCollator(tokenizer, data_args.max_seq_length, pad_to_multiple_of)
-    else:
-        tokenize = tokenize_examples if shape.labelled else tokenize_sentences
-        with training_args.main_process_first(desc="tokenising the corpus"):
-            workers = data_args.preprocessing_num_workers
-            train_dataset = tokenize(sentences, tokenizer, data_args.max_seq_length, workers)
-        if training_args.process_index == 0:  # a statistic over the whole corpus: once, on the main process
-            truncated = truncation_summary(sentences, train_dataset, data_args.max_seq_length)
-            if truncated:
-                logger.warning(truncated)
-        train_dataset, dropped = drop_wordless(
-            train_dataset, tokenizer, data_args.train_file or data_args.dataset_name
-        )
-        if dropped and training_args.process_index == 0:
-            logger.warning(dropped)
-        train_dataset = train_dataset.remove_columns("num_tokens")
-        check_some_steps(len(train_dataset), training_args)
-        run_facts.train_sentences = len(train_dataset)
-        collator = (ColumnsCollator if shape.labelled else DataCollatorWithPadding)(
-            tokenizer, pad_to_multiple_of=pad_to_multiple_of
-        )
+    data = corpus.prepare(model.tokenizer, data_args, training_args)
+    if data.rows is not None:
+        check_some_steps(data.rows, training_args)
+        run_facts.train_sentences = data.rows
 
     trainer = HNCSETrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=data.dataset,
         eval_dataset=eval_suite,
-        processing_class=tokenizer,
-        data_collator=collator,
+        processing_class=model.tokenizer,
+        data_collator=data.collator,
         run_facts=run_facts,
     )
 

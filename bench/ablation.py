@@ -26,7 +26,7 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from bench.report import markdown_table, replace_section
 from hncse.data import load_sentences, tokenize_sentences
-from hncse.data_sources import resolve_senteval_dir
+from hncse.data.sources import resolve_senteval_dir
 from hncse.evaluation import load_suite
 from hncse.evaluation.senteval_data import load_sts_task
 from hncse.evaluation.sts import evaluate_sts

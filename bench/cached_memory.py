@@ -22,7 +22,7 @@ import time
 import torch
 
 from bench.report import markdown_table, replace_section
-from hncse.data_sources import resolve_train_file
+from hncse.data.sources import resolve_train_file
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CORPUS = (

@@ -29,7 +29,7 @@ import tempfile
 import time
 
 from bench.report import markdown_table, replace_section
-from hncse.data_sources import resolve_train_file
+from hncse.data.sources import resolve_train_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench.report import markdown_table, replace_section
-from hncse.data_sources import resolve_senteval_dir
+from hncse.data.sources import resolve_senteval_dir
 from hncse.evaluation.senteval_data import STS_TASKS, TABLE_NAMES, load_sts_task
 from hncse.evaluation.sts import evaluate_sts
 from hncse.modeling import SentenceEncoder

@@ -32,13 +32,12 @@ from transformers import BertConfig, BertModel, DataCollatorWithPadding, Trainer
 
 from bench.multi_process_check import ROWS_PER_PROCESS, global_batch_equality, launcher_runs
 from bench.report import markdown_table
-from hncse.data import load_sentences, tokenize_sentences
-from hncse.data_sources import resolve_train_file
+from hncse.data import SentenceStream, TokenizingCollator, load_sentences, stream_sentences, tokenize_sentences
+from hncse.data.sources import resolve_train_file
 from hncse.distributed import LocalBatch
 from hncse.modeling import SentenceEncoder
 from hncse.modeling.resolve import resolve_model_path
 from hncse.parser import parse_args
-from hncse.streaming import SentenceStream, TokenizingCollator, stream_sentences
 from hncse.training import HNCSETrainer
 from hncse.training.cached_contrastive import cached_contrastive_loss
 from hncse.training.trainer import build_loss

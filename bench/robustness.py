@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hncse.data_sources import resolve_train_file
+from hncse.data.sources import resolve_train_file
 from hncse.modeling.resolve import resolve_model_path
 from hncse.training.output_lock import LOCK_NAME
 

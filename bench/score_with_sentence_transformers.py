@@ -14,7 +14,7 @@ import torch
 from scipy.stats import spearmanr
 from sentence_transformers import SentenceTransformer
 
-from hncse.data_sources import resolve_senteval_dir
+from hncse.data.sources import resolve_senteval_dir
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import time
 import run_hncse
 from bench.report import markdown_table, replace_section
 from bench.supervised_data import build
-from hncse.data_sources import resolve_senteval_dir
+from hncse.data.sources import resolve_senteval_dir
 from hncse.evaluation.senteval_data import load_sts_task, normalise
 from hncse.evaluation.sts import evaluate_sts
 from hncse.modeling import SentenceEncoder

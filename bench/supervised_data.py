@@ -18,7 +18,7 @@ import csv
 import os
 from collections import defaultdict
 
-from hncse.data_sources import resolve_senteval_dir
+from hncse.data.sources import resolve_senteval_dir
 
 STSB_MIN_SCORE = 4.0
 

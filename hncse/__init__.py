@@ -1,15 +1,15 @@
 """HNCSE: sentence embeddings by contrastive learning with hard negatives (unlabelled sentences, or labelled pairs
 and triplets), as a Trainer recipe.
 
-Layers, each importing only from those before it: `errors`, `citations` ← `distributed`, `data_sources` ←
-`losses` ← `modeling` ← `evaluation`, `data` ← `config`, `streaming`, `labelled_data` ← `parser` ← `training` ←
-`run_hncse.py`. CONTRIBUTING.md
-has the rules; docs/method.md the method.
+Layers, each importing only from those before it: `errors`, `citations` ← `distributed`, `data.sources`, `plots`
+← `losses` ← `modeling` ← `evaluation`, `data` ← `config` ← `parser` ← `training` ← the entry points
+(`data.cli`, `evaluation.cli`, `st_losses`, `run_hncse.py`). CONTRIBUTING.md has the rules; docs/method.md the
+method.
 """
 
 from hncse.config import DataArguments, HNCSEConfig, ModelArguments
+from hncse.data import ColumnsCollator, DataShape, load_training_data, tokenize_examples
 from hncse.errors import HNCSEError
-from hncse.labelled_data import ColumnsCollator, DataShape, load_training_data, tokenize_examples
 from hncse.losses import Objective, SimCSELoss, info_nce_loss, register
 from hncse.modeling import POOLER_TYPES, SentenceEncoder, similarity
 from hncse.training import HNCSETrainer, RunFacts

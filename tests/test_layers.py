@@ -16,19 +16,17 @@ LAYERS = {
     "hncse.errors": 0,
     "hncse.citations": 0,
     "hncse.distributed": 1,
-    "hncse.data_sources": 1,
+    "hncse.data.sources": 1,  # where the data comes from (training corpora and SentEval's folder)
     "hncse.plots": 1,  # pictures drawn from a run's logs (matplotlib, optional)
     "hncse.losses": 2,
     "hncse.modeling": 3,
-    "hncse.data": 4,
+    "hncse.data": 4,  # the training data: files, shapes, tokenising, streaming, the pipeline
+    "hncse.data.cli": 8,  # `hncse-data`
     "hncse.evaluation": 4,
     "hncse.config": 5,
-    "hncse.streaming": 5,  # --streaming: the corpus read as training goes
-    "hncse.labelled_data": 5,  # pairs and triplets
     "hncse.parser": 6,
     "hncse.training": 7,
     "hncse.evaluate": 8,  # the `python -m hncse.evaluate` entry point
-    "hncse.data_cli": 8,  # `hncse-data`
     "hncse.st_losses": 8,  # the objectives as sentence-transformers losses
     "hncse": 9,  # the package's public imports (hncse/__init__.py)
 }
@@ -105,7 +103,7 @@ def test_the_check_finds_an_upward_import():
     assert violations("from hncse.training.trainer import HNCSETrainer", "hncse.evaluation.suite")
     assert violations("def f():\n    import hncse.evaluation.sts", "hncse.modeling.encoder")
     assert violations("import numpy", "hncse.losses.simcse")
-    assert violations("from hncse.data_sources import SOURCES", "hncse.losses.simcse")  # lower, but not allowed
+    assert violations("from hncse.data.sources import SOURCES", "hncse.losses.simcse")  # lower, but not allowed
     assert violations("from hncse.data import load_sentences", "hncse.evaluation.cli")  # same layer, other room
     assert violations("from ..training import trainer", "hncse.losses.simcse")
     assert not violations("from hncse.losses.common import as_float", "hncse.losses.simcse")

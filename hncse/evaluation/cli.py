@@ -19,7 +19,7 @@ import re
 
 import torch
 
-from hncse.data_sources import DATA_DIR_ENV, resolve_senteval_dir
+from hncse.data.sources import DATA_DIR_ENV, resolve_senteval_dir
 from hncse.errors import EvalConfigError, run_cli
 from hncse.evaluation.suite import MODES, TASK_SETS, format_tables, load_suite, resolve_tasks, run_suite
 from hncse.modeling import POOLER_TYPES, SentenceEncoder

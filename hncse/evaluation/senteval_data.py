@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hncse.data_sources import DATA_DIR_ENV
+from hncse.data.sources import DATA_DIR_ENV
 from hncse.errors import EvalDataError, first_line
 
 STS_YEARS = {
@@ -201,7 +201,7 @@ def load_sts_from_hub(task: str, split: str = "test") -> STSTask:
 def load_sts_task(task: str, data_dir: str | None, split: str = "test", flag: str = "--senteval_dir") -> STSTask:
     """An STS table column. STS12–16 exist only as test sets; STS-B and SICK-R have train/dev/test.
 
-    data_dir: SentEval's data/downstream folder (`hncse.data_sources.resolve_senteval_dir`); None: the Hub's copies.
+    data_dir: SentEval's data/downstream folder (`hncse.data.sources.resolve_senteval_dir`); None: the Hub's copies.
     """
     if data_dir is None:
         return load_sts_from_hub(task, split if task in ("STSBenchmark", "SICKRelatedness") else "test")

@@ -12,7 +12,7 @@ import re
 import yaml
 
 from hncse.citations import HNCSE_BIBTEX, SIMCSE_BIBTEX
-from hncse.data_sources import CORPORA, HUB_DATASET
+from hncse.data.sources import CORPORA, HUB_DATASET
 from hncse.evaluation import format_tables
 from hncse.evaluation.senteval_data import HUB_STS, TABLE_NAMES, TASK_BY_SHORT_NAME
 from hncse.losses import get_objective

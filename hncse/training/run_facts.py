@@ -40,7 +40,7 @@ class RunFacts:
     base_model: the model training started from (a Hub id or a folder).
     train_data: where the sentences came from (--train_file or --dataset_name).
     train_sentences: how many training rows (sentences, pairs or triplets) there were after filtering.
-    shape: what a row is: `sentences` (unlabelled), `pairs`, `triplets` (`hncse.labelled_data.DataShape.kind`).
+    shape: what a row is: `sentences` (unlabelled), `pairs`, `triplets` (`hncse.data.DataShape.kind`).
     settings: `run_settings(...)`, written as run_config.json in every checkpoint.
     senteval_results: the `--do_predict` evaluation, once it has run (the card's SentEval table).
     """

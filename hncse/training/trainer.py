@@ -16,12 +16,12 @@ from transformers import Trainer, TrainerCallback, TrainerState, get_scheduler
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, IntervalStrategy, TrainOutput
 
+from hncse.data import SentenceStream
 from hncse.distributed import batch_exchange
 from hncse.errors import ConfigError, TrainingDivergedError, first_line
 from hncse.evaluation import EvalSuite, flat_metrics, run_suite
 from hncse.losses import get_objective
 from hncse.plots import CURVES_NAME, draw_training_curves, plotting_unavailable
-from hncse.streaming import SentenceStream
 from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.training.checkpoints import (
     TRAINER_STATE_NAME,

@@ -1,7 +1,7 @@
 """What one training step encodes, and how the embeddings become an objective's inputs.
 
 One sentence per row: the batch twice, so that two dropout masks give each sentence two views (SimCSE). Labelled
-rows (pairs, triplets; `hncse.labelled_data`): each sentence of the row once — anchor, positive, given negatives.
+rows (pairs, triplets; `hncse.data`): each sentence of the row once — anchor, positive, given negatives.
 Either way every sentence of the step is encoded in one pass, stacked column by column.
 """
 

@@ -81,9 +81,9 @@ def test_blank_rows_match_pythons_strip_and_max_samples_counts_kept_rows(tmp_pat
     """The Arrow filter keeps exactly the rows Python's str.strip() would, Unicode white space included (the
     zero-width space is not white space to either), in slices or not; --max_train_samples takes the first N rows
     that are kept."""
-    import hncse.data
+    import hncse.data.files
 
-    monkeypatch.setattr(hncse.data, "MASK_SLICE_ROWS", slice_rows)
+    monkeypatch.setattr(hncse.data.files, "MASK_SLICE_ROWS", slice_rows)
     texts = ["one", "\u00a0\u3000", None, "two\u2003", "\x1c\x1f", "\u200b", "", "three", "\t\x0b\x0c", "four"]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n", encoding="utf-8")
@@ -104,9 +104,9 @@ def test_a_column_that_is_not_text_names_its_first_row(tmp_path):
 
 
 def test_utf8_is_checked_across_block_boundaries(tmp_path, monkeypatch):
-    import hncse.data
+    import hncse.data.files
 
-    monkeypatch.setattr(hncse.data, "CHECK_BLOCK_BYTES", 7)  # splits the multi-byte characters below
+    monkeypatch.setattr(hncse.data.files, "CHECK_BLOCK_BYTES", 7)  # splits the multi-byte characters below
     path = tmp_path / "many.txt"
     path.write_text("café crème\nnaïve\n" * 5 + "fine\n", encoding="utf-8")
     assert len(load_sentences(train_file=str(path))) == 11

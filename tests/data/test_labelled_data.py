@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from hncse.data import ColumnsCollator, data_shape, load_training_data, tokenize_examples
 from hncse.errors import DataError
-from hncse.labelled_data import ColumnsCollator, data_shape, load_training_data, tokenize_examples
 
 ROWS = [
     {"q": "a man plays a guitar .", "p": "someone plays music .", "n1": "a cat sleeps .", "n2": "it rains ."},

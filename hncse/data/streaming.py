@@ -20,8 +20,8 @@ import tokenizers
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from hncse.data import file_builder, is_remote, only_text_column, pick_text_column, report_bad_utf8_line
-from hncse.data_sources import resolve_train_file
+from hncse.data.files import file_builder, is_remote, only_text_column, pick_text_column, report_bad_utf8_line
+from hncse.data.sources import resolve_train_file
 from hncse.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ def stream_sentences(
 ) -> tuple[datasets.IterableDataset, str]:
     """(a streaming dataset with one column, "text", blank rows dropped, at most `max_samples` rows; its source).
 
-    The sources of `hncse.data.load_sentences`; a named corpus (`wiki1m`, `nli`) not on this machine is read from
-    the Hub as it goes rather than downloaded first."""
+    The sources of `hncse.data.corpus.load_sentences`; a named corpus (`wiki1m`, `nli`) not on this machine is read
+    from the Hub as it goes rather than downloaded first."""
     if (train_file is None) == (dataset_name is None):
         raise DataError("give exactly one of --train_file and --dataset_name")
     if train_file is not None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hncse import data_sources
-from hncse.data_sources import (
+from hncse.data import sources as data_sources
+from hncse.data.sources import (
     DATA_DIR_ENV,
     SOURCES,
     extract_senteval,

@@ -15,10 +15,16 @@ from tiny_run import REPO, crash_after_step
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
 import run_hncse
-from hncse.data import load_sentences, tokenize_sentences
+from hncse.data import (
+    SKIPPED,
+    SentenceStream,
+    TokenizingCollator,
+    load_sentences,
+    stream_sentences,
+    tokenize_sentences,
+)
 from hncse.errors import ConfigError, DataError
 from hncse.parser import parse_args
-from hncse.streaming import SKIPPED, SentenceStream, TokenizingCollator, stream_sentences
 
 
 @pytest.fixture
@@ -117,7 +123,7 @@ def test_streaming_needs_max_steps(tiny_model_dir, corpus_file):
 
 
 def test_named_corpus_streams_from_the_hub_unless_on_this_machine(monkeypatch, tmp_path):
-    from hncse.data_sources import resolve_train_file
+    from hncse.data.sources import resolve_train_file
 
     monkeypatch.delenv("HNCSE_DATA_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")

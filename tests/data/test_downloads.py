@@ -22,7 +22,7 @@ import yaml
 from hub_standin import HubStandIn, hub_constants, hub_env
 from tiny_run import REPO
 
-from hncse.data_sources import DATA_DIR_ENV, HUB_DATASET, resolve_senteval_dir, resolve_train_file
+from hncse.data.sources import DATA_DIR_ENV, HUB_DATASET, resolve_senteval_dir, resolve_train_file
 from hncse.errors import DataError
 
 CHUNK = 10 * 1024 * 1024  # huggingface_hub writes (and resumes) in whole chunks of this size
@@ -120,18 +120,18 @@ def run_command(args: list[str], hub: HubStandIn, cwd: str, **extra_env) -> subp
 
 
 def test_the_hncse_data_command(hub):
-    proc = run_command(["-m", "hncse.data_cli", "where"], hub, REPO)
+    proc = run_command(["-m", "hncse.data.cli", "where"], hub, REPO)
     assert proc.returncode == 0 and "wiki1m: not on this machine; `hncse-data download wiki1m`" in proc.stdout
-    proc = run_command(["-m", "hncse.data_cli", "download", "wiki1m", "senteval"], hub, REPO)
+    proc = run_command(["-m", "hncse.data.cli", "download", "wiki1m", "senteval"], hub, REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("wiki1m: ") and Path(lines[0].split(": ", 1)[1]).read_bytes() == hub.corpus
     assert lines[1].startswith("senteval: ") and (Path(lines[1].split(": ", 1)[1]) / "SICK").is_dir()
-    proc = run_command(["-m", "hncse.data_cli", "download", "nli"], hub, REPO)  # not in the stand-in's repo
+    proc = run_command(["-m", "hncse.data.cli", "download", "nli"], hub, REPO)  # not in the stand-in's repo
     error = proc.stderr.strip().splitlines()[-1]  # after the log lines
     assert proc.returncode == 2 and error.startswith("hncse-data: error: nli: downloading nli_for_simcse.csv from")
     assert "Traceback" not in proc.stderr
-    proc = run_command(["-m", "hncse.data_cli", "download", "nli"], hub, REPO, HF_HUB_OFFLINE="1")
+    proc = run_command(["-m", "hncse.data.cli", "download", "nli"], hub, REPO, HF_HUB_OFFLINE="1")
     assert proc.stderr.strip() == "hncse-data: error: nli: cannot download while HF_HUB_OFFLINE is set"
 
 

@@ -4,7 +4,7 @@
     hncse-data download senteval        # one of them
     hncse-data where                    # local copy ($HNCSE_DATA_DIR), cache, or not on this machine
 
-See `hncse.data_sources` for the order in which names resolve.
+See `hncse.data.sources` for the order in which names resolve.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from hncse.data_sources import HUB_DATASET, SOURCES, describe, fetch
+from hncse.data.sources import HUB_DATASET, SOURCES, describe, fetch
 from hncse.errors import run_cli
 
 
