@@ -3,7 +3,7 @@ hardest in-batch negative cosine, computed without touching the run's random sta
 
 import torch
 
-from bench.ablation import HISTOGRAM_BINS, probe_similarities
+from bench.ablation import HISTOGRAM_BINS, cosine_histogram, probe_similarities
 from hncse.modeling import SentenceEncoder
 
 
@@ -33,3 +33,9 @@ def test_the_probe_matches_a_naive_computation_and_leaves_the_random_state(tiny_
     assert probe["hardest_negative_above_positive"] == 0.0
     assert len(probe["positive"]) == HISTOGRAM_BINS and sum(probe["positive"]) == sum(probe["hardest_negative"]) == 10
     assert probe["positive"][-1] == 10  # cosine 1 falls in the last bin
+
+
+def test_cosines_a_rounding_error_outside_minus_one_to_one_are_counted_in_the_edge_bins():
+    one_up, one_down = torch.nextafter(torch.tensor(1.0), torch.tensor(2.0)), torch.tensor(-1.0000001)
+    counts = cosine_histogram(torch.stack([one_up, torch.tensor(1.0), torch.tensor(0.0), one_down]))
+    assert sum(counts) == 4 and counts[-1] == 2 and counts[0] == 1 and len(counts) == HISTOGRAM_BINS
