@@ -30,7 +30,7 @@ import traceback
 import torch
 from transformers import BertConfig, BertModel, DataCollatorWithPadding, TrainerCallback
 
-from bench.multi_process_check import ROWS_PER_PROCESS, global_batch_equality, launcher_runs
+from bench.multi_process_check import ROWS_PER_PROCESS, global_batch_equality, launcher_runs, objective_loss
 from bench.report import markdown_table
 from hncse.data import SentenceStream, TokenizingCollator, load_sentences, stream_sentences, tokenize_sentences
 from hncse.data.sources import resolve_train_file
@@ -40,7 +40,6 @@ from hncse.modeling.resolve import resolve_model_path
 from hncse.parser import parse_args
 from hncse.training import HNCSETrainer
 from hncse.training.cached_contrastive import cached_contrastive_loss
-from hncse.training.trainer import build_loss
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BUILTIN = ["simcse", "pm", "hnm", "hybrid", "hybrid_sum"]
@@ -128,12 +127,6 @@ def sync_audit(corpus: str, model: str, batch: int, workdir: str) -> list[list]:
             if cuda:
                 torch.cuda.set_sync_debug_mode(0)
     return rows
-
-
-def objective_loss(objective: str) -> torch.nn.Module:
-    """The objective as training builds it, from the config defaults (HNM: k 8, s 8 for small batches)."""
-    _, _, args = parse_args(["--train_file", "unused.txt", "--objective", objective, "--hnm_k", "8", "--hnm_s", "8"])
-    return build_loss(args)
 
 
 def random_bert(tokenizer, layers: int = 12, hidden: int = 768) -> SentenceEncoder:

@@ -21,9 +21,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hncse.distributed import LocalBatch, batch_exchange
+from hncse.parser import parse_args
+from hncse.training.trainer import build_loss
 
 ROWS_PER_PROCESS, DIM = 32, 384
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def objective_loss(objective: str) -> torch.nn.Module:
+    """The objective as training builds it, from the config defaults (HNM: k 8, s 8 for small batches)."""
+    _, _, args = parse_args(["--train_file", "unused.txt", "--objective", objective, "--hnm_k", "8", "--hnm_s", "8"])
+    return build_loss(args)
 
 
 def fixed_views(rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,8 +42,6 @@ def fixed_views(rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def global_batch_worker(rank: int, world: int, init_file: str, out_dir: str, objectives: list[str], cuda: bool):
-    from bench.gpu_check import objective_loss
-
     device = torch.device("cuda", rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
@@ -58,8 +64,6 @@ def global_batch_worker(rank: int, world: int, init_file: str, out_dir: str, obj
 
 def global_batch_equality(world: int, cuda: bool, workdir: str, objectives: list[str]) -> list[list]:
     """Rows: objective, |mean of the W local losses - the 1 × W·N loss|, max gradient difference (relative)."""
-    from bench.gpu_check import objective_loss
-
     folder = os.path.join(workdir, "global-batch")
     os.makedirs(folder, exist_ok=True)
     args = (world, os.path.join(folder, "init"), folder, objectives, cuda)

@@ -18,7 +18,7 @@ import time
 import torch
 
 from bench.report import markdown_table, replace_section
-from hncse import evaluate as evaluate_cli
+from hncse.evaluation import cli as evaluate_cli
 from hncse.evaluation.suite import TRANSFER_TABLE_NAMES, format_tables
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

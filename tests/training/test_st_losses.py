@@ -226,7 +226,7 @@ def test_the_readme_example_runs(folder, tmp_path, monkeypatch):
     """The README's example, on the tiny model and a small triplet set instead of the Hub's."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## In sentence-transformers' own trainer") :]
     start = section.index("```python\n") + len("```python\n")
     code = section[start : section.index("\n```", start)]
@@ -246,3 +246,11 @@ def test_the_readme_example_runs(folder, tmp_path, monkeypatch):
     )
     exec(compile(code, "README.md", "exec"), {"SMALL": small})
     assert (tmp_path / "outputs" / "st-hybrid_sum" / "final" / "README.md").is_file()
+
+
+def test_the_documented_import_path_is_the_training_module():
+    import hncse.st_losses
+    import hncse.training.st_losses
+
+    assert hncse.st_losses.HNCSELoss is hncse.training.st_losses.HNCSELoss
+    assert hncse.st_losses.CachedHNCSELoss is hncse.training.st_losses.CachedHNCSELoss
