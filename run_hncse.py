@@ -26,7 +26,7 @@ from transformers.integrations import is_deepspeed_zero3_enabled
 from hncse.data import DataShape, read_training_corpus
 from hncse.data.sources import resolve_senteval_dir
 from hncse.errors import ConfigError, StoppedBySignal, TrainingDivergedError, run_cli
-from hncse.evaluation import format_tables, load_suite
+from hncse.evaluation import dev_table, dev_table_title, load_suite, results_tables
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
 from hncse.plots import CURVES_NAME
@@ -46,16 +46,6 @@ from hncse.training.trainer import build_loss, check_optimization_arguments
 from hncse.training.views import takes_negatives
 
 logger = logging.getLogger("run_hncse")
-
-
-def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
-    """A markdown table of dev Spearman per model state."""
-    metrics = list(dict.fromkeys(k for _, m in rows for k in m if k.endswith("_spearman")))
-    header = "| model | " + " | ".join(m.removeprefix("eval_").replace("_spearman", "") for m in metrics) + " |"
-    lines = [header, "|---" * (len(metrics) + 1) + "|"]
-    for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.2f}" if k in m else "-" for k in metrics) + " |")
-    return "\n".join(lines)
 
 
 def launch_summary(training_args, rows: str = "sentences") -> str:
@@ -246,7 +236,7 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
         if trainer.is_world_process_zero():
             curves = os.path.join(training_args.output_dir, CURVES_NAME)
             saved = f"Saved to {training_args.output_dir}" + (f"; curves: {curves}" if os.path.isfile(curves) else "")
-            print("\nSTS dev Spearman x100\n" + format_table(rows) + f"\n\n{saved}\n")
+            print(f"\n{dev_table_title(rows)}\n{dev_table(rows)}\n\n{saved}\n")
     if predict_suite is not None:
         # SentEval's test sets on the saved weights; the table goes into the model card and a JSON file.
         metrics, results = trainer.evaluate_suite(predict_suite, metric_key_prefix="predict", main_process_only=True)
@@ -256,7 +246,7 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
             trainer.run_facts.senteval_results = results
             if not training_args.push_to_hub:
                 trainer.create_model_card()
-            print("\nSentEval test sets\n" + format_tables(results) + "\n")
+            print("\nSentEval test sets\n" + results_tables(results) + "\n")
     if training_args.push_to_hub:
         try:
             trainer.push_to_hub(commit_message="End of training")  # saves output_dir first, then uploads it

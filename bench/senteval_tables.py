@@ -19,7 +19,8 @@ import torch
 
 from bench.report import markdown_table, replace_section
 from hncse.evaluation import cli as evaluate_cli
-from hncse.evaluation.suite import TRANSFER_TABLE_NAMES, format_tables
+from hncse.evaluation import results_tables
+from hncse.evaluation.transfer import TRANSFER_TABLE_NAMES
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SENTEVAL = "../shared/data/senteval"
@@ -50,7 +51,7 @@ def render_results(all_results: dict[str, dict]) -> str:
     blocks = []
     for pooler, results in all_results.items():
         title = f"**{MODEL}, {POOLER_NAMES.get(pooler, pooler)}** — `{command(pooler)}`"
-        blocks += [title, "", format_tables(results), ""]
+        blocks += [title, "", results_tables(results), ""]
     return "\n".join(blocks)
 
 

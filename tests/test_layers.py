@@ -17,13 +17,13 @@ LAYERS = {
     "hncse.citations": 0,
     "hncse.distributed": 1,
     "hncse.data.sources": 1,  # where the data comes from (training corpora and SentEval's folder)
-    "hncse.plots": 1,  # pictures drawn from a run's logs (matplotlib, optional)
     "hncse.losses": 2,
     "hncse.modeling": 3,
     "hncse.data": 4,  # the training data: files, shapes, tokenising, streaming, the pipeline
     "hncse.data.cli": 8,  # `hncse-data`
     "hncse.evaluation": 4,
     "hncse.config": 5,
+    "hncse.plots": 5,  # pictures drawn from a run's logs (matplotlib, optional); asks evaluation for the dev metrics
     "hncse.parser": 6,
     "hncse.training": 7,
     "hncse.evaluate": 8,  # the `python -m hncse.evaluate` entry point

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hncse.evaluation.embedding_cache import EmbeddingLookup
+from hncse.evaluation.evaluator import Evaluator
 from hncse.evaluation.senteval_data import STSPairs
 
 
@@ -37,3 +38,30 @@ def alignment_uniformity(lookup: EmbeddingLookup, pairs: STSPairs, threshold: fl
         "positive_pairs": len(s1),
         "sentences": len(unique),
     }
+
+
+class AlignmentUniformityEvaluator(Evaluator):
+    """SimCSE's analysis on STS-B dev pairs: its numbers go to the results' top level (`alignment`, `uniformity`).
+    Not a task of `--tasks`: the suite adds it (`load_suite(alignment=True)`)."""
+
+    position, result_keys = 2.0, ("alignment", "uniformity", "positive_pairs", "sentences")
+
+    def __init__(self, pairs: STSPairs):
+        super().__init__("alignment_uniformity", "alignment_uniformity")
+        self.pairs = pairs
+
+    def sentences(self) -> list[str]:
+        return self.pairs.sentences1 + self.pairs.sentences2
+
+    def score(self, lookup: EmbeddingLookup, mode: str, options: dict) -> dict:
+        return alignment_uniformity(lookup, self.pairs)
+
+    def metrics(self, entry: dict, mode: str) -> dict[str, float]:
+        return {"alignment": entry["alignment"], "uniformity": entry["uniformity"]}
+
+    @classmethod
+    def tables(cls, entries: dict[str, dict], results: dict) -> list[str]:
+        return [
+            f"alignment {results['alignment']:.4f} · uniformity {results['uniformity']:.4f} "
+            f"(STS-B dev, {results['positive_pairs']} pairs with gold > 4, {results['sentences']} sentences)"
+        ]

@@ -21,7 +21,7 @@ import torch
 
 from hncse.data.sources import DATA_DIR_ENV, resolve_senteval_dir
 from hncse.errors import EvalConfigError, run_cli
-from hncse.evaluation.suite import MODES, TASK_SETS, format_tables, load_suite, resolve_tasks, run_suite
+from hncse.evaluation import MODES, TASK_SETS, load_suite, resolve_tasks, results_tables, run_suite
 from hncse.modeling import POOLER_TYPES, SentenceEncoder
 
 logger = logging.getLogger("hncse.evaluate")
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"\n{args.model} · pooler {results['pooler']} · mode {args.mode} · "
         f"{results['sentences_encoded']} sentences encoded in {results['encode_seconds']:.1f} s · "
-        f"total {results['seconds']:.1f} s\n\n{format_tables(results)}\n\nWrote {output}\n"
+        f"total {results['seconds']:.1f} s\n\n{results_tables(results)}\n\nWrote {output}\n"
     )
     return results
 

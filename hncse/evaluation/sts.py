@@ -14,7 +14,16 @@ import numpy as np
 import torch.nn.functional as F
 
 from hncse.evaluation.embedding_cache import EmbeddingLookup, encode_unique
-from hncse.evaluation.senteval_data import STSPairs, STSTask
+from hncse.evaluation.evaluator import Evaluator, EvaluatorSpec
+from hncse.evaluation.senteval_data import (
+    SHORT_NAMES,
+    STS_TASKS,
+    STS_YEARS,
+    TABLE_NAMES,
+    STSPairs,
+    STSTask,
+    load_sts_task,
+)
 
 METRIC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "sts_spearman")
 
@@ -70,3 +79,61 @@ def evaluate_sts(encoder, tasks: dict[str, STSTask], batch_size: int = 128, bf16
     """Score every task; each distinct sentence across all of them is encoded once."""
     lookup = encode_unique(encoder, sts_sentences(tasks.values()), batch_size, bf16)
     return {name: score_sts_task(task, lookup) for name, task in tasks.items()}
+
+
+class STSEvaluator(Evaluator):
+    """An STS table column of SentEval (a year of STS12–16, STS-B or SICK-R): Spearman ×100 of the cosine."""
+
+    group, average_key, average_metric, position = "sts", "sts_avg", "avg_sts", 0.0
+
+    def __init__(self, task: STSTask, short_name: str):
+        super().__init__(task.name, short_name)
+        self.task = task
+
+    def sentences(self) -> list[str]:
+        return sts_sentences([self.task])
+
+    def score(self, lookup: EmbeddingLookup, mode: str, options: dict) -> dict:
+        return score_sts_task(self.task, lookup)
+
+    def metrics(self, entry: dict, mode: str) -> dict[str, float]:
+        metrics = {f"{self.short_name}_spearman": entry["all"]}
+        if self.name in STS_YEARS:
+            metrics[f"{self.short_name}_spearman_wmean"] = entry["wmean"]
+        return metrics
+
+    def average_value(self, entry: dict, mode: str) -> float:
+        return entry["all"]
+
+    @classmethod
+    def tables(cls, entries: dict[str, dict], results: dict) -> list[str]:
+        """SimCSE's STS table: the "all" row, and "wmean" beside it when a year of STS12–16 is there."""
+        names = list(entries)
+        header = "| STS | " + " | ".join(TABLE_NAMES.get(n, n) for n in names) + " | Avg. |"
+        rows = [header, "|---" * (len(names) + 2) + "|"]
+        settings = ["all", "wmean"] if any(n in STS_YEARS for n in names) else ["all"]
+        for setting in settings:
+            scores = [entries[n][setting] for n in names]
+            rows.append(
+                f"| {setting} | " + " | ".join(f"{s:.2f}" for s in scores) + f" | {float(np.mean(scores)):.2f} |"
+            )
+        return ["\n".join(rows)]
+
+
+def sts_spec(task: str) -> EvaluatorSpec:
+    def load(split: str, data_dir: str | None, flag: str) -> STSEvaluator:
+        return STSEvaluator(load_sts_task(task, data_dir, split, flag), SHORT_NAMES[task])
+
+    return EvaluatorSpec(
+        name=task,
+        short_name=SHORT_NAMES[task],
+        kind=STSEvaluator,
+        load=load,
+        main_metric=f"{SHORT_NAMES[task]}_spearman",
+        table_name=TABLE_NAMES[task],
+        splits=("test",) if task in STS_YEARS else ("dev", "test"),
+        task_sets=("sts",),
+    )
+
+
+SPECS = [sts_spec(task) for task in STS_TASKS]

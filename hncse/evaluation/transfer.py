@@ -19,14 +19,20 @@ SentEval), though not drawn by scikit-learn, so fold membership — and the seco
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from hncse.evaluation.senteval_data import ClassificationTask
+from hncse.evaluation.embedding_cache import EmbeddingLookup
+from hncse.evaluation.evaluator import Evaluator, EvaluatorSpec
+from hncse.evaluation.senteval_data import SHORT_NAMES, TRANSFER_TASKS, ClassificationTask, load_transfer_task
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -337,3 +343,64 @@ def evaluate_transfer_task(
         return result
     (train_x, train_y), (dev_x, dev_y), (test_x, test_y) = split("train"), split("dev"), split("test")
     return evaluate_split(train_x, train_y, dev_x, dev_y, test_x, test_y, task.num_classes, protocol)
+
+
+TRANSFER_TABLE_NAMES = {"SST2": "SST-2"}
+
+
+def accuracy_key(mode: str) -> str:
+    """Validation accuracy in dev mode (what training selects on), test accuracy otherwise."""
+    return "devacc" if mode == "dev" else "acc"
+
+
+class TransferEvaluator(Evaluator):
+    """A SentEval transfer task: a classifier on the frozen embeddings, accuracy ×100 (`PROTOCOLS[mode]`)."""
+
+    group, average_key, average_metric, position = "transfer", "transfer_avg", "avg_transfer", 1.0
+
+    def __init__(self, task: ClassificationTask, short_name: str):
+        super().__init__(task.name, short_name)
+        self.task = task
+
+    def sentences(self) -> list[str]:
+        return self.task.sentences()
+
+    def score(self, lookup: EmbeddingLookup, mode: str, options: dict) -> dict:
+        start = time.time()
+        entry = evaluate_transfer_task(self.task, lookup, PROTOCOLS[mode], options.get("mrpc_features", "senteval"))
+        entry["seconds"] = round(time.time() - start, 2)
+        logger.info("%s: %s (%.0f s)", self.name, entry[accuracy_key(mode)], time.time() - start)
+        return entry
+
+    def metrics(self, entry: dict, mode: str) -> dict[str, float]:
+        return {f"{self.short_name}_accuracy": entry[accuracy_key(mode)]}
+
+    def average_value(self, entry: dict, mode: str) -> float:
+        return entry[accuracy_key(mode)]
+
+    @classmethod
+    def tables(cls, entries: dict[str, dict], results: dict) -> list[str]:
+        key = accuracy_key(results.get("mode"))
+        names = list(entries)
+        header = "| transfer | " + " | ".join(TRANSFER_TABLE_NAMES.get(n, n) for n in names) + " | Avg. |"
+        scores = [entries[n][key] for n in names]
+        row = f"| {key} | " + " | ".join(f"{s:.2f}" for s in scores) + f" | {float(np.mean(scores)):.2f} |"
+        return ["\n".join([header, "|---" * (len(names) + 2) + "|", row])]
+
+
+def transfer_spec(task: str) -> EvaluatorSpec:
+    def load(split: str, data_dir: str | None, flag: str) -> TransferEvaluator:
+        return TransferEvaluator(load_transfer_task(task, data_dir, flag), SHORT_NAMES[task])
+
+    return EvaluatorSpec(
+        name=task,
+        short_name=SHORT_NAMES[task],
+        kind=TransferEvaluator,
+        load=load,
+        main_metric=f"{SHORT_NAMES[task]}_accuracy",
+        table_name=TRANSFER_TABLE_NAMES.get(task, task),
+        task_sets=("transfer",),
+    )
+
+
+SPECS = [transfer_spec(task) for task in TRANSFER_TASKS]

@@ -15,6 +15,8 @@ import json
 import math
 import os
 
+from hncse.evaluation.evaluator import dev_metrics_in
+
 CURVES_NAME = "training_curves.png"
 PLOTS_EXTRA = 'pip install "hncse[plots]"'
 SIMILARITIES = {
@@ -29,7 +31,6 @@ PM_CASES = {
     "pm_case_c": "case C: hardest above the positive",
     "pm_ratio": "mixing ratio w2/w1",
 }
-DEV_SUFFIXES = ("_spearman", "_accuracy")
 
 
 def plotting_unavailable() -> str | None:
@@ -66,7 +67,7 @@ def dev_metrics(entries: list[dict]) -> list[str]:
     """The dev metrics evaluated during training (`eval_sickr_spearman`, `eval_stsb_spearman`, …), sorted: the
     same colours whether drawn from the trainer's log or from trainer_state.json (written with sorted keys)."""
     names = {k for e in evaluations_in(entries) for k in e}
-    return sorted(k for k in names if k.startswith("eval_") and k.endswith(DEV_SUFFIXES))
+    return sorted(dev_metrics_in(names))
 
 
 def best_evaluation(entries: list[dict], metric: str, greater_is_better: bool = True) -> dict | None:

@@ -13,8 +13,8 @@ import yaml
 
 from hncse.citations import HNCSE_BIBTEX, SIMCSE_BIBTEX
 from hncse.data.sources import CORPORA, HUB_DATASET
-from hncse.evaluation import format_tables
-from hncse.evaluation.senteval_data import HUB_STS, TABLE_NAMES, TASK_BY_SHORT_NAME
+from hncse.evaluation import dev_metric_spec, dev_metrics_in, results_tables
+from hncse.evaluation.senteval_data import HUB_STS, TABLE_NAMES
 from hncse.losses import get_objective
 from hncse.modeling import MLP_WEIGHTS_NAME
 from hncse.plots import CURVES_NAME
@@ -70,7 +70,8 @@ def model_index(name: str, dev_results: dict[str, float], senteval: dict | None)
     """`model-index` entries: STS-B / SICK-R dev Spearman of these weights, and SentEval's STS test sets."""
     results = []
     for metric, value in dev_results.items():
-        task = TASK_BY_SHORT_NAME.get(metric.removeprefix("eval_").removesuffix("_spearman"))
+        spec = dev_metric_spec(metric)
+        task = spec.name if spec is not None else None
         if metric.endswith("_spearman") and task in HUB_STS:
             results.append(_sts_result(task, "validation", value))
     for task, scores in (senteval or {}).get("sts", {}).items():
@@ -151,8 +152,9 @@ def usage_section(
 def _dev_results(state, step: int) -> dict[str, float]:
     """The dev metrics logged at `step`, if an evaluation ran then."""
     for entry in reversed(state.log_history or []):
-        if entry.get("step") == step and any(k.endswith(("_spearman", "_accuracy")) for k in entry):
-            return {k: v for k, v in entry.items() if k.endswith(("_spearman", "_accuracy"))}
+        metrics = dev_metrics_in(entry) if entry.get("step") == step else []
+        if metrics:
+            return {k: entry[k] for k in metrics}
     return {}
 
 
@@ -254,7 +256,7 @@ def write_model_card(
             'Spearman ×100 of cosine similarity (STS; "all" is SimCSE\'s headline setting) and transfer '
             "accuracy ×100, from `run_hncse.py --do_predict` (the same code as `python -m hncse.evaluate`).",
             "",
-            format_tables(senteval),
+            results_tables(senteval),
             "",
         ]
     lines += usage_section(

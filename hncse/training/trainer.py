@@ -318,7 +318,7 @@ class HNCSETrainer(Trainer):
         encoder = self.accelerator.unwrap_model(self.model)
         with self._full_weights(encoder):
             results = run_suite(encoder, suite, self.args.per_device_eval_batch_size, bf16=self.args.bf16)
-        metrics = {f"{metric_key_prefix}_{name}": value for name, value in flat_metrics(results).items()}
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in flat_metrics(results, suite).items()}
         metrics[f"{metric_key_prefix}_runtime"] = round(results["seconds"], 3)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)

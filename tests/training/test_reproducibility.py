@@ -152,9 +152,9 @@ SCRIPTED_RUN = """
 import sys
 import hncse.training.trainer, run_hncse
 real, calls = hncse.training.trainer.flat_metrics, iter(range(10**6))
-def scripted(results):  # before training, then every eval: step 2 is the best by far
+def scripted(results, suite):  # before training, then every eval: step 2 is the best by far
     call = next(calls)
-    return {**real(results), "stsb_spearman": 90.0 if call == 1 else 10.0 + call}
+    return {**real(results, suite), "stsb_spearman": 90.0 if call == 1 else 10.0 + call}
 hncse.training.trainer.flat_metrics = scripted
 run_hncse.main(sys.argv[1:])
 """
@@ -186,7 +186,10 @@ def test_sigkill_with_evaluation_never_loses_the_best_checkpoint(
     monkeypatch.setattr(
         hncse.training.trainer,
         "flat_metrics",
-        lambda results, real=hncse.training.trainer.flat_metrics: {**real(results), "stsb_spearman": 20.0},
+        lambda results, suite, real=hncse.training.trainer.flat_metrics: {
+            **real(results, suite),
+            "stsb_spearman": 20.0,
+        },
     )
     step = int(newest.rsplit("-", 1)[-1])
     run_hncse.main(argv(step + 2))

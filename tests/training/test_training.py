@@ -92,8 +92,8 @@ def test_output_dir_holds_the_best_checkpoint_not_the_last(
     scripted = iter([10.0, 50.0, 90.0, 60.0])  # before training, then steps 1, 2, 3
     real = hncse.training.trainer.flat_metrics
 
-    def scripted_metrics(results):
-        metrics, value = real(results), next(scripted, None)
+    def scripted_metrics(results, suite):
+        metrics, value = real(results, suite), next(scripted, None)
         return metrics if value is None else {**metrics, "stsb_spearman": value}
 
     monkeypatch.setattr(hncse.training.trainer, "flat_metrics", scripted_metrics)
