@@ -23,17 +23,14 @@ import transformers
 from transformers import set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from hncse.data import DataShape, read_training_corpus
-from hncse.data.sources import resolve_senteval_dir
 from hncse.errors import ConfigError, StoppedBySignal, TrainingDivergedError, run_cli
-from hncse.evaluation import dev_table, dev_table_title, load_suite, results_tables
+from hncse.evaluation import dev_table, dev_table_title, results_tables
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
 from hncse.plots import CURVES_NAME
 from hncse.training import HNCSETrainer, RunFacts
 from hncse.training.checkpoints import (
     RunFinished,
-    check_output_dir_writable,
     checkpoint_to_resume,
     finished_at,
     last_complete_checkpoint,
@@ -41,9 +38,8 @@ from hncse.training.checkpoints import (
 )
 from hncse.training.hub import explain_push_failure
 from hncse.training.output_lock import OutputLock
+from hncse.training.preflight import Preflight, check_some_steps, run_preflight
 from hncse.training.stop_on_signal import StopOnSignal
-from hncse.training.trainer import build_loss, check_optimization_arguments
-from hncse.training.views import takes_negatives
 
 logger = logging.getLogger("run_hncse")
 
@@ -68,39 +64,6 @@ def launch_summary(training_args, rows: str = "sentences") -> str:
     return line
 
 
-def check_objective_fits(shape: DataShape, loss, training_args) -> None:
-    """The objective can train on the data's shape: a plug-in objective without `negatives=` cannot take triplets,
-    and a weight on given hard negatives needs data that has them."""
-    if shape.negatives and not takes_negatives(loss):
-        raise ConfigError(
-            f"--objective {training_args.objective} takes no given hard negatives (its forward has no `negatives` "
-            f"argument), but the data is {shape.describe()}; name only --anchor_column and --positive_column to "
-            "train on the pairs"
-        )
-    if training_args.hard_negative_weight and not shape.negatives:
-        raise ConfigError(
-            f"--hard_negative_weight {training_args.hard_negative_weight} weighs given hard negatives, and the data "
-            f"has none: {shape.describe()}"
-        )
-
-
-def check_some_steps(sentences: int, training_args) -> None:
-    """A run counted in epochs over a corpus smaller than one global batch would save the model it started from
-    as trained: refuse it."""
-    if training_args.max_steps > 0:
-        return
-    per_step = training_args.per_device_train_batch_size * training_args.world_size
-    batches = sentences // per_step if training_args.dataloader_drop_last else -(-sentences // per_step)
-    steps = int(batches // training_args.gradient_accumulation_steps * training_args.num_train_epochs)
-    if steps == 0:
-        step = per_step * training_args.gradient_accumulation_steps
-        raise ConfigError(
-            f"{sentences} training sentences make no full step of {step} sentences (global batch × accumulation) in "
-            f"{training_args.num_train_epochs} epoch(s): nothing would be trained. Use more sentences, a smaller "
-            "--per_device_train_batch_size, or --max_steps"
-        )
-
-
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, force=True)
@@ -109,27 +72,19 @@ def main(argv: list[str] | None = None) -> dict:
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
 
-    # Everything that can be checked without loading comes first: the output folder, the optimizer's values, then
-    # the data (seconds), before any model is downloaded or loaded and before anything is written.
-    check_output_dir_writable(training_args.output_dir)
-    check_optimization_arguments(training_args)
+    # Everything that can be checked without loading a model or writing anything, in one documented order
+    # (hncse.training.preflight): the output folder, the arguments, the optimizer, the launch, the data against the
+    # objective, the steps, the evaluation sets. What it reads (the data, the objective, the sets) the run uses.
+    checked = run_preflight(model_args, data_args, training_args)
     # One run at a time in output_dir (its main process holds the lock until the end).
     with OutputLock(training_args.output_dir, active=training_args.should_save):
-        return train_and_evaluate(model_args, data_args, training_args)
+        return train_and_evaluate(model_args, data_args, training_args, checked)
 
 
-def train_and_evaluate(model_args, data_args, training_args) -> dict:
-    """The run itself, top to bottom: data, the checkpoint to resume, the model, training, evaluation, saving."""
-    corpus = read_training_corpus(data_args, training_args, model_args.cache_dir)
-    shape = corpus.shape
-    check_objective_fits(shape, build_loss(training_args), training_args)
-    eval_suite = predict_suite = None
-    if training_args.eval_strategy != "no" or training_args.do_predict:
-        senteval_dir = resolve_senteval_dir(data_args.senteval_dir)
-    if training_args.eval_strategy != "no":
-        eval_suite = load_suite(data_args.dev_tasks, "dev", senteval_dir)
-    if training_args.do_predict:
-        predict_suite = load_suite(data_args.test_tasks, "test", senteval_dir, alignment=True)
+def train_and_evaluate(model_args, data_args, training_args, checked: Preflight) -> dict:
+    """The run itself, top to bottom: the checkpoint to resume, the model, training, evaluation, saving."""
+    corpus, shape = checked.corpus, checked.corpus.shape
+    eval_suite, predict_suite = checked.eval_suite, checked.predict_suite
 
     logger.info(
         "process %d/%d, device %s, bf16 %s, fp16 %s",
@@ -170,7 +125,7 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
         raise ConfigError(refused)
     data = corpus.prepare(model.tokenizer, data_args, training_args)
     if data.rows is not None:
-        check_some_steps(data.rows, training_args)
+        check_some_steps(data.rows, training_args)  # again: rows that tokenise to nothing were dropped
         run_facts.train_sentences = data.rows
 
     trainer = HNCSETrainer(
@@ -180,6 +135,7 @@ def train_and_evaluate(model_args, data_args, training_args) -> dict:
         eval_dataset=eval_suite,
         processing_class=model.tokenizer,
         data_collator=data.collator,
+        loss=checked.loss,
         run_facts=run_facts,
     )
 

@@ -271,12 +271,10 @@ class TrainingConfigBase(TrainingArguments):
                 "--per_device_train_batch_size must be at least 2 (in-batch negatives), "
                 f"got {self.per_device_train_batch_size}"
             )
-        check_accelerate_cpu_launch()
-        if not self.use_cpu:
-            check_one_process_per_gpu(torch.cuda.device_count())
         if not self.use_cpu and not torch.accelerator.is_available():
-            # Say "CPU" explicitly on a machine without accelerators: otherwise accelerate leaves processes started
-            # by torchrun undistributed (each trains alone, all write one output_dir) and bf16 is refused.
+            # Not a check but a default: say "CPU" explicitly on a machine without accelerators, before the
+            # Trainer's own set-up; otherwise accelerate leaves processes started by torchrun undistributed (each
+            # trains alone, all write one output_dir) and bf16 is refused. The launch is checked by the preflight.
             self.use_cpu = True
         try:
             super().__post_init__()

@@ -19,7 +19,6 @@ from transformers import HfArgumentParser
 
 from hncse.config import DataArguments, ModelArguments, TrainingConfigBase, config_class
 from hncse.errors import ConfigError
-from hncse.evaluation import produced_metrics
 
 
 def argument_groups() -> tuple[type, ...]:
@@ -170,33 +169,4 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, Training
             if hasattr(group, name):
                 setattr(group, name, None)
     model_args, data_args, training_args = groups
-    check_best_metric(data_args, training_args)
-    if data_args.streaming:
-        check_streaming(training_args)
     return model_args, data_args, training_args
-
-
-def check_streaming(training_args: TrainingConfigBase) -> None:
-    """A stream has no length: the run is counted in steps. Each process reads its share of the stream rather than
-    the main process sending every batch; the collator needs the raw "text" column."""
-    if training_args.max_steps <= 0:
-        raise ConfigError("--streaming needs --max_steps: a stream has no length to count epochs by")
-    training_args.remove_unused_columns = False
-    if training_args.accelerator_config.dispatch_batches is None:
-        training_args.accelerator_config.dispatch_batches = False
-
-
-def check_best_metric(data_args: DataArguments, training_args: TrainingConfigBase) -> None:
-    """There must be dev tasks to evaluate, and the metric that picks the best checkpoint must be one they produce."""
-    if not data_args.eval_tasks and training_args.eval_strategy != "no":
-        raise ConfigError("--eval_tasks is empty; name at least one dev task or set --eval_strategy no")
-    if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
-        return
-    produced = produced_metrics(data_args.dev_tasks)
-    metric = training_args.metric_for_best_model.removeprefix("eval_")
-    if metric not in produced:
-        raise ConfigError(
-            f"--metric_for_best_model {training_args.metric_for_best_model!r} is not produced by "
-            f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}; choose one of {', '.join(sorted(produced))} "
-            "or set --load_best_model_at_end false"
-        )

@@ -8,6 +8,7 @@ import pytest
 
 from hncse.errors import ConfigError
 from hncse.parser import parse_args
+from hncse.training.preflight import Preflight, check_arguments
 
 
 def test_defaults_follow_the_paper(corpus_file):
@@ -83,10 +84,11 @@ def test_training_file_required():
 def test_best_metric_must_come_from_an_evaluated_task(corpus_file):
     message = "--metric_for_best_model 'stsb_spearman' is not produced by --eval_tasks sickr"
     with pytest.raises(ConfigError, match=message):
-        parse_args(["--train_file", str(corpus_file), "--eval_tasks", "sickr"])
+        check_arguments(*parse_args(["--train_file", str(corpus_file), "--eval_tasks", "sickr"]), Preflight())
     _, data_args, args = parse_args(
         ["--train_file", str(corpus_file), "--eval_tasks", "sickr", "--metric_for_best_model", "sickr_spearman"]
     )
+    check_arguments(None, data_args, args, Preflight())
     assert args.metric_for_best_model == "sickr_spearman"
 
 

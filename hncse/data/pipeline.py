@@ -87,6 +87,11 @@ def read_training_corpus(data_args, training_args, cache_dir: str | None = None)
         max_samples=data_args.max_train_samples,
     )
     if data_args.streaming:
+        # A stream is read by each process, its share of every global batch kept (rather than the main process
+        # sending every batch), and the collator needs the raw "text" column.
+        training_args.remove_unused_columns = False
+        if training_args.accelerator_config.dispatch_batches is None:
+            training_args.accelerator_config.dispatch_batches = False
         sentences, source = stream_sentences(**corpus)
         return TrainingCorpus(sentences, DataShape(text=data_args.text_column or "text"), source, streamed=True)
     with training_args.main_process_first(desc="reading the corpus"):

@@ -12,15 +12,14 @@ from types import SimpleNamespace
 
 import torch
 from torch.utils.data import RandomSampler
-from transformers import Trainer, TrainerCallback, TrainerState, get_scheduler
+from transformers import Trainer, TrainerCallback, TrainerState
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, IntervalStrategy, TrainOutput
 
 from hncse.data import SentenceStream
 from hncse.distributed import batch_exchange
-from hncse.errors import ConfigError, TrainingDivergedError, first_line
+from hncse.errors import TrainingDivergedError, first_line
 from hncse.evaluation import EvalSuite, flat_metrics, run_suite
-from hncse.losses import get_objective
 from hncse.plots import CURVES_NAME, draw_training_curves, plotting_unavailable
 from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.training.checkpoints import (
@@ -38,35 +37,12 @@ from hncse.training.checkpoints import (
 )
 from hncse.training.hub import explain_repo_failure
 from hncse.training.model_card import write_model_card
+from hncse.training.preflight import build_loss, check_cached_step_backend
 from hncse.training.run_facts import RunFacts, run_settings
 from hncse.training.sampler import PermutationSampler
 from hncse.training.views import objective_loss, split_views, stacked_features
 
 logger = logging.getLogger(__name__)
-
-
-def check_optimization_arguments(args) -> None:
-    """Build the optimizer and learning-rate schedule the Trainer would, on a stand-in parameter: a value they refuse
-    (a negative learning rate, a beta outside [0, 1), a schedule argument the schedule does not take) stops the run
-    with one line before anything is loaded or written, rather than in the middle of `train`."""
-    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
-    try:
-        optimizer = optimizer_cls([torch.nn.Parameter(torch.zeros(1))], **optimizer_kwargs)
-        get_scheduler(
-            args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(100), num_training_steps=100,
-            scheduler_specific_kwargs=args.lr_scheduler_kwargs,
-        )  # fmt: skip
-    except (ValueError, TypeError) as error:
-        raise ConfigError(
-            f"--optim {getattr(args.optim, 'value', args.optim)} / --lr_scheduler_type "
-            f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)}: {first_line(error)} (see "
-            "--learning_rate, --adam_beta1, --adam_beta2, --adam_epsilon, --optim_args, --lr_scheduler_kwargs)"
-        ) from None
-
-
-def build_loss(args) -> torch.nn.Module:
-    """The objective module named by `args.objective`, with its hyper-parameters from the config."""
-    return get_objective(args.objective).build(args, seed=args.seed)
 
 
 class DivergenceCheck(TrainerCallback):
@@ -128,10 +104,7 @@ class HNCSETrainer(Trainer):
 
     def __init__(self, *args, loss: torch.nn.Module | None = None, run_facts: RunFacts | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.args.mini_batch_size and self.is_deepspeed_enabled:
-            raise ConfigError(
-                "--mini_batch_size is not supported with DeepSpeed yet; use DDP (configs/accelerate/multi_gpu.yaml)"
-            )
+        check_cached_step_backend(self.args)  # run_hncse's preflight did; a trainer built in code is checked too
         self.loss_fn = loss if loss is not None else build_loss(self.args)
         self.run_facts = run_facts if run_facts is not None else self._facts_from_model()
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)

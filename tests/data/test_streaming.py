@@ -118,8 +118,11 @@ def test_collator_gives_the_prepared_corpus_batches(tiny_model_dir, corpus_file)
 
 
 def test_streaming_needs_max_steps(tiny_model_dir, corpus_file):
+    from hncse.training.preflight import Preflight, check_arguments
+
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--streaming", "1"]
     with pytest.raises(ConfigError, match="--streaming needs --max_steps"):
-        parse_args(["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--streaming", "1"])
+        check_arguments(*parse_args(argv), Preflight())
 
 
 def test_named_corpus_streams_from_the_hub_unless_on_this_machine(monkeypatch, tmp_path):

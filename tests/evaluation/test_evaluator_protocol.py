@@ -92,11 +92,12 @@ def test_a_registered_evaluator_is_logged_selects_the_best_and_shows_in_the_tabl
 
 def test_an_unregistered_name_and_a_metric_no_set_produces_are_refused(cohesion_sentences, tiny_model_dir, tmp_path):
     from hncse.parser import parse_args
+    from hncse.training.preflight import Preflight, check_arguments
 
     common = ["--model_name_or_path", str(tiny_model_dir), "--train_file", "x.txt", "--output_dir", str(tmp_path)]
     with pytest.raises(ConfigError, match="--eval_tasks: unknown task 'coherence'; choose from .*cohesion"):
         parse_args(common + ["--eval_tasks", "coherence"])
     with pytest.raises(ConfigError, match="choose one of cohesion_score"):
-        parse_args(common + ["--eval_tasks", "cohesion", "--metric_for_best_model", "stsb_spearman"])
+        check_arguments(*parse_args(common + ["--eval_tasks", "cohesion"]), Preflight())
     _, data_args, _ = parse_args(common + ["--eval_tasks", "cohesion", "--metric_for_best_model", "cohesion_score"])
     assert data_args.dev_tasks == ["Cohesion"]

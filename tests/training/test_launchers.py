@@ -18,6 +18,7 @@ import run_hncse
 from hncse.errors import ConfigError
 from hncse.parser import parse_args
 from hncse.training.checkpoints import missing_checkpoint_files
+from hncse.training.preflight import Preflight, check_launch
 
 REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
 PORTS = {"zero2": "29521", "zero3": "29523"}
@@ -123,11 +124,12 @@ def test_one_process_seeing_several_gpus_is_refused(monkeypatch, tiny_model_dir,
     """Plain `python run_hncse.py` on a 4-GPU machine would become nn.DataParallel: one line names the launcher."""
     argv = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file)]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
     for name in ("LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match=r"sees 4 GPUs .*`accelerate launch .*--num_processes 4"):
-        parse_args(argv)
-    parse_args([*argv, "--use_cpu", "true"])  # asked for the CPU: nothing to refuse
+        check_launch(*parse_args(argv), Preflight())
+    check_launch(*parse_args([*argv, "--use_cpu", "true"]), Preflight())  # asked for the CPU: nothing to refuse
 
 
 def test_launch_summary_gives_the_global_batch_and_idle_gpus(monkeypatch):
@@ -138,6 +140,7 @@ def test_launch_summary_gives_the_global_batch_and_idle_gpus(monkeypatch):
         "global batch 48 sentences per step = 2 process(es) × 8 per device × 3 accumulation step(s)"
     )
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
     assert run_hncse.launch_summary(args).endswith(
         "; 2 of this machine's 4 GPUs are idle (accelerate launch --num_processes 4 uses them all)"
     )
@@ -257,6 +260,6 @@ def test_accelerate_launch_cpu_with_several_processes_is_refused(monkeypatch, co
     launcher = ["python", "accelerate", "launch", "--cpu", "--num_processes", "2", "run_hncse.py"]
     monkeypatch.setattr(hncse.config, "launcher_command_line", lambda: launcher)
     with pytest.raises(ConfigError, match=r"starts a single process; start 2 CPU processes with `torchrun"):
-        parse_args(["--train_file", str(corpus_file)])
+        check_launch(*parse_args(["--train_file", str(corpus_file)]), Preflight())
     launcher[5] = "1"
-    parse_args(["--train_file", str(corpus_file)])
+    check_launch(*parse_args(["--train_file", str(corpus_file)]), Preflight())

@@ -1,0 +1,194 @@
+"""Every check that can run before a model is loaded or anything is written: one module, one order, called once by
+`run_hncse.main()` before it takes the output folder's lock.
+
+Each argument's own values (types, ranges, an objective's hyper-parameters) are checked when the arguments are
+parsed, by the dataclasses' `__post_init__`. What spans several arguments, the files and the machine is checked
+here, in this order (`CHECKS`; the first that fails stops the run with one line):
+
+1. output folder — `--output_dir` can be created and written;
+2. arguments — the metric that picks the best checkpoint is one the dev sets produce, a stream is counted in
+   steps, the cached step is not asked of DeepSpeed;
+3. optimizer — the optimizer and the learning-rate schedule take their values (`--lr_scheduler_kwargs` too);
+4. launch — one process per GPU, and no `accelerate launch --cpu` that would start fewer processes than asked;
+5. data — the training data (file, encoding, columns, bad rows) is read, and its shape suits the objective, which
+   is built here, once, and handed to the trainer;
+6. steps — the data makes at least one training step;
+7. evaluation sets — the dev and test sets' files are read.
+
+What needs the output folder's earlier run (`run_config.json`) is checked next, under the lock; what needs the
+model (`--max_seq_length` against its limit, the tokenizer) as soon as it loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, get_scheduler
+
+from hncse.config import check_accelerate_cpu_launch, check_one_process_per_gpu
+from hncse.data import DataShape, TrainingCorpus, read_training_corpus
+from hncse.data.sources import resolve_senteval_dir
+from hncse.errors import ConfigError, first_line
+from hncse.evaluation import EvalSuite, load_suite, produced_metrics
+from hncse.losses import get_objective
+from hncse.training.checkpoints import check_output_dir_writable
+from hncse.training.views import takes_negatives
+
+
+@dataclass
+class Preflight:
+    """What the checks read, for the run to use rather than read again."""
+
+    loss: torch.nn.Module | None = None
+    corpus: TrainingCorpus | None = None
+    eval_suite: EvalSuite | None = None
+    predict_suite: EvalSuite | None = None
+    passed: list[str] = field(default_factory=list)  # the checks run, in order
+
+
+def check_output_folder(model_args, data_args, training_args, found: Preflight) -> None:
+    check_output_dir_writable(training_args.output_dir)
+
+
+def check_arguments(model_args, data_args, training_args, found: Preflight) -> None:
+    check_best_metric(data_args, training_args)
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ConfigError("--streaming needs --max_steps: a stream has no length to count epochs by")
+    check_cached_step_backend(training_args)
+
+
+def check_optimizer(model_args, data_args, training_args, found: Preflight) -> None:
+    check_optimization_arguments(training_args)
+
+
+def check_launch(model_args, data_args, training_args, found: Preflight) -> None:
+    check_accelerate_cpu_launch()
+    if not training_args.use_cpu:
+        check_one_process_per_gpu(torch.cuda.device_count())
+
+
+def check_data(model_args, data_args, training_args, found: Preflight) -> None:
+    found.corpus = read_training_corpus(data_args, training_args, model_args.cache_dir)
+    found.loss = build_loss(training_args)
+    check_objective_fits(found.corpus.shape, found.loss, training_args)
+
+
+def check_steps(model_args, data_args, training_args, found: Preflight) -> None:
+    if not found.corpus.streamed:
+        check_some_steps(len(found.corpus.rows), training_args)
+
+
+def check_evaluation_sets(model_args, data_args, training_args, found: Preflight) -> None:
+    if training_args.eval_strategy == "no" and not training_args.do_predict:
+        return
+    senteval_dir = resolve_senteval_dir(data_args.senteval_dir)
+    if training_args.eval_strategy != "no":
+        found.eval_suite = load_suite(data_args.dev_tasks, "dev", senteval_dir)
+    if training_args.do_predict:
+        found.predict_suite = load_suite(data_args.test_tasks, "test", senteval_dir, alignment=True)
+
+
+CHECKS: tuple[tuple[str, Callable], ...] = (
+    ("output folder", check_output_folder),
+    ("arguments", check_arguments),
+    ("optimizer", check_optimizer),
+    ("launch", check_launch),
+    ("data", check_data),
+    ("steps", check_steps),
+    ("evaluation sets", check_evaluation_sets),
+)
+
+
+def run_preflight(model_args, data_args, training_args) -> Preflight:
+    """Run `CHECKS` in order; a refusal is a `ConfigError` / `DataError` / `EvalDataError` with one line."""
+    found = Preflight()
+    for name, check in CHECKS:
+        check(model_args, data_args, training_args, found)
+        found.passed.append(name)
+    return found
+
+
+# ---- the checks themselves ----------------------------------------------------------------------------------------
+
+
+def build_loss(args) -> torch.nn.Module:
+    """The objective module named by `args.objective`, with its hyper-parameters from the config."""
+    return get_objective(args.objective).build(args, seed=args.seed)
+
+
+def check_best_metric(data_args, training_args) -> None:
+    """There must be dev tasks to evaluate, and the metric that picks the best checkpoint must be one they produce."""
+    if not data_args.eval_tasks and training_args.eval_strategy != "no":
+        raise ConfigError("--eval_tasks is empty; name at least one dev task or set --eval_strategy no")
+    if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
+        return
+    produced = produced_metrics(data_args.dev_tasks)
+    metric = training_args.metric_for_best_model.removeprefix("eval_")
+    if metric not in produced:
+        raise ConfigError(
+            f"--metric_for_best_model {training_args.metric_for_best_model!r} is not produced by "
+            f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}; choose one of {', '.join(sorted(produced))} "
+            "or set --load_best_model_at_end false"
+        )
+
+
+def check_cached_step_backend(args) -> None:
+    """The cached step (`--mini_batch_size`) encodes outside the engine, which DeepSpeed does not allow yet."""
+    if args.mini_batch_size and getattr(args, "deepspeed_plugin", None) is not None:
+        raise ConfigError(
+            "--mini_batch_size is not supported with DeepSpeed yet; use DDP (configs/accelerate/multi_gpu.yaml)"
+        )
+
+
+def check_optimization_arguments(args) -> None:
+    """Build the optimizer and learning-rate schedule the Trainer would, on a stand-in parameter: a value they refuse
+    (a negative learning rate, a beta outside [0, 1), a schedule argument the schedule does not take) stops the run
+    with one line before anything is loaded or written, rather than in the middle of `train`."""
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    try:
+        optimizer = optimizer_cls([torch.nn.Parameter(torch.zeros(1))], **optimizer_kwargs)
+        get_scheduler(
+            args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(100), num_training_steps=100,
+            scheduler_specific_kwargs=args.lr_scheduler_kwargs,
+        )  # fmt: skip
+    except (ValueError, TypeError) as error:
+        raise ConfigError(
+            f"--optim {getattr(args.optim, 'value', args.optim)} / --lr_scheduler_type "
+            f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)}: {first_line(error)} (see "
+            "--learning_rate, --adam_beta1, --adam_beta2, --adam_epsilon, --optim_args, --lr_scheduler_kwargs)"
+        ) from None
+
+
+def check_objective_fits(shape: DataShape, loss, training_args) -> None:
+    """The objective can train on the data's shape: a plug-in objective without `negatives=` cannot take triplets,
+    and a weight on given hard negatives needs data that has them."""
+    if shape.negatives and not takes_negatives(loss):
+        raise ConfigError(
+            f"--objective {training_args.objective} takes no given hard negatives (its forward has no `negatives` "
+            f"argument), but the data is {shape.describe()}; name only --anchor_column and --positive_column to "
+            "train on the pairs"
+        )
+    if training_args.hard_negative_weight and not shape.negatives:
+        raise ConfigError(
+            f"--hard_negative_weight {training_args.hard_negative_weight} weighs given hard negatives, and the data "
+            f"has none: {shape.describe()}"
+        )
+
+
+def check_some_steps(rows: int, training_args) -> None:
+    """A run counted in epochs over a corpus smaller than one global batch would save the model it started from
+    as trained: refuse it. Run on the rows read, and again (`run_hncse`) on those left after tokenising."""
+    if training_args.max_steps > 0:
+        return
+    per_step = training_args.per_device_train_batch_size * training_args.world_size
+    batches = rows // per_step if training_args.dataloader_drop_last else -(-rows // per_step)
+    steps = int(batches // training_args.gradient_accumulation_steps * training_args.num_train_epochs)
+    if steps == 0:
+        step = per_step * training_args.gradient_accumulation_steps
+        raise ConfigError(
+            f"{rows} training sentences make no full step of {step} sentences (global batch × accumulation) in "
+            f"{training_args.num_train_epochs} epoch(s): nothing would be trained. Use more sentences, a smaller "
+            "--per_device_train_batch_size, or --max_steps"
+        )
