@@ -1,10 +1,10 @@
 """HNCSE: sentence embeddings by contrastive learning with hard negatives (unlabelled sentences, or labelled pairs
 and triplets), as a Trainer recipe.
 
-Layers, each importing only from those before it: `errors`, `citations` ← `distributed`, `data.sources`, `plots`
-← `losses` ← `modeling` ← `evaluation`, `data` ← `config` ← `parser` ← `training` ← the entry points
-(`data.cli`, `evaluation.cli`, `st_losses`, `run_hncse.py`). CONTRIBUTING.md has the rules; docs/method.md the
-method.
+Layers, each importing only from those before it: `errors`, `citations` ← `distributed`, `data.sources` ←
+`losses` ← `modeling` ← `evaluation`, `data` ← `config`, `plots` ← `parser` ← `training` ← the entry points
+(`data.cli`, `evaluate`, `st_losses`, `run_hncse.py`). CONTRIBUTING.md has the table and the rules;
+docs/method.md the method.
 """
 
 from hncse.config import DataArguments, HNCSEConfig, ModelArguments

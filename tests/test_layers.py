@@ -108,3 +108,53 @@ def test_the_check_finds_an_upward_import():
     assert violations("from ..training import trainer", "hncse.losses.simcse")
     assert not violations("from hncse.losses.common import as_float", "hncse.losses.simcse")
     assert not violations("from hncse.errors import ConfigError\nimport torch", "hncse.losses.registry")
+
+
+ROOT = PACKAGE.parent
+IMPORTABLE = {
+    module_name(path) if path.is_relative_to(PACKAGE) else ".".join(path.relative_to(ROOT).with_suffix("").parts): path
+    for path in [*MODULES, *sorted((ROOT / "bench").glob("*.py"))]
+}
+
+
+def import_edges(module: str, path: Path) -> set[str]:
+    """The project modules `module` imports (a name imported from a package is its module when it is one)."""
+    edges = set()
+    for name in imported_modules(path.read_text(encoding="utf-8"), module, path.name == "__init__.py"):
+        name = name.removesuffix(".__init__")
+        if name in IMPORTABLE and name != module:
+            edges.add(name)
+    return edges
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of the directed graph as a path that ends where it starts, or None (depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return path[path.index(target) :] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_circle_in_the_package_or_the_benchmarks():
+    graph = {module: import_edges(module, path) for module, path in IMPORTABLE.items()}
+    assert find_cycle(graph) is None, " → ".join(find_cycle(graph))
+
+
+def test_the_circle_check_finds_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
