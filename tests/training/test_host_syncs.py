@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from tiny_run import NaNLossFrom, base_argv
 
+import hncse.training.preflight
 import hncse.training.trainer
 import run_hncse
 from bench.gpu_check import HostReads, QuietStepAudit
@@ -46,10 +47,10 @@ def test_quiet_steps_read_nothing_back(
 
 def test_a_nan_loss_between_logging_steps_applies_no_update(tiny_model_dir, corpus_file, tmp_path, monkeypatch):
     """The loss is NaN at step 3; the host looks at step 4 (a save): the weights are still those of step 2."""
-    real_build_loss = hncse.training.trainer.build_loss
+    real_build_loss = hncse.training.preflight.build_loss
 
     monkeypatch.setattr(
-        hncse.training.trainer, "build_loss", lambda args: NaNLossFrom(real_build_loss(args), 3, after=True)
+        hncse.training.preflight, "build_loss", lambda args: NaNLossFrom(real_build_loss(args), 3, after=True)
     )
     weights_when_stopped = {}
     original_raise = hncse.training.trainer.HNCSETrainer._raise_diverged

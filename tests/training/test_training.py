@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from scipy.stats import spearmanr
 from tiny_run import REPO, NaNLossFrom, base_argv
 
+import hncse.training.preflight
 import hncse.training.trainer
 import run_hncse
 from hncse.evaluation.senteval_data import load_stsb
@@ -270,9 +271,9 @@ def test_unknown_eval_task_is_a_one_line_config_error(tiny_model_dir, corpus_fil
 def test_nan_loss_stops_with_one_line_and_keeps_earlier_checkpoints(
     tiny_model_dir, corpus_file, tmp_path, monkeypatch, capsys
 ):
-    real_build_loss = hncse.training.trainer.build_loss
+    real_build_loss = hncse.training.preflight.build_loss
 
-    monkeypatch.setattr(hncse.training.trainer, "build_loss", lambda args: NaNLossFrom(real_build_loss(args), 3))
+    monkeypatch.setattr(hncse.training.preflight, "build_loss", lambda args: NaNLossFrom(real_build_loss(args), 3))
     out = tmp_path / "nan"
     argv = base_argv(tiny_model_dir, corpus_file, tmp_path, out) + [
         "--eval_strategy", "no", "--load_best_model_at_end", "false", "--max_steps", "5", "--resume_state_steps", "1"
