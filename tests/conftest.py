@@ -1,4 +1,9 @@
-"""Offline fixtures: a tiny random BERT with a word-level vocabulary, a small corpus and a small SentEval folder."""
+"""Offline fixtures: a tiny random BERT with a word-level vocabulary, a small corpus and small SentEval folders.
+
+The data are generated (tests/fixture_data.py), the same on every machine; SentEval's real data and the wiki1m
+sample ($HNCSE_SHARED_DATA, else ../shared/data beside the checkout) are read only by the tests that need the real
+sets themselves, through `real_data`, which skips where they are absent.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,19 @@ import os
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ["DS_ACCELERATOR"] = "cpu"
 
-import re  # noqa: E402
+import csv  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from fixture_data import covered_text, wiki_sentences, words, write_senteval  # noqa: E402
 from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("HNCSE_SHARED_DATA", REPO.parent / "shared" / "data"))
-SENTEVAL = SHARED_DATA / "senteval"
-WIKI = SHARED_DATA / "unsup" / "wiki1m_random10k.txt"
+SHARED_DATA = Path(os.environ.get("HNCSE_SHARED_DATA") or REPO.parent / "shared" / "data")
+NO_REAL_DATA = "needs SentEval's data and the wiki1m sample: set HNCSE_SHARED_DATA or put it in ../shared/data"
+CORPUS_SIZE = 200  # sentences in corpus_file (tests count steps per epoch from it)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -27,23 +34,20 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.pop("HNCSE_DATA_DIR", None)
 
 
-def _head(path: Path, n: int) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return [next(f) for _ in range(n)]
-
-
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not WIKI.is_file() or not SENTEVAL.is_dir():
-        raise FileNotFoundError(f"tests need ../shared/data beside the checkout (looked in {SHARED_DATA})")
+def real_data() -> Path:
+    """The project's copy of SimCSE's data (SentEval's data/downstream in senteval/, the wiki1m sample in unsup/),
+    for the tests of the real sets themselves; they skip where it is absent."""
+    if not (SHARED_DATA / "unsup" / "wiki1m_random10k.txt").is_file() or not (SHARED_DATA / "senteval").is_dir():
+        pytest.skip(NO_REAL_DATA)
     return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
-def corpus_file(tmp_path_factory, shared_data) -> Path:
-    """200 Wikipedia sentences from SimCSE's wiki1m."""
+def corpus_file(tmp_path_factory) -> Path:
+    """200 generated Wikipedia-like sentences, no two alike in their first words (nor once truncated)."""
     path = tmp_path_factory.mktemp("corpus") / "wiki200.txt"
-    path.write_text("".join(_head(WIKI, 200)), encoding="utf-8")
+    path.write_text("".join(line + "\n" for line in wiki_sentences(CORPUS_SIZE)), encoding="utf-8")
     return path
 
 
@@ -51,44 +55,65 @@ def corpus_file(tmp_path_factory, shared_data) -> Path:
 def triplet_file(tmp_path_factory, corpus_file) -> Path:
     """A CSV of SimCSE's NLI columns (sent0, sent1, hard_neg) from the corpus sentences: each sentence, its first
     words, and the next sentence."""
-    import csv
-
     sentences = [line.strip() for line in corpus_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     path = tmp_path_factory.mktemp("triplets") / "triplets.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["sent0", "sent1", "hard_neg"])
         for i, sentence in enumerate(sentences[:64]):
-            words = sentence.split()
-            writer.writerow([sentence, " ".join(words[: max(3, 2 * len(words) // 3)]), sentences[i + 1]])
+            first = sentence.split()
+            writer.writerow([sentence, " ".join(first[: max(3, 2 * len(first) // 3)]), sentences[i + 1]])
     return path
 
 
 @pytest.fixture(scope="session")
-def senteval_dir(tmp_path_factory, shared_data) -> Path:
-    """SentEval layout with the first 80 STS-B dev pairs and 80 SICK trial pairs (fast dev evaluation)."""
-    root = tmp_path_factory.mktemp("senteval")
-    (root / "STS" / "STSBenchmark").mkdir(parents=True)
-    (root / "SICK").mkdir()
-    stsb = _head(SENTEVAL / "STS" / "STSBenchmark" / "sts-dev.csv", 80)
-    (root / "STS" / "STSBenchmark" / "sts-dev.csv").write_text("".join(stsb), encoding="utf-8")
-    sick = _head(SENTEVAL / "SICK" / "SICK_trial.txt", 81)
-    (root / "SICK" / "SICK_trial.txt").write_text("".join(sick), encoding="utf-8")
+def senteval_small(tmp_path_factory) -> Path:
+    """A generated SentEval data/downstream folder with all 14 tasks in SentEval's files and formats, a few dozen
+    lines per file: the whole suite in seconds (fixture_data.write_senteval)."""
+    root = tmp_path_factory.mktemp("senteval-small")
+    write_senteval(root)
     return root
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, corpus_file, senteval_dir) -> Path:
-    """A random 2-layer BERT (hidden 32) and a word-level WordPiece vocabulary built from the test data."""
+def senteval_dir(tmp_path_factory, senteval_small) -> Path:
+    """SentEval layout with STS-B dev and SICK trial only, 80 pairs each (fast dev evaluation)."""
+    root = tmp_path_factory.mktemp("senteval")
+    for name in ("STS/STSBenchmark/sts-dev.csv", "SICK/SICK_trial.txt"):
+        (root / name).parent.mkdir(parents=True)
+        shutil.copy(senteval_small / name, root / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def project_data(tmp_path_factory, senteval_small) -> Path:
+    """A generated folder in the project data folder's layout (senteval/, unsup/wiki1m_random10k.txt), for tests of
+    a local copy in that layout; its corpus starts with corpus_file's sentences."""
+    root = tmp_path_factory.mktemp("project-data")
+    shutil.copytree(senteval_small, root / "senteval")
+    (root / "unsup").mkdir()
+    lines = "".join(line + "\n" for line in wiki_sentences(2 * CORPUS_SIZE))
+    (root / "unsup" / "wiki1m_random10k.txt").write_text(lines, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, corpus_file, senteval_small) -> Path:
+    """A random 2-layer BERT (hidden 32) and a word-level WordPiece vocabulary built from the test data: no
+    generated sentence (nor the tests' own, from the same lexicon) has an unknown word."""
     root = tmp_path_factory.mktemp("tiny-bert")
-    text = corpus_file.read_text(encoding="utf-8").lower()
-    for path in senteval_dir.rglob("*.*"):
-        text += path.read_text(encoding="utf-8").lower()
-    words = sorted(set(re.findall(r"[a-z]+|[0-9]+|[^\sa-z0-9]", text)))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    text = corpus_file.read_text(encoding="utf-8") + covered_text(senteval_small)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(words(text)))
     (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab=str(root / "vocab.txt"), do_lower_case=True, model_max_length=64)
-    assert len(tokenizer) == len(vocab) and "[UNK]" not in tokenizer.tokenize("a man is playing .")
+    assert len(tokenizer) == len(vocab)
+    for sentence in (
+        "a man is playing .",
+        "a woman is slicing an onion and a man is playing a flute .",
+        "two dogs run in the park .",
+        "the history of the city is long and the river runs through it .",
+    ):
+        assert "[UNK]" not in tokenizer.tokenize(sentence), sentence
     tokenizer.save_pretrained(root)
     torch.manual_seed(0)
     config = BertConfig(
@@ -101,17 +126,4 @@ def tiny_model_dir(tmp_path_factory, corpus_file, senteval_dir) -> Path:
         initializer_range=0.5,  # a wider random init than BERT's 0.02, so sentences get distinct vectors
     )
     BertModel(config).save_pretrained(root)
-    return root
-
-
-@pytest.fixture(scope="session")
-def senteval_small(tmp_path_factory, shared_data) -> Path:
-    """Every SentEval file cut to its first 40 lines (MRPC/SICK keep their header): all 14 tasks in seconds."""
-    root = tmp_path_factory.mktemp("senteval-small")
-    for path in SENTEVAL.rglob("*"):
-        if path.is_file():
-            target = root / path.relative_to(SENTEVAL)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "rb") as f:
-                target.write_bytes(b"".join(line for _, line in zip(range(40), f)))
     return root

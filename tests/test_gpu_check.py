@@ -7,12 +7,12 @@ import sys
 from tiny_run import REPO
 
 
-def test_gpu_check_cpu_form_writes_its_report(shared_data, tmp_path):
+def test_gpu_check_cpu_form_writes_its_report(project_data, tmp_path):
     out = tmp_path / "gpu.md"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.gpu_check", "--out", str(out), "--steps", "3"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "HNCSE_DATA_DIR": str(shared_data)},
+        env={**os.environ, "HNCSE_DATA_DIR": str(project_data)},  # its corpus: the generated wiki1m extract
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = out.read_text()

@@ -44,16 +44,27 @@ def senteval_tar(root: Path, prefix: str, senteval_dir: Path) -> Path:
     return path
 
 
-def test_the_project_data_folder_as_local_copy(offline_home, shared_data, monkeypatch, caplog):
-    monkeypatch.setenv(DATA_DIR_ENV, str(shared_data))
-    assert resolve_senteval_dir(None) == str(shared_data / "senteval")
-    assert resolve_senteval_dir("senteval") == str(shared_data / "senteval")
+def check_project_layout(folder: Path, monkeypatch, caplog) -> None:
+    """$HNCSE_DATA_DIR naming a folder in the project data folder's layout (senteval/, unsup/ with the wiki1m
+    extract) or its senteval/ alone: both sources resolve into it, and using the extract is said."""
+    monkeypatch.setenv(DATA_DIR_ENV, str(folder))
+    assert resolve_senteval_dir(None) == str(folder / "senteval")
+    assert resolve_senteval_dir("senteval") == str(folder / "senteval")
     with caplog.at_level("WARNING"):
-        assert resolve_train_file("wiki1m") == str(shared_data / "unsup" / "wiki1m_random10k.txt")
+        assert resolve_train_file("wiki1m") == str(folder / "unsup" / "wiki1m_random10k.txt")
     assert "an extract of wiki1m_for_simcse.txt" in caplog.text  # said, not silent
     # The variable may also name SentEval's data/downstream folder itself (as it did before).
-    monkeypatch.setenv(DATA_DIR_ENV, str(shared_data / "senteval"))
-    assert resolve_senteval_dir(None) == str(shared_data / "senteval")
+    monkeypatch.setenv(DATA_DIR_ENV, str(folder / "senteval"))
+    assert resolve_senteval_dir(None) == str(folder / "senteval")
+
+
+def test_a_folder_in_the_project_data_layout_as_local_copy(offline_home, project_data, monkeypatch, caplog):
+    check_project_layout(project_data, monkeypatch, caplog)
+
+
+def test_the_project_data_folder_as_local_copy(offline_home, real_data, monkeypatch, caplog):
+    """The real folder (../shared/data) has the layout the resolution expects."""
+    check_project_layout(real_data, monkeypatch, caplog)
 
 
 def test_paths_and_other_names_are_left_alone(offline_home, corpus_file, senteval_dir):

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SENTEVAL
+from conftest import REPO
+from fixture_data import write_senteval
 from scipy.stats import spearmanr
 
 from hncse import evaluate as evaluate_cli
@@ -39,8 +40,9 @@ from hncse.modeling import SentenceEncoder
 # ---- data: SentEval's files, filtering and counts --------------------------------------------------------
 
 
-def test_sts_pair_counts_are_senteval_s():
-    counts = {name: load_sts_task(name, str(SENTEVAL), "test") for name in STS_TASKS}
+def test_sts_pair_counts_are_senteval_s(real_data):
+    senteval = str(real_data / "senteval")
+    counts = {name: load_sts_task(name, senteval, "test") for name in STS_TASKS}
     pairs = {name: sum(len(p) for p in task.subsets) for name, task in counts.items()}
     assert pairs == {
         "STS12": 3108,
@@ -62,12 +64,13 @@ def test_sts_pair_counts_are_senteval_s():
         "question-question": 209,
     }
     assert [p.name for p in counts["STS13"].subsets] == ["STS13/FNWN", "STS13/headlines", "STS13/OnWN"]  # no SMT
-    assert len(load_sts_task("STSBenchmark", str(SENTEVAL), "dev").subsets[0]) == 1500
-    assert len(load_sts_task("SICKRelatedness", str(SENTEVAL), "dev").subsets[0]) == 500
+    assert len(load_sts_task("STSBenchmark", senteval, "dev").subsets[0]) == 1500
+    assert len(load_sts_task("SICKRelatedness", senteval, "dev").subsets[0]) == 500
 
 
-def test_transfer_sizes_are_senteval_s():
-    sizes = {name: load_transfer_task(name, str(SENTEVAL)).sizes for name in ["MR", "CR", "SUBJ", "MPQA", "SST2"]}
+def test_transfer_sizes_are_senteval_s(real_data):
+    senteval = str(real_data / "senteval")
+    sizes = {name: load_transfer_task(name, senteval).sizes for name in ["MR", "CR", "SUBJ", "MPQA", "SST2"]}
     assert sizes == {
         "MR": {"train": 10662},
         "CR": {"train": 3775},
@@ -75,11 +78,40 @@ def test_transfer_sizes_are_senteval_s():
         "MPQA": {"train": 10606},
         "SST2": {"train": 67349, "dev": 872, "test": 1821},
     }
-    trec = load_transfer_task("TREC", str(SENTEVAL))
+    trec = load_transfer_task("TREC", senteval)
     assert trec.sizes == {"train": 5452, "test": 500} and set(trec.splits["train"][1].tolist()) == set(range(6))
-    mrpc = load_transfer_task("MRPC", str(SENTEVAL))
+    mrpc = load_transfer_task("MRPC", senteval)
     assert mrpc.sizes == {"train": 4076, "test": 1725}
     assert not mrpc.splits["train"][0][0][0].startswith("\ufeff")  # the BOM is not part of the first sentence
+
+
+def test_loaders_count_what_the_files_hold(tmp_path):
+    """SentEval's reading rules on a generated copy of its layout, counted by the generator as it wrote it: unscored
+    STS15/16 lines dropped, STS13 without SMT, SICK's and MRPC's headers skipped, MRPC's byte-order mark removed."""
+    written = write_senteval(tmp_path, pairs=9, dev_pairs=7, examples=13)
+    for name in STS_TASKS:
+        for split in ("train", "dev", "test") if name in ("STSBenchmark", "SICKRelatedness") else ("test",):
+            task = load_sts_task(name, str(tmp_path), split)
+            for pairs in task.subsets:
+                key = pairs.name if name.startswith("STS1") else f"{name}/{split}"
+                assert len(pairs) == len(pairs.sentences1) == len(pairs.sentences2) == written[key], key
+                assert all(0 <= score <= 5 for score in pairs.scores) and "" not in pairs.sentences2
+    sts15 = load_sts_task("STS15", str(tmp_path)).subsets[0]
+    assert len((tmp_path / "STS" / "STS15-en-test" / "STS.input.answers-forums.txt").read_text().splitlines()) == 9
+    assert len(sts15) == 6  # 3 of the 9 lines have an empty gold line
+    assert [p.name for p in load_sts_task("STS13", str(tmp_path)).subsets] == [
+        "STS13/FNWN", "STS13/headlines", "STS13/OnWN"
+    ]  # fmt: skip
+    assert (tmp_path / "STS" / "STS13-en-test" / "STS.gs.SMT.txt").is_file()  # there, but without its input
+    for name in ["MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "MRPC"]:
+        assert load_transfer_task(name, str(tmp_path)).sizes == written[name], name
+    assert written["MR"] == {"train": 26} and written["MRPC"] == {"train": 12, "test": 12}
+    trec = load_transfer_task("TREC", str(tmp_path))
+    assert set(trec.splits["train"][1].tolist()) == set(range(6)) and not trec.splits["train"][0][0].startswith("ABBR")
+    mrpc_file = tmp_path / "MRPC" / "msr_paraphrase_train.txt"
+    assert mrpc_file.read_bytes().startswith(b"\xef\xbb\xbfQuality")
+    first_row = mrpc_file.read_text(encoding="utf-8-sig").splitlines()[1]
+    assert load_transfer_task("MRPC", str(tmp_path)).splits["train"][0][0][0] == first_row.split("\t")[3]
 
 
 def test_missing_file_names_it_and_the_flag(tmp_path):
@@ -282,7 +314,8 @@ def test_cli_full_suite_prints_tables_and_writes_json(tiny_model_dir, senteval_s
         "MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"
     }  # fmt: skip
     assert 0 <= results["alignment"] <= 4 and results["uniformity"] <= 0
-    metrics = flat_metrics(results)
+    suite = load_suite(resolve_tasks("full", None, "fasttest"), "fasttest", str(senteval_small), alignment=True)
+    metrics = flat_metrics(results, suite)
     assert {"sts12_spearman", "sts12_spearman_wmean", "mrpc_accuracy", "avg_sts", "avg_transfer"} <= set(metrics)
     assert "f1" in results["transfer"]["MRPC"]
 
