@@ -30,7 +30,6 @@ class TrainingData:
 
     dataset: Dataset | SentenceStream
     collator: object
-    shape: DataShape
     rows: int | None
 
 
@@ -55,7 +54,7 @@ class TrainingCorpus:
             per_batch = training_args.per_device_train_batch_size * shares
             dataset = SentenceStream(self.rows, self.source, seed, data_args.shuffle_buffer_size, per_batch)
             collator = TokenizingCollator(tokenizer, data_args.max_seq_length, pad_to_multiple_of)
-            return TrainingData(dataset, collator, self.shape, rows=None)
+            return TrainingData(dataset, collator, rows=None)
         tokenize = tokenize_examples if self.shape.labelled else tokenize_sentences
         with training_args.main_process_first(desc="tokenising the corpus"):
             workers = data_args.preprocessing_num_workers
@@ -71,7 +70,7 @@ class TrainingCorpus:
         dataset = dataset.remove_columns("num_tokens")
         collator_class = ColumnsCollator if self.shape.labelled else DataCollatorWithPadding
         collator = collator_class(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-        return TrainingData(dataset, collator, self.shape, rows=len(dataset))
+        return TrainingData(dataset, collator, rows=len(dataset))
 
 
 def read_training_corpus(data_args, training_args, cache_dir: str | None = None) -> TrainingCorpus:
