@@ -194,7 +194,8 @@ def train_and_evaluate(model_args, data_args, training_args, checked: Preflight)
             saved = f"Saved to {training_args.output_dir}" + (f"; curves: {curves}" if os.path.isfile(curves) else "")
             print(f"\n{dev_table_title(rows)}\n{dev_table(rows)}\n\n{saved}\n")
     if predict_suite is not None:
-        # SentEval's test sets on the saved weights; the table goes into the model card and a JSON file.
+        # The test sets (SentEval's, --predict_sts_files) on the saved weights; the table goes into the model card
+        # and a JSON file.
         metrics, results = trainer.evaluate_suite(predict_suite, metric_key_prefix="predict", main_process_only=True)
         trainer.save_metrics("predict", metrics)
         if trainer.is_world_process_zero():
@@ -202,7 +203,8 @@ def train_and_evaluate(model_args, data_args, training_args, checked: Preflight)
             trainer.run_facts.senteval_results = results
             if not training_args.push_to_hub:
                 trainer.create_model_card()
-            print("\nSentEval test sets\n" + results_tables(results) + "\n")
+            title = "SentEval test sets" if not results.get("sts_files") else "Test sets"
+            print(f"\n{title}\n" + results_tables(results) + "\n")
     if training_args.push_to_hub:
         try:
             trainer.push_to_hub(commit_message="End of training")  # saves output_dir first, then uploads it

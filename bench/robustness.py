@@ -112,6 +112,15 @@ def _zero_width_lines(workspace: Workspace) -> list[str]:
     return ["--train_file", workspace.text_file("zero_width.txt", text.encode())]
 
 
+def _sts_file(name: str, content: bytes, *flags: str) -> Callable[[Workspace], list[str]]:
+    """A run whose only dev set (`--eval_tasks none`) is your own STS file `name` holding `content`."""
+    return lambda w: ["--eval_strategy", "steps", "--eval_tasks", "none", "--sts_files", w.text_file(name, content),
+                      "--metric_for_best_model", f"eval_{name.split('.')[0]}_spearman", *flags]  # fmt: skip
+
+
+STS_HEADER = b"sentence1,sentence2,score\n"
+
+
 def _held_by_another_run(output_dir: Path) -> None:
     """Another run (here: this process, which is alive) holds the folder."""
     holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": "2026-01-01 00:00:00"}
@@ -317,6 +326,72 @@ CASES = [
     ),
     Case("--num_train_epochs 0", lambda w: ["--max_steps", "-1", "--num_train_epochs", "0"], "trains nothing"),
     Case("--temperature inf", lambda w: ["--temperature", "inf"], "--temperature must be a finite number, got inf"),
+    Case(
+        "--sts_files: a column missing",
+        _sts_file("cols.csv", b"s1,s2,score\na man,a person,4\ntwo dogs,a cat,1\n"),
+        "no column 'sentence1', 'sentence2'; its columns are ['s1', 's2', 'score']",
+    ),
+    Case(
+        "--sts_files: a score that is not a number",
+        _sts_file("word.csv", STS_HEADER + b"a man,a person,4\ntwo dogs,a cat,high\n"),
+        "word.csv:3: 'score' is 'high', not a number",
+    ),
+    Case(
+        "--sts_files: fewer than 2 pairs",
+        _sts_file("one.jsonl", b'{"sentence1": "a man", "sentence2": "a person", "score": 4}\n'),
+        "1 pair(s); a correlation needs at least 2",
+    ),
+    Case(
+        "--sts_files: one score for every pair",
+        _sts_file("flat.tsv", b"sentence1\tsentence2\tscore\na\tb\t3\nc\td\t3\n"),
+        "every 'score' is 3; Spearman is undefined for a constant score",
+    ),
+    Case(
+        "--sts_files: an empty sentence",
+        _sts_file("blank.csv", STS_HEADER + b'a man,a person,4\n"",a cat,1\n'),
+        "blank.csv:3: empty 'sentence1': every pair needs two sentences",
+    ),
+    Case(
+        "--sts_files: the same file twice",
+        lambda w: [
+            "--sts_files",
+            w.text_file("dev.csv", STS_HEADER + b"a,b,1\nc,d,2\n"),
+            str(w.root / "." / "dev.csv"),
+        ],
+        "dev.csv is given twice",
+    ),
+    Case(
+        "--sts_columns: two names",
+        lambda w: ["--sts_files", w.text_file("two.csv", STS_HEADER + b"a,b,1\nc,d,2\n"), "--sts_columns", "a", "b"],
+        "--sts_columns takes three different column names",
+    ),
+    Case(
+        "--metric_for_best_model naming no --sts_files",
+        lambda w: [
+            "--sts_files",
+            w.text_file("mine.csv", STS_HEADER + b"a,b,1\nc,d,2\n"),
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "1",
+            "--load_best_model_at_end",
+            "true",
+            "--metric_for_best_model",
+            "eval_my_dev_spearman",
+        ],
+        "is not produced by --eval_tasks",
+    ),  # fmt: skip
+    Case(
+        "--predict_sts_files: a score that is not a number",
+        lambda w: [
+            "--do_predict",
+            "--predict_task_set",
+            "none",
+            "--predict_sts_files",
+            w.text_file("test.csv", STS_HEADER + b"a,b,1\nc,d,?\n"),
+        ],
+        "test.csv:3: 'score' is '?', not a number",
+    ),  # fmt: skip
     Case(
         "loss or weights become NaN/inf (learning rate 1e38)",
         lambda w: ["--learning_rate", "1e38", "--max_steps", "4"],

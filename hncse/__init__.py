@@ -2,8 +2,8 @@
 and triplets), as a Trainer recipe.
 
 Layers, each importing only from those before it: `errors`, `citations` ← `distributed`, `data.sources` ←
-`losses` ← `modeling` ← `evaluation`, `data` ← `config`, `plots` ← `parser` ← `training` ← the entry points
-(`data.cli`, `evaluate`, `st_losses`, `run_hncse.py`). CONTRIBUTING.md has the table and the rules;
+`losses`, `data.files` ← `modeling` ← `evaluation`, `data` ← `config`, `plots` ← `parser` ← `training` ← the entry
+points (`data.cli`, `evaluate`, `st_losses`, `run_hncse.py`). CONTRIBUTING.md has the table and the rules;
 docs/method.md the method.
 """
 

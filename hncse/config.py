@@ -16,7 +16,8 @@ from transformers import TrainingArguments
 from transformers.integrations import get_reporting_integration_callbacks
 
 from hncse.errors import ConfigError, EvalConfigError
-from hncse.evaluation import resolve_tasks
+from hncse.evaluation import STSFileSource, parse_sts_files, resolve_tasks
+from hncse.evaluation.sts_files import check_columns
 from hncse.losses import OBJECTIVES, get_objective, hyperparameter_fields
 from hncse.modeling import POOLER_TYPES
 
@@ -57,8 +58,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "`wiki1m` or `nli` (princeton-nlp/datasets-for-simcse: local copy in $HNCSE_DATA_DIR, cache or "
-            "download), or a local or http(s) file: .txt (one sentence per line), .csv/.tsv/.json/.jsonl with a text "
-            "column."
+            "download), or a local or http(s) file: .txt (one sentence per line), .csv/.tsv/.json/.jsonl/.parquet "
+            "with a text column."
         },
     )
     dataset_name: str | None = field(
@@ -126,20 +127,43 @@ class DataArguments:
         default_factory=lambda: ["stsb", "sickr"],
         metadata={
             "help": "Dev sets evaluated during training: stsb, sickr (eval_<task>_spearman) and transfer tasks mr, "
-            "cr, subj, mpqa, sst2, trec, mrpc (eval_<task>_accuracy, SentEval's fast protocol)."
+            "cr, subj, mpqa, sst2, trec, mrpc (eval_<task>_accuracy, SentEval's fast protocol); `none`: only the "
+            "--sts_files."
         },
+    )
+    sts_files: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Your own STS dev sets, evaluated with the --eval_tasks: CSV, TSV, JSON Lines or parquet files, "
+            "or Hub datasets as name[:config][@split] (default split: validation), with the columns sentence1, "
+            "sentence2, score (any scale; --sts_columns to name others). Logged as eval_<name>_spearman (name: the "
+            "file's stem, or the dataset's last path part; made unique), which --metric_for_best_model may name."
+        },
+    )
+    sts_columns: list[str] | None = field(
+        default=None,
+        metadata={"help": "The columns of --sts_files and --predict_sts_files: SENTENCE1 SENTENCE2 SCORE."},
     )
     predict_task_set: str = field(
         default="full",
         metadata={
-            "help": "With --do_predict: the test-set evaluation run after training (sts, transfer or full); its "
-            "table goes into the model card and senteval_results.json."
+            "help": "With --do_predict: the test-set evaluation run after training (sts, transfer, full or none); "
+            "its table goes into the model card and senteval_results.json."
+        },
+    )
+    predict_sts_files: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "With --do_predict: your own STS test sets, as --sts_files (default Hub split: test); their rows "
+            "go into senteval_results.json and the card's model-index."
         },
     )
 
     # Resolved once, from the fields above, when the arguments are parsed.
     dev_tasks: list[str] = field(init=False, default_factory=list)  # SentEval names of --eval_tasks
     test_tasks: list[str] = field(init=False, default_factory=list)  # SentEval names of --predict_task_set
+    dev_sts_files: list[STSFileSource] = field(init=False, default_factory=list)  # --sts_files, named
+    test_sts_files: list[STSFileSource] = field(init=False, default_factory=list)  # --predict_sts_files, named
 
     def __post_init__(self):
         if self.train_file is None and self.dataset_name is None:
@@ -158,9 +182,15 @@ class DataArguments:
         if self.max_train_samples is not None and self.max_train_samples < 2:
             raise ConfigError(f"--max_train_samples must be at least 2, got {self.max_train_samples}")
         try:
-            if self.eval_tasks:
+            if self.eval_tasks and [t.lower() for t in self.eval_tasks] != ["none"]:
                 self.dev_tasks = resolve_tasks(None, self.eval_tasks, "dev", flag="--eval_tasks")
-            self.test_tasks = resolve_tasks(self.predict_task_set, None, "test", task_set_flag="--predict_task_set")
+            if self.predict_task_set.lower() != "none":
+                self.test_tasks = resolve_tasks(
+                    self.predict_task_set, None, "test", task_set_flag="--predict_task_set"
+                )
+            self.dev_sts_files = parse_sts_files(self.sts_files, "--sts_files")
+            self.test_sts_files = parse_sts_files(self.predict_sts_files, "--predict_sts_files")
+            check_columns(self.sts_columns)
         except EvalConfigError as error:
             raise ConfigError(str(error)) from None
 

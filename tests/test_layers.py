@@ -17,6 +17,7 @@ LAYERS = {
     "hncse.citations": 0,
     "hncse.distributed": 1,
     "hncse.data.sources": 1,  # where the data comes from (training corpora and SentEval's folder)
+    "hncse.data.files": 2,  # reading a table file or Hub dataset (the training data, your own STS sets)
     "hncse.losses": 2,
     "hncse.modeling": 3,
     "hncse.data": 4,  # the training data: files, shapes, tokenising, streaming, the pipeline

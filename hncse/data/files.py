@@ -19,7 +19,8 @@ from hncse.errors import DataError, first_line
 
 logger = logging.getLogger(__name__)
 
-TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+BINARY_BUILDERS = {"parquet"}  # not text: no UTF-8 check, rows have no line
 
 
 CHECK_BLOCK_BYTES = 1 << 20  # how much of a text file is decoded at a time to check that it is UTF-8
@@ -86,26 +87,39 @@ def read_training_data(
     if (train_file is None) == (dataset_name is None):
         raise DataError("give exactly one of --train_file and --dataset_name")
     if train_file is None:
-        try:
-            raw = load_dataset(dataset_name, dataset_config_name, split=dataset_split, cache_dir=cache_dir)
-        except Exception as error:  # offline, no such dataset or split, no permission: many types
-            raise DataError(f"--dataset_name {dataset_name}: cannot be loaded ({first_line(error)})") from None
-        return raw, dataset_name
+        return read_hub_dataset(
+            dataset_name, dataset_config_name, dataset_split, "--dataset_name", cache_dir
+        ), dataset_name
     train_file = resolve_train_file(train_file)  # a corpus name (wiki1m, nli) → its file
-    builder, kwargs = file_builder(train_file)
-    if not is_remote(train_file):
-        if not os.path.isfile(train_file):
-            raise DataError(f"{train_file}: no such file (--train_file)")
-        check_text_file(train_file)
+    return read_data_file(train_file, "--train_file", cache_dir), train_file
+
+
+def read_data_file(path: str, flag: str, cache_dir: str | None = None) -> Dataset:
+    """A local or remote file as `datasets` reads it (its format by ending), every column; errors name `flag`."""
+    builder, kwargs = file_builder(path)
+    if not is_remote(path):
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: no such file ({flag})")
+        if builder not in BINARY_BUILDERS:
+            check_text_file(path)
     try:
         # Through `datasets` so that the corpus and its tokenisation are cached on disk: in distributed runs the
         # main process tokenises and the others load the result.
-        raw = load_dataset(builder, data_files={"train": train_file}, split="train", cache_dir=cache_dir, **kwargs)
+        return load_dataset(builder, data_files={"train": path}, split="train", cache_dir=cache_dir, **kwargs)
     except Exception as error:  # datasets wraps parser and network errors in several exception types
-        if is_remote(train_file):
-            raise DataError(f"{train_file}: cannot be downloaded ({first_line(error)}) (--train_file)") from None
-        raise DataError(f"{train_file}: cannot be read as {builder}: {parser_reason(error)}") from None
-    return raw, train_file
+        if is_remote(path):
+            raise DataError(f"{path}: cannot be downloaded ({first_line(error)}) ({flag})") from None
+        raise DataError(f"{path}: cannot be read as {builder}: {parser_reason(error)}") from None
+
+
+def read_hub_dataset(
+    name: str, config: str | None, split: str | None, flag: str, cache_dir: str | None = None
+) -> Dataset | dict:
+    """A Hub dataset (a split of it, or every split as a dict when `split` is None); errors name `flag`."""
+    try:
+        return load_dataset(name, config, split=split, cache_dir=cache_dir)
+    except Exception as error:  # offline, no such dataset, config or split, no permission: many types
+        raise DataError(f"{flag} {name}: cannot be loaded ({first_line(error)})") from None
 
 
 def parser_reason(error: BaseException) -> str:

@@ -3,6 +3,7 @@
     python -m hncse.evaluate outputs/quickstart             # SentEval's data: $HNCSE_DATA_DIR's copy or the cache
     hncse-evaluate sentence-transformers/all-MiniLM-L6-v2 --pooler avg --task_set full --senteval_dir DIR
     python -m hncse.evaluate MODEL --mode dev --tasks stsb sickr          # the dev sets used during training
+    python -m hncse.evaluate MODEL --sts_files my_test.csv mteb/sts22-crosslingual-sts:de@test   # your own STS sets
 
 MODEL is a folder written by run_hncse.py, any transformers checkpoint or a sentence-transformers folder (a
 local path or a Hub id). Prints markdown tables ("all" is the headline STS12–16 setting, "wmean" beside it)
@@ -21,7 +22,16 @@ import torch
 
 from hncse.data.sources import DATA_DIR_ENV, resolve_senteval_dir
 from hncse.errors import EvalConfigError, run_cli
-from hncse.evaluation import MODES, TASK_SETS, load_suite, resolve_tasks, results_tables, run_suite
+from hncse.evaluation import (
+    MODES,
+    TASK_SETS,
+    load_sts_files,
+    load_suite,
+    parse_sts_files,
+    resolve_tasks,
+    results_tables,
+    run_suite,
+)
 from hncse.modeling import POOLER_TYPES, SentenceEncoder
 
 logger = logging.getLogger("hncse.evaluate")
@@ -38,8 +48,21 @@ def make_parser() -> argparse.ArgumentParser:
         choices=["auto", *POOLER_TYPES],
         help="auto: the folder's own (hncse_config.json, else its sentence-transformers Pooling), else cls",
     )
-    parser.add_argument("--task_set", default="sts", choices=list(TASK_SETS), help="which tasks (default: sts)")
+    parser.add_argument(
+        "--task_set",
+        default=None,
+        choices=list(TASK_SETS),
+        help="which SentEval tasks (default: sts; none with --sts_files unless named)",
+    )
     parser.add_argument("--tasks", nargs="+", help="explicit tasks instead of --task_set, e.g. stsb sickr mr")
+    parser.add_argument(
+        "--sts_files",
+        nargs="+",
+        default=[],
+        help="your own STS sets: CSV/TSV/JSON Lines/parquet files or Hub datasets name[:config][@split] (default\n"
+        "split: test, validation with --mode dev) with columns sentence1, sentence2, score (any scale)",
+    )
+    parser.add_argument("--sts_columns", nargs=3, metavar=("SENTENCE1", "SENTENCE2", "SCORE"), default=None)
     parser.add_argument(
         "--mode",
         default="test",
@@ -79,10 +102,14 @@ def evaluate_model(args: argparse.Namespace) -> dict:
         raise EvalConfigError(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.max_seq_length is not None and args.max_seq_length < 2:
         raise EvalConfigError(f"--max_seq_length must be at least 2, got {args.max_seq_length}")
-    tasks = resolve_tasks(args.task_set, args.tasks, args.mode)
-    senteval_dir = resolve_senteval_dir(args.senteval_dir)
+    sources = parse_sts_files(args.sts_files)
+    with_senteval = not sources or args.tasks or args.task_set
+    tasks = resolve_tasks(args.task_set or "sts", args.tasks, args.mode) if with_senteval else []
+    senteval_dir = resolve_senteval_dir(args.senteval_dir) if tasks else None
     # Data before the model: a missing file fails in a second.
-    suite = load_suite(tasks, args.mode, senteval_dir, alignment=not args.no_alignment)
+    files = load_sts_files(sources, args.sts_columns, "dev" if args.mode == "dev" else "test")
+    alignment = bool(tasks) and not args.no_alignment  # measured on STS-B dev: with SentEval's sets
+    suite = load_suite(tasks, args.mode, senteval_dir, alignment=alignment, extra=files)
     encoder = SentenceEncoder.from_pretrained(
         args.model,
         pooler_type=None if args.pooler == "auto" else args.pooler,
@@ -97,7 +124,7 @@ def evaluate_model(args: argparse.Namespace) -> dict:
     results = {
         "model": args.model,
         "pooler": encoder.pooler_type,
-        "task_set": args.task_set if not args.tasks else "custom",
+        "task_set": "custom" if args.tasks else (args.task_set or "sts") if tasks else "sts_files",
         "senteval_dir": senteval_dir or "hub",
         "mrpc_features": args.mrpc_features,
         **results,

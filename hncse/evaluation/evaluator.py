@@ -33,6 +33,9 @@ class Evaluator(ABC):
     average_key: str | None = None
     average_metric: str | None = None
     position: float = 1.0
+    # A kind whose sets are named at run time (your own files), not registered one by one: how its main metric ends.
+    # A logged `eval_<name><suffix>` is then the main metric of one of its sets, in a log read back later too.
+    main_metric_suffix: str | None = None
 
     def __init__(self, name: str, short_name: str):
         self.name, self.short_name = name, short_name
@@ -56,6 +59,16 @@ class Evaluator(ABC):
     @classmethod
     def tables(cls, entries: dict[str, dict], results: dict) -> list[str]:
         """Markdown blocks for the kind's entries in the results (none by default)."""
+        return []
+
+    @classmethod
+    def index_results(cls, entries: dict[str, dict], split: str) -> list[dict]:
+        """Model cards' `model-index` results for the kind's entries in the results (none by default)."""
+        return []
+
+    @classmethod
+    def dev_index_results(cls, spec: EvaluatorSpec, value: float) -> list[dict]:
+        """Model cards' `model-index` results for a dev metric's value logged in training (none by default)."""
         return []
 
 
@@ -128,8 +141,31 @@ def main_metrics() -> dict[str, EvaluatorSpec]:
 
 
 def dev_metric_spec(key: str) -> EvaluatorSpec | None:
-    """The set whose main metric `key` is (`eval_stsb_spearman` or `stsb_spearman`), else None."""
-    return main_metrics().get(key.removeprefix(DEV_METRIC_PREFIX))
+    """The set whose main metric `key` is (`eval_stsb_spearman` or `stsb_spearman`), else None. A set named at run
+    time (a kind's `main_metric_suffix`) is described by a spec that cannot load it again."""
+    metric = key.removeprefix(DEV_METRIC_PREFIX)
+    spec = main_metrics().get(metric)
+    if spec is not None:
+        return spec
+    for kind in RESULT_KINDS:
+        suffix = kind.main_metric_suffix
+        if suffix and metric.endswith(suffix) and len(metric) > len(suffix):
+            name = metric.removesuffix(suffix)
+            return EvaluatorSpec(name, name, kind, load=named_at_run_time, main_metric=metric, splits=("dev", "test"))
+    return None
+
+
+def index_results(results: dict, split: str) -> list[dict]:
+    """`model-index` results for a suite's results, kind by kind in `position` order."""
+    found = []
+    for kind in RESULT_KINDS:
+        if kind.group is not None and results.get(kind.group):
+            found += kind.index_results(results[kind.group], split)
+    return found
+
+
+def named_at_run_time(split: str, data_dir: str | None, flag: str) -> Evaluator:
+    raise EvalConfigError(f"{flag}: a set named at run time is loaded from its own file, not by name")
 
 
 def dev_metrics_in(keys) -> list[str]:

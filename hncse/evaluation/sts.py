@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from hncse.evaluation.embedding_cache import EmbeddingLookup, encode_unique
 from hncse.evaluation.evaluator import Evaluator, EvaluatorSpec
 from hncse.evaluation.senteval_data import (
+    HUB_STS,
     SHORT_NAMES,
     STS_TASKS,
     STS_YEARS,
@@ -118,6 +119,23 @@ class STSEvaluator(Evaluator):
                 f"| {setting} | " + " | ".join(f"{s:.2f}" for s in scores) + f" | {float(np.mean(scores)):.2f} |"
             )
         return ["\n".join(rows)]
+
+    @classmethod
+    def index_results(cls, entries: dict[str, dict], split: str) -> list[dict]:
+        return [sts_index_result(task, split, scores["all"]) for task, scores in entries.items()]
+
+    @classmethod
+    def dev_index_results(cls, spec: EvaluatorSpec, value: float) -> list[dict]:
+        return [sts_index_result(spec.name, "validation", value)] if spec.name in HUB_STS else []
+
+
+def sts_index_result(task: str, split: str, spearman_x100: float) -> dict:
+    """A model card's `model-index` result: the Hub copy of the set, Spearman of the cosine in [-1, 1]."""
+    return {
+        "task": {"type": "semantic-similarity", "name": "Semantic Similarity"},
+        "dataset": {"name": f"{TABLE_NAMES[task]} {split}", "type": HUB_STS[task][0], "split": split},
+        "metrics": [{"type": "spearman_cosine", "value": round(spearman_x100 / 100, 4), "name": "Spearman Cosine"}],
+    }
 
 
 def sts_spec(task: str) -> EvaluatorSpec:

@@ -24,6 +24,7 @@ from hncse.evaluation.alignment_uniformity import AlignmentUniformityEvaluator
 from hncse.evaluation.embedding_cache import encode_unique
 from hncse.evaluation.evaluator import EVALUATORS, Evaluator, evaluator_spec, lookup_task, task_sets
 from hncse.evaluation.senteval_data import load_sts_task
+from hncse.evaluation.sts_files import STSFileSource
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +70,17 @@ def resolve_tasks(
 
 
 def load_suite(
-    tasks: list[str], mode: str, data_dir: str | None, alignment: bool = False, flag: str = "--senteval_dir"
+    tasks: list[str],
+    mode: str,
+    data_dir: str | None,
+    alignment: bool = False,
+    flag: str = "--senteval_dir",
+    extra: list[Evaluator] = (),
 ) -> EvalSuite:
-    """Read every task's files (or the Hub copies of the STS sets when no folder is given)."""
+    """Read every task's files (or the Hub copies of the STS sets when no folder is given); `extra`: sets loaded
+    by their caller (your own files, `load_sts_files`), scored in the same encoding pass."""
     split = "dev" if mode == "dev" else "test"
-    evaluators = [evaluator_spec(name).load(split, data_dir, flag) for name in tasks]
+    evaluators = [evaluator_spec(name).load(split, data_dir, flag) for name in tasks] + list(extra)
     if alignment:
         loaded = next((e for e in evaluators if e.name == ALIGNMENT_TASK), None) if mode == "dev" else None
         task = loaded.task if loaded is not None else load_sts_task(ALIGNMENT_TASK, data_dir, "dev", flag)
@@ -129,11 +136,11 @@ def flat_metrics(results: dict, suite: EvalSuite) -> dict[str, float]:
     return {**metrics, **averages}
 
 
-def produced_metrics(tasks: list[str]) -> set[str]:
-    """Names `flat_metrics` yields for these tasks' main metrics and means (to check --metric_for_best_model
-    before anything is loaded)."""
+def produced_metrics(tasks: list[str], sts_files: list[STSFileSource] = ()) -> set[str]:
+    """Names `flat_metrics` yields for these tasks' and files' main metrics and means (to check
+    --metric_for_best_model before anything is loaded)."""
     specs = [evaluator_spec(t) for t in tasks]
-    names = {spec.main_metric for spec in specs}
+    names = {spec.main_metric for spec in specs} | {f"{source.name}_spearman" for source in sts_files}
     for kind in {spec.kind for spec in specs}:
         if kind.average_metric and sum(spec.kind is kind for spec in specs) > 1:
             names.add(kind.average_metric)

@@ -13,8 +13,7 @@ import yaml
 
 from hncse.citations import HNCSE_BIBTEX, SIMCSE_BIBTEX
 from hncse.data.sources import CORPORA, HUB_DATASET
-from hncse.evaluation import dev_metric_spec, dev_metrics_in, results_tables
-from hncse.evaluation.senteval_data import HUB_STS, TABLE_NAMES
+from hncse.evaluation import dev_metric_spec, dev_metrics_in, index_results, results_tables
 from hncse.losses import get_objective
 from hncse.modeling import MLP_WEIGHTS_NAME
 from hncse.plots import CURVES_NAME
@@ -58,24 +57,15 @@ def hub_dataset_id(train_file: str | None, dataset_name: str | None) -> str | No
     return match.group(1) if match else None
 
 
-def _sts_result(task: str, split: str, spearman_x100: float) -> dict:
-    return {
-        "task": {"type": "semantic-similarity", "name": "Semantic Similarity"},
-        "dataset": {"name": f"{TABLE_NAMES[task]} {split}", "type": HUB_STS[task][0], "split": split},
-        "metrics": [{"type": "spearman_cosine", "value": round(spearman_x100 / 100, 4), "name": "Spearman Cosine"}],
-    }
-
-
 def model_index(name: str, dev_results: dict[str, float], senteval: dict | None) -> list[dict]:
-    """`model-index` entries: STS-B / SICK-R dev Spearman of these weights, and SentEval's STS test sets."""
+    """`model-index` entries: the dev metrics of these weights (STS-B / SICK-R dev Spearman) and the test sets'
+    results, each kind of set saying how it is described (`Evaluator.dev_index_results`, `index_results`)."""
     results = []
     for metric, value in dev_results.items():
         spec = dev_metric_spec(metric)
-        task = spec.name if spec is not None else None
-        if metric.endswith("_spearman") and task in HUB_STS:
-            results.append(_sts_result(task, "validation", value))
-    for task, scores in (senteval or {}).get("sts", {}).items():
-        results.append(_sts_result(task, "test", scores["all"]))
+        if spec is not None:
+            results += spec.kind.dev_index_results(spec, value)
+    results += index_results(senteval or {}, "test")
     return [{"name": name, "results": results}] if results else []
 
 
@@ -250,11 +240,14 @@ def write_model_card(
             "",
         ]
     if senteval:
+        own = bool(senteval.get("sts_files"))  # --predict_sts_files
         lines += [
-            "## SentEval test results",
+            "## Test results" if own else "## SentEval test results",
             "",
-            'Spearman ×100 of cosine similarity (STS; "all" is SimCSE\'s headline setting) and transfer '
-            "accuracy ×100, from `run_hncse.py --do_predict` (the same code as `python -m hncse.evaluate`).",
+            'Spearman ×100 of cosine similarity (STS; "all" is SimCSE\'s headline setting'
+            + ("; STS files: your own sets, Pearson beside" if own else "")
+            + ") and transfer accuracy ×100, from `run_hncse.py --do_predict` (the same code as "
+            "`python -m hncse.evaluate`).",
             "",
             results_tables(senteval),
             "",

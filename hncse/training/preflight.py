@@ -31,7 +31,7 @@ from hncse.config import check_accelerate_cpu_launch, check_one_process_per_gpu
 from hncse.data import DataShape, TrainingCorpus, read_training_corpus
 from hncse.data.sources import resolve_senteval_dir
 from hncse.errors import ConfigError, first_line
-from hncse.evaluation import EvalSuite, load_suite, produced_metrics
+from hncse.evaluation import EvalSuite, load_sts_files, load_suite, produced_metrics
 from hncse.losses import get_objective
 from hncse.training.checkpoints import check_output_dir_writable
 from hncse.training.views import takes_negatives
@@ -84,10 +84,18 @@ def check_evaluation_sets(model_args, data_args, training_args, found: Preflight
     if training_args.eval_strategy == "no" and not training_args.do_predict:
         return
     senteval_dir = resolve_senteval_dir(data_args.senteval_dir)
+    columns = data_args.sts_columns
     if training_args.eval_strategy != "no":
-        found.eval_suite = load_suite(data_args.dev_tasks, "dev", senteval_dir)
+        files = load_sts_files(data_args.dev_sts_files, columns, "dev", "--sts_files")
+        found.eval_suite = load_suite(data_args.dev_tasks, "dev", senteval_dir, extra=files)
     if training_args.do_predict:
-        found.predict_suite = load_suite(data_args.test_tasks, "test", senteval_dir, alignment=True)
+        files = load_sts_files(data_args.test_sts_files, columns, "test", "--predict_sts_files")
+        # Alignment and uniformity are measured on STS-B's dev pairs: with SentEval's test sets only.
+        found.predict_suite = load_suite(
+            data_args.test_tasks, "test", senteval_dir, alignment=bool(data_args.test_tasks), extra=files
+        )
+        if not found.predict_suite.evaluators:
+            raise ConfigError("--do_predict with --predict_task_set none and no --predict_sts_files: nothing to test")
 
 
 CHECKS: tuple[tuple[str, Callable], ...] = (
@@ -120,16 +128,20 @@ def build_loss(args) -> torch.nn.Module:
 
 def check_best_metric(data_args, training_args) -> None:
     """There must be dev tasks to evaluate, and the metric that picks the best checkpoint must be one they produce."""
-    if not data_args.eval_tasks and training_args.eval_strategy != "no":
+    if not data_args.dev_tasks and not data_args.dev_sts_files and training_args.eval_strategy != "no":
+        if data_args.eval_tasks:  # `none`
+            raise ConfigError("--eval_tasks none and no --sts_files: no dev set; give one or set --eval_strategy no")
         raise ConfigError("--eval_tasks is empty; name at least one dev task or set --eval_strategy no")
     if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
         return
-    produced = produced_metrics(data_args.dev_tasks)
+    produced = produced_metrics(data_args.dev_tasks, data_args.dev_sts_files)
     metric = training_args.metric_for_best_model.removeprefix("eval_")
     if metric not in produced:
         raise ConfigError(
             f"--metric_for_best_model {training_args.metric_for_best_model!r} is not produced by "
-            f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}; choose one of {', '.join(sorted(produced))} "
+            f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}"
+            + (f" and --sts_files {' '.join(data_args.sts_files)}" if data_args.sts_files else "")
+            + f"; choose one of {', '.join(sorted(produced))} "
             "or set --load_best_model_at_end false"
         )
 

@@ -29,6 +29,21 @@ def test_csv_and_jsonl_with_text_column(tmp_path):
         load_sentences(train_file=str(jsonl), text_column="missing")
 
 
+def test_parquet_sentences_and_pairs(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hncse.data import load_training_data
+
+    sentences = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "text": ["hello world", "  ", "good bye"]}), sentences)
+    assert load_sentences(train_file=str(sentences))["text"] == ["hello world", "good bye"]
+    pairs = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"sent0": ["a b", "c d"], "sent1": ["a c", "c e"]}), pairs)
+    data, shape = load_training_data(train_file=str(pairs))
+    assert shape.kind == "pairs" and data["anchor"] == ["a b", "c d"] and data["positive"] == ["a c", "c e"]
+
+
 def test_missing_file(tmp_path):
     missing = tmp_path / "nope.txt"
     with pytest.raises(DataError, match=f"{missing}: no such file"):
