@@ -49,6 +49,10 @@ class STSFileSource:
     def is_file(self) -> bool:
         return self.path is not None
 
+    @property
+    def main_metric(self) -> str:
+        return f"{self.name}{STSFileEvaluator.main_metric_suffix}"
+
 
 def is_file_entry(entry: str) -> bool:
     """A path (it exists, is a URL, or ends like a table file), else a Hub dataset id."""
@@ -226,7 +230,7 @@ class STSFileEvaluator(Evaluator):
         return {"spearman": scores["spearman"], "pearson": scores["pearson"], "pairs": len(self.pairs), **self.origin}
 
     def metrics(self, entry: dict, mode: str) -> dict[str, float]:
-        return {f"{self.name}_spearman": entry["spearman"], f"{self.name}_pearson": entry["pearson"]}
+        return {f"{self.name}{self.main_metric_suffix}": entry["spearman"], f"{self.name}_pearson": entry["pearson"]}
 
     @classmethod
     def tables(cls, entries: dict[str, dict], results: dict) -> list[str]:

@@ -140,7 +140,7 @@ def produced_metrics(tasks: list[str], sts_files: list[STSFileSource] = ()) -> s
     """Names `flat_metrics` yields for these tasks' and files' main metrics and means (to check
     --metric_for_best_model before anything is loaded)."""
     specs = [evaluator_spec(t) for t in tasks]
-    names = {spec.main_metric for spec in specs} | {f"{source.name}_spearman" for source in sts_files}
+    names = {spec.main_metric for spec in specs} | {source.main_metric for source in sts_files}
     for kind in {spec.kind for spec in specs}:
         if kind.average_metric and sum(spec.kind is kind for spec in specs) > 1:
             names.add(kind.average_metric)
