@@ -4,6 +4,7 @@
     hncse-evaluate sentence-transformers/all-MiniLM-L6-v2 --pooler avg --task_set full --senteval_dir DIR
     python -m hncse.evaluate MODEL --mode dev --tasks stsb sickr          # the dev sets used during training
     python -m hncse.evaluate MODEL --sts_files my_test.csv mteb/sts22-crosslingual-sts:de@test   # your own STS sets
+    python -m hncse.evaluate outputs/my-run --mteb STS12 STS22 --mteb_to_card     # MTEB (pip install 'hncse[mteb]')
 
 MODEL is a folder written by run_hncse.py, any transformers checkpoint or a sentence-transformers folder (a
 local path or a Hub id). Prints markdown tables ("all" is the headline STS12–16 setting, "wmean" beside it)
@@ -32,6 +33,7 @@ from hncse.evaluation import (
     results_tables,
     run_suite,
 )
+from hncse.evaluation.mteb_runner import add_to_card, card_path, mteb_table, mteb_tasks, run_mteb
 from hncse.modeling import POOLER_TYPES, SentenceEncoder
 
 logger = logging.getLogger("hncse.evaluate")
@@ -88,6 +90,24 @@ def make_parser() -> argparse.ArgumentParser:
         help="senteval: [|u-v|, u*v] as SentEval's code; full: [u, v, |u-v|, u*v]",
     )
     parser.add_argument("--no_alignment", action="store_true", help="skip alignment/uniformity on STS-B dev")
+    parser.add_argument(
+        "--mteb",
+        nargs="+",
+        default=[],
+        metavar="TASK",
+        help="MTEB tasks or benchmarks (e.g. STS12 STS22 'MTEB(eng, v2)') on the folder as sentence-transformers\n"
+        "loads it, after the other evaluations (none by default with --mteb); pip install 'hncse[mteb]'",
+    )
+    parser.add_argument(
+        "--mteb_output_folder",
+        default=os.path.join("eval_results", "mteb"),
+        help="MTEB's own result files: DIR/results/<model>/<revision>/<task>.json",
+    )
+    parser.add_argument(
+        "--mteb_to_card",
+        action="store_true",
+        help="add the MTEB scores to the local MODEL folder's README.md: its model-index and an MTEB section",
+    )
     parser.add_argument("--output_json", default=None, help="default: eval_results/<model>-<pooler>-<mode>.json")
     return parser
 
@@ -97,38 +117,72 @@ def default_output_json(model: str, pooler: str, mode: str, task_set: str) -> st
     return os.path.join("eval_results", f"{slug}-{pooler}-{mode}-{task_set}.json")
 
 
+def check_mteb_arguments(args: argparse.Namespace) -> list:
+    """The MTEB tasks asked for (resolved, no data loaded), or one line for a combination that cannot hold."""
+    if not args.mteb:
+        if args.mteb_to_card:
+            raise EvalConfigError("--mteb_to_card adds MTEB's scores to the card: it needs --mteb TASK …")
+        return []
+    if args.pooler != "auto":
+        raise EvalConfigError(
+            f"--pooler {args.pooler}: --mteb scores the folder as sentence-transformers loads it (its own Pooling "
+            "module); run --mteb without --pooler"
+        )
+    if args.bf16:
+        raise EvalConfigError("--bf16: --mteb runs the model as sentence-transformers loads it (float32); drop --bf16")
+    if args.mteb_to_card:
+        card_path(args.model)
+    return mteb_tasks(args.mteb)
+
+
 def evaluate_model(args: argparse.Namespace) -> dict:
     if args.batch_size < 1:
         raise EvalConfigError(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.max_seq_length is not None and args.max_seq_length < 2:
         raise EvalConfigError(f"--max_seq_length must be at least 2, got {args.max_seq_length}")
+    mteb_task_list = check_mteb_arguments(args)  # unknown names fail before anything loads
     sources = parse_sts_files(args.sts_files)
-    with_senteval = not sources or args.tasks or args.task_set
+    with_senteval = (not sources and not args.mteb) or args.tasks or args.task_set
     tasks = resolve_tasks(args.task_set or "sts", args.tasks, args.mode) if with_senteval else []
     senteval_dir = resolve_senteval_dir(args.senteval_dir) if tasks else None
     # Data before the model: a missing file fails in a second.
     files = load_sts_files(sources, args.sts_columns, "dev" if args.mode == "dev" else "test")
-    alignment = bool(tasks) and not args.no_alignment  # measured on STS-B dev: with SentEval's sets
-    suite = load_suite(tasks, args.mode, senteval_dir, alignment=alignment, extra=files)
-    encoder = SentenceEncoder.from_pretrained(
-        args.model,
-        pooler_type=None if args.pooler == "auto" else args.pooler,
-        max_seq_length=args.max_seq_length,
-    )
-    refused = args.max_seq_length is not None and encoder.length_refused(args.max_seq_length, args.model)
-    if refused:
-        raise EvalConfigError(refused)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    encoder.to(device).eval()
-    results = run_suite(encoder, suite, batch_size=args.batch_size, bf16=args.bf16, mrpc_features=args.mrpc_features)
-    results = {
-        "model": args.model,
-        "pooler": encoder.pooler_type,
-        "task_set": "custom" if args.tasks else (args.task_set or "sts") if tasks else "sts_files",
-        "senteval_dir": senteval_dir or "hub",
-        "mrpc_features": args.mrpc_features,
-        **results,
-    }
+    results: dict = {"model": args.model}
+    if tasks or files:
+        alignment = bool(tasks) and not args.no_alignment  # measured on STS-B dev: with SentEval's sets
+        suite = load_suite(tasks, args.mode, senteval_dir, alignment=alignment, extra=files)
+        encoder = SentenceEncoder.from_pretrained(
+            args.model,
+            pooler_type=None if args.pooler == "auto" else args.pooler,
+            max_seq_length=args.max_seq_length,
+        )
+        refused = args.max_seq_length is not None and encoder.length_refused(args.max_seq_length, args.model)
+        if refused:
+            raise EvalConfigError(refused)
+        encoder.to(device).eval()
+        scores = run_suite(
+            encoder, suite, batch_size=args.batch_size, bf16=args.bf16, mrpc_features=args.mrpc_features
+        )
+        results.update(
+            pooler=encoder.pooler_type,
+            task_set="custom" if args.tasks else (args.task_set or "sts") if tasks else "sts_files",
+            senteval_dir=senteval_dir or "hub",
+            mrpc_features=args.mrpc_features,
+            **scores,
+        )
+        del encoder  # MTEB loads the folder itself
+    else:
+        results.update(pooler="st", task_set="mteb")  # the folder's own sentence-transformers modules
+    if mteb_task_list:
+        results["mteb"] = run_mteb(
+            args.model,
+            mteb_task_list,
+            args.mteb_output_folder,
+            batch_size=args.batch_size,
+            device=device,
+            max_seq_length=args.max_seq_length,
+        )
     return results
 
 
@@ -137,15 +191,29 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     results = evaluate_model(args)
     output = args.output_json or default_output_json(args.model, results["pooler"], args.mode, results["task_set"])
+    blocks = []
+    if "encode_seconds" in results:
+        blocks += [
+            f"{args.model} · pooler {results['pooler']} · mode {args.mode} · {results['sentences_encoded']} "
+            f"sentences encoded in {results['encode_seconds']:.1f} s · total {results['seconds']:.1f} s",
+            results_tables(results),
+        ]
+    if "mteb" in results:
+        blocks += [
+            f"{args.model} · MTEB {results['mteb']['mteb_version']} · result files in {args.mteb_output_folder}",
+            mteb_table(results["mteb"]),
+        ]
+    print(
+        "\n" + "\n\n".join(blocks) + "\n", flush=True
+    )  # before any file: a path that cannot be written loses nothing
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
-    print(
-        f"\n{args.model} · pooler {results['pooler']} · mode {args.mode} · "
-        f"{results['sentences_encoded']} sentences encoded in {results['encode_seconds']:.1f} s · "
-        f"total {results['seconds']:.1f} s\n\n{results_tables(results)}\n\nWrote {output}\n"
-    )
+    print(f"Wrote {output}")
+    if args.mteb_to_card:
+        command = "python -m hncse.evaluate " + " ".join(["FOLDER", "--mteb", *args.mteb])
+        print(f"Added the MTEB scores to {add_to_card(args.model, results['mteb'], command)}")
     return results
 
 
