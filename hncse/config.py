@@ -195,10 +195,21 @@ class DataArguments:
             raise ConfigError(str(error)) from None
 
 
+# transformers 5.23 renamed gradient_checkpointing to activation_checkpointing (keeping the old name as a deprecated
+# alias); on older releases the config adds the new name and passes it on as the old one.
+NAMES_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
 @dataclass
 class TrainingConfigBase(TrainingArguments):
     """Everything of `HNCSEConfig` but the objectives' hyper-parameters, which `config_class` adds from the
     objective registry."""
+
+    if not NAMES_ACTIVATION_CHECKPOINTING:
+        activation_checkpointing: bool = field(
+            default=False,
+            metadata={"help": "Recompute each layer's activations in the backward pass (gradient_checkpointing)."},
+        )
 
     objective: str = field(
         default="simcse", metadata={"help": "Contrastive objective (see docs/method.md): one of the registered ones."}
@@ -306,6 +317,8 @@ class TrainingConfigBase(TrainingArguments):
             # Trainer's own set-up; otherwise accelerate leaves processes started by torchrun undistributed (each
             # trains alone, all write one output_dir) and bf16 is refused. The launch is checked by the preflight.
             self.use_cpu = True
+        if not NAMES_ACTIVATION_CHECKPOINTING and self.activation_checkpointing:
+            self.gradient_checkpointing = True
         try:
             super().__post_init__()
         except ValueError as error:

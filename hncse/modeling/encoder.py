@@ -269,10 +269,20 @@ class SentenceEncoder(nn.Module):
         )
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
-        """Recompute the encoder's layer activations in the backward pass (`--activation_checkpointing`)."""
-        self.encoder.activation_checkpointing_enable(
-            activation_checkpointing_kwargs=activation_checkpointing_kwargs, **kwargs
-        )
+        """Recompute the encoder's layer activations in the backward pass (`--activation_checkpointing`); the
+        Trainer's other options (`every_n_layers`, `offload`) pass through."""
+        if hasattr(self.encoder, "activation_checkpointing_enable"):  # transformers ≥ 5.23
+            self.encoder.activation_checkpointing_enable(
+                activation_checkpointing_kwargs=activation_checkpointing_kwargs, **kwargs
+            )
+        else:
+            self.encoder.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=activation_checkpointing_kwargs, **kwargs
+            )
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None, **kwargs) -> None:
+        """What the Trainer of transformers < 5.23 calls (`--gradient_checkpointing`, the name before 5.23)."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kwargs)
 
     # ---- forward and inference ------------------------------------------------------------------------
 

@@ -334,8 +334,8 @@ class HNCSETrainer(Trainer):
     # ---- Hub: the pushed folder is the whole model folder, created with a clear error if it cannot be --------
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
-        try:
-            super().init_hf_repo(token=token, private=private)
+        try:  # `private` is new in transformers 5.23; older releases take the args' hub_private_repo
+            super().init_hf_repo(token=token, **({} if private is None else {"private": private}))
         except Exception as error:  # offline, no token, no permission: huggingface_hub raises several types
             repo_id = self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
             raise explain_repo_failure(repo_id, error) from error

@@ -104,3 +104,27 @@ def test_mini_batch_size_must_be_positive(tiny_model_dir, corpus_file, tmp_path)
 
     with pytest.raises(ConfigError, match="--mini_batch_size must be ≥ 1"):
         run_hncse.main(["--train_file", str(corpus_file), "--output_dir", str(tmp_path), "--mini_batch_size", "0"])
+
+
+@pytest.mark.parametrize("flag", ["--activation_checkpointing", "--gradient_checkpointing"])
+def test_either_checkpointing_flag_turns_it_on_in_training(flag, tiny_model_dir, corpus_file, tmp_path, monkeypatch):
+    """transformers 5.23 renamed --gradient_checkpointing to --activation_checkpointing: both names work on every
+    supported release (the config adds the new one before 5.23), and the encoder recomputes its layers."""
+    from hncse.modeling import SentenceEncoder
+
+    checkpointing = []
+    enable = SentenceEncoder.activation_checkpointing_enable
+
+    def recorded(self, *args, **kwargs):
+        enable(self, *args, **kwargs)
+        checkpointing.append(self.encoder.is_gradient_checkpointing)
+
+    monkeypatch.setattr(SentenceEncoder, "activation_checkpointing_enable", recorded)
+    argv = [
+        "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(tmp_path),
+        "--per_device_train_batch_size", "8", "--max_steps", "1", "--eval_strategy", "no",
+        "--load_best_model_at_end", "false", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
+        flag, "true",
+    ]  # fmt: skip
+    run_hncse.main(argv)
+    assert checkpointing == [True]
