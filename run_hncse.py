@@ -118,6 +118,8 @@ def train_and_evaluate(model_args, data_args, training_args, checked: Preflight)
         model_args.model_name_or_path,
         pooler_type=model_args.pooler_type,
         mlp_only_train=model_args.mlp_only_train,
+        bidirectional=model_args.bidirectional,
+        dropout=model_args.dropout,
         cache_dir=model_args.cache_dir,
     )
     refused = model.length_refused(data_args.max_seq_length, model_args.model_name_or_path)

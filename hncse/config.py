@@ -42,12 +42,30 @@ class ModelArguments:
         metadata={"help": "With pooler `cls`: use the Linear+tanh head in training only (SimCSE unsupervised)."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+    bidirectional: bool | None = field(
+        default=None,
+        metadata={
+            "help": "A decoder model (Llama, Qwen, Mistral, …) attends both ways in training and in the saved folder "
+            "(config.json's is_causal: false); false: causally. Default: as the model's config says (causal for a "
+            "released decoder). Encoders always attend both ways."
+        },
+    )
+    dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "Set every dropout probability of the encoder's config (BERT-style: hidden and attention "
+            "dropout; Llama-style: attention dropout), e.g. 0.1; unsupervised training needs some dropout. "
+            "Default: the config's own."
+        },
+    )
 
     def __post_init__(self):
         if self.pooler_type is not None and self.pooler_type not in POOLER_TYPES:
             raise ConfigError(
                 f"--pooler_type: unknown value {self.pooler_type!r}; choose one of {', '.join(POOLER_TYPES)}"
             )
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass

@@ -127,3 +127,13 @@ def tiny_model_dir(tmp_path_factory, corpus_file, senteval_small) -> Path:
     )
     BertModel(config).save_pretrained(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def decoder_dirs(tmp_path_factory, corpus_file, senteval_small) -> dict[str, Path]:
+    """Tiny random Llama, Qwen3 and Mistral folders (tests/tiny_decoders.py) whose vocabularies cover the data."""
+    from tiny_decoders import FAMILIES, write_decoder
+
+    root = tmp_path_factory.mktemp("tiny-decoders")
+    text = corpus_file.read_text(encoding="utf-8") + covered_text(senteval_small) + " the city is old"
+    return {family: write_decoder(root, family, text) for family in FAMILIES}

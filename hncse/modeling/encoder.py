@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from hncse.errors import ModelNotFoundError
+from hncse.modeling.attention import attention_mask_for, is_decoder_only
+from hncse.modeling.backbone import check_pooler, default_pooler, load_config, prepare_config
 from hncse.modeling.folder import (
     HNCSE_CONFIG_NAME,
     MLP_WEIGHTS_NAME,
@@ -29,8 +31,11 @@ from hncse.modeling.folder import (
 )
 from hncse.modeling.pooling import NEEDS_HIDDEN_STATES, POOLER_TYPES, pool
 from hncse.modeling.resolve import explain_load_failure, resolve_model_path
+from hncse.modeling.tokens import prepare_decoder_tokenizer
 
 FEATURE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # the tokenizer outputs `forward` takes
+HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only", "force_download", "trust_remote_code")
+LOAD_KWARGS = ("dtype", "attn_implementation", "device_map")  # AutoModel.from_pretrained's own, not config fields
 
 
 class DenseLayer(nn.Module):
@@ -136,31 +141,29 @@ class SentenceEncoder(nn.Module):
         pooler_type: str | None = None,
         mlp_only_train: bool | None = None,
         max_seq_length: int | None = None,
+        bidirectional: bool | None = None,
+        dropout: float | None = None,
         **model_kwargs,
     ) -> SentenceEncoder:
         """Load a transformers checkpoint or a folder saved by `save_pretrained` (its pooler and head included).
 
         Arguments left as None come from the folder's hncse_config.json, else from a sentence-transformers
-        folder's modules (Pooling: mean → avg, CLS → cls_before_pooler; and the WeightedLayerPooling, Dense and
-        Normalize modules, which are then part of the model), else SimCSE's defaults (cls, MLP in training only).
-        A `pooler_type` given for a sentence-transformers folder replaces its pooling modules.
+        folder's modules (Pooling: mean → avg, CLS → cls_before_pooler, lasttoken; and the WeightedLayerPooling,
+        Dense and Normalize modules, which are then part of the model), else SimCSE's defaults (cls, MLP in
+        training only; lasttoken for a decoder). A `pooler_type` given for a sentence-transformers folder replaces
+        its pooling modules. bidirectional: a decoder attends both ways (True) or causally (False); None: as its
+        config says. dropout: every dropout probability of the encoder's config (`hncse.modeling.dropout`).
+        Other keyword arguments set config fields (e.g. hidden_dropout_prob) or go to `AutoModel.from_pretrained`.
         """
         path = resolve_model_path(model_name_or_path)
+        hub = {k: model_kwargs.pop(k) for k in HUB_KWARGS if k in model_kwargs}
         # float32 whatever the folder holds (transformers 5 would keep a 16-bit checkpoint's dtype, e.g. a ZeRO-3
         # or bf16 folder): the optimiser updates these weights, and mixed precision needs float32 masters.
         model_kwargs.setdefault("dtype", torch.float32)
-        try:
-            encoder = AutoModel.from_pretrained(path, **model_kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except (OSError, ValueError) as error:
-            raise explain_load_failure(model_name_or_path, error) from error
-        if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
-            # transformers builds a tokenizer of special tokens alone when a folder has none of its files: every
-            # word would be [UNK], and training would go on without a word of its data.
-            raise ModelNotFoundError(
-                f"{model_name_or_path}: no tokenizer files there (its tokenizer knows only its {len(tokenizer)} "
-                "special tokens); copy tokenizer.json or vocab.txt etc. from the model it was made from"
-            )
+        config = load_config(model_name_or_path, **hub)
+        for key in [k for k in model_kwargs if k not in LOAD_KWARGS and hasattr(config, k)]:
+            setattr(config, key, model_kwargs.pop(key))
+        prepare_config(config, model_name_or_path, bidirectional=bidirectional, dropout=dropout)
         saved, modules = {}, {}
         if os.path.isfile(os.path.join(path, HNCSE_CONFIG_NAME)):
             with open(os.path.join(path, HNCSE_CONFIG_NAME), encoding="utf-8") as f:
@@ -173,10 +176,26 @@ class SentenceEncoder(nn.Module):
             saved = {"max_seq_length": sentence_transformers_length(path)}
         if pooler_type is not None and pooler_type != saved.get("pooler_type", pooler_type):
             modules = {}
+        pooler_type = pooler_type if pooler_type is not None else saved.get("pooler_type", default_pooler(config))
+        check_pooler(config, pooler_type, model_name_or_path)
+        try:
+            encoder = AutoModel.from_pretrained(path, config=config, **hub, **model_kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(path, **hub)
+        except (OSError, ValueError) as error:
+            raise explain_load_failure(model_name_or_path, error) from error
+        if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
+            # transformers builds a tokenizer of special tokens alone when a folder has none of its files: every
+            # word would be [UNK], and training would go on without a word of its data.
+            raise ModelNotFoundError(
+                f"{model_name_or_path}: no tokenizer files there (its tokenizer knows only its {len(tokenizer)} "
+                "special tokens); copy tokenizer.json or vocab.txt etc. from the model it was made from"
+            )
+        if is_decoder_only(config):
+            prepare_decoder_tokenizer(tokenizer, model_name_or_path, append_eos=pooler_type == "lasttoken")
         model = cls(
             encoder,
             tokenizer,
-            pooler_type=pooler_type if pooler_type is not None else saved.get("pooler_type", "cls"),
+            pooler_type=pooler_type,
             mlp_only_train=mlp_only_train if mlp_only_train is not None else saved.get("mlp_only_train", True),
             max_seq_length=max_seq_length if max_seq_length is not None else saved.get("max_seq_length"),
             layer_mix=modules.get("layer_mix"),
@@ -320,13 +339,8 @@ class SentenceEncoder(nn.Module):
         return pooled
 
     def attention_mask_for_encoder(self, attention_mask: Tensor) -> Tensor:
-        """For SDPA attention, the (B, 1, L, L) boolean mask transformers would build from the (B, L) one, which it
-        uses as given. Built by transformers, it first asks whether any token is padding (to pass no mask at all),
-        a read-back the host waits for in every forward pass."""
-        if getattr(self.encoder.config, "_attn_implementation", None) != "sdpa":
-            return attention_mask
-        length = attention_mask.shape[1]
-        return attention_mask.bool()[:, None, None, :].expand(-1, 1, length, length)
+        """The mask the model attends by, as its saved folder will (`hncse.modeling.attention`)."""
+        return attention_mask_for(self.encoder.config, attention_mask)
 
     @torch.inference_mode()
     def encode(

@@ -24,7 +24,13 @@ MLP_WEIGHTS_NAME = "mlp_head.safetensors"  # the Linear+tanh head trained with t
 # What `SentenceEncoder` reproduces of a sentence-transformers folder: its module types, the Pooling modes, and the
 # activations of Dense modules (by the import path sentence-transformers writes).
 ST_MODULES = ("Transformer", "WeightedLayerPooling", "Pooling", "Dense", "Normalize")
-ST_POOLING_MODES = {"mean_tokens": "avg", "mean": "avg", "cls_token": "cls_before_pooler", "cls": "cls_before_pooler"}
+ST_POOLING_MODES = {
+    "mean_tokens": "avg",
+    "mean": "avg",
+    "cls_token": "cls_before_pooler",
+    "cls": "cls_before_pooler",
+    "lasttoken": "lasttoken",
+}
 ST_ACTIVATIONS = {
     "torch.nn.modules.activation.Tanh": "Tanh",
     "torch.nn.modules.linear.Identity": "Identity",
@@ -94,7 +100,7 @@ def write_sentence_transformers_files(
             }
         )
 
-    mode = "cls" if pooler_type in ("cls", "cls_before_pooler") else "mean"
+    mode = {"cls": "cls", "cls_before_pooler": "cls", "lasttoken": "lasttoken"}.get(pooler_type, "mean")
     pooling_dir = f"{len(modules)}_Pooling"
     os.makedirs(os.path.join(output_dir, pooling_dir), exist_ok=True)
     _write_json(
@@ -105,6 +111,7 @@ def write_sentence_transformers_files(
             "pooling_mode_mean_tokens": mode == "mean",
             "pooling_mode_max_tokens": False,
             "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_lasttoken": mode == "lasttoken",  # sentence-transformers ≥ 2.3
         },
     )
     modules.append({"name": "pooling", "path": pooling_dir, "type": "sentence_transformers.models.Pooling"})

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 # cls: [CLS] state followed by the MLP head (in training only, unless mlp_only_train=False).
 # cls_before_pooler: [CLS] state, never an MLP. avg*: masked mean over tokens of one layer or a mean of two layers.
-POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_top2", "avg_first_last")
+# lasttoken: the last non-padding token's state, a causal decoder's summary of the whole sentence (sentence-
+# transformers' `lasttoken`).
+POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_top2", "avg_first_last", "lasttoken")
+FIRST_TOKEN_POOLERS = ("cls", "cls_before_pooler")  # a causal decoder's first token sees only itself
 NEEDS_HIDDEN_STATES = ("avg_top2", "avg_first_last")
 
 
@@ -20,6 +24,9 @@ def pool(pooler_type: str, attention_mask: Tensor, last_hidden_state: Tensor, hi
     """Pool one batch of encoder outputs. hidden_states: the tuple (embeddings, layer 1, …, layer L)."""
     if pooler_type in ("cls", "cls_before_pooler"):
         return last_hidden_state[:, 0]
+    if pooler_type == "lasttoken":  # the last 1 of the mask, under right or left padding
+        last = attention_mask.shape[1] - 1 - attention_mask.flip(dims=(1,)).int().argmax(dim=1)
+        return last_hidden_state[torch.arange(last_hidden_state.shape[0], device=last.device), last]
     if pooler_type == "avg":
         return masked_mean(last_hidden_state, attention_mask)
     if pooler_type == "avg_top2":

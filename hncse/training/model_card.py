@@ -26,12 +26,15 @@ POOLERS = {
     "avg": "the mean of the last layer's token states",
     "avg_top2": "the mean of the last two layers' token states",
     "avg_first_last": "the mean of the first and last layers' token states",
+    "lasttoken": "the last token's last hidden state (the EOS token appended to every sentence)",
 }
 POOLING_CODE = {  # plain transformers, after `outputs = model(**batch, output_hidden_states=True)`
     "cls": "embeddings = outputs.last_hidden_state[:, 0]",
     "avg": "states = outputs.last_hidden_state",
     "avg_top2": "states = (outputs.hidden_states[-1] + outputs.hidden_states[-2]) / 2",
     "avg_first_last": "states = (outputs.hidden_states[1] + outputs.hidden_states[-1]) / 2  # [0] is the embeddings",
+    "lasttoken": "last = batch[\"attention_mask\"].sum(dim=1) - 1  # the tokenizer pads on the right\n"
+    "embeddings = outputs.last_hidden_state[torch.arange(len(last)), last]",
 }
 MASKED_MEAN_CODE = [
     'mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)',
@@ -85,7 +88,7 @@ def plain_transformers_usage(repo: str, pooler_type: str, uses_mlp: bool, max_se
         "    outputs = model(**batch, output_hidden_states=True)",
         POOLING_CODE[pooler],
     ]
-    if pooler != "cls":
+    if pooler not in ("cls", "lasttoken"):
         lines += MASKED_MEAN_CODE
     if uses_mlp:
         lines += [line.replace("{repo}", repo) for line in HEAD_CODE]

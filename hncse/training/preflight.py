@@ -13,7 +13,9 @@ here, in this order (`CHECKS`; the first that fails stops the run with one line)
 5. data — the training data (file, encoding, columns, bad rows) is read, and its shape suits the objective, which
    is built here, once, and handed to the trainer;
 6. steps — the data makes at least one training step;
-7. evaluation sets — the dev and test sets' files are read.
+7. model — from its config alone (no weights): a family hncse trains, `--dropout` and `--bidirectional` that hold
+   for it (after reload too), a pooler that suits it, and two views that differ for an unsupervised objective;
+8. evaluation sets — the dev and test sets' files are read.
 
 What needs the output folder's earlier run (`run_config.json`) is checked next, under the lock; what needs the
 model (`--max_seq_length` against its limit, the tokenizer) as soon as it loads.
@@ -33,6 +35,7 @@ from hncse.data.sources import resolve_senteval_dir
 from hncse.errors import ConfigError, first_line
 from hncse.evaluation import EvalSuite, load_sts_files, load_suite, produced_metrics
 from hncse.losses import get_objective
+from hncse.modeling.backbone import check_pooler, check_views_differ, load_config, prepare_config
 from hncse.training.checkpoints import check_output_dir_writable
 from hncse.training.views import takes_negatives
 
@@ -80,6 +83,15 @@ def check_steps(model_args, data_args, training_args, found: Preflight) -> None:
         check_some_steps(len(found.corpus.rows), training_args)
 
 
+def check_model(model_args, data_args, training_args, found: Preflight) -> None:
+    name = model_args.model_name_or_path
+    config = load_config(name, cache_dir=model_args.cache_dir)
+    prepare_config(config, name, bidirectional=model_args.bidirectional, dropout=model_args.dropout)
+    if model_args.pooler_type is not None:
+        check_pooler(config, model_args.pooler_type, name)
+    check_views_differ(config, name, unsupervised=not found.corpus.shape.labelled)
+
+
 def check_evaluation_sets(model_args, data_args, training_args, found: Preflight) -> None:
     if training_args.eval_strategy == "no" and not training_args.do_predict:
         return
@@ -105,6 +117,7 @@ CHECKS: tuple[tuple[str, Callable], ...] = (
     ("launch", check_launch),
     ("data", check_data),
     ("steps", check_steps),
+    ("model", check_model),
     ("evaluation sets", check_evaluation_sets),
 )
 

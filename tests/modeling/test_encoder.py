@@ -27,6 +27,9 @@ def naive_pool(pooler_type, hidden_states, mask):
         if pooler_type in ("cls", "cls_before_pooler"):
             out.append(hidden_states[-1][b, 0])
             continue
+        if pooler_type == "lasttoken":  # the last position whose mask is 1
+            out.append(hidden_states[-1][b, max(t for t in range(mask.shape[1]) if mask[b, t])])
+            continue
         total, count = 0, 0
         for t in range(mask.shape[1]):
             if mask[b, t]:

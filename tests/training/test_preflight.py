@@ -18,7 +18,7 @@ from hncse.parser import parse_args
 from hncse.training import preflight
 from hncse.training.preflight import CHECKS, run_preflight
 
-ORDER = ["output folder", "arguments", "optimizer", "launch", "data", "steps", "evaluation sets"]
+ORDER = ["output folder", "arguments", "optimizer", "launch", "data", "steps", "model", "evaluation sets"]
 
 
 def test_the_checks_are_listed_in_the_documented_order():
@@ -58,6 +58,7 @@ def faults(tmp_path, corpus_file, senteval_dir, tiny_model_dir, monkeypatch):
             "launch": ["--use_cpu", "false"],  # and 4 GPUs seen by one process
             "data": ["--text_column", "no_such_column"],
             "steps": ["--train_file", str(three_rows), "--max_steps", "-1", "--num_train_epochs", "1"],
+            "model": ["--dropout", "0"],  # unsupervised: the two views would be the same
             "evaluation sets": ["--senteval_dir", str(empty_senteval)],
         }
         messages = {
@@ -67,6 +68,7 @@ def faults(tmp_path, corpus_file, senteval_dir, tiny_model_dir, monkeypatch):
             "launch": "one process sees 4 GPUs",
             "data": "no column 'no_such_column' (--text_column)",
             "steps": "3 training sentences make no full step of 8 sentences",
+            "model": "has no dropout (every dropout probability of its config is 0)",
             "evaluation sets": "missing evaluation file",
         }
 
