@@ -28,9 +28,9 @@ ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
 WORKDIR /app
 COPY requirements.txt pyproject.toml README.md ./
 COPY hncse ./hncse
-# The package without resolving its requirements again (installed just before), and the plots extra's matplotlib
-# (pyproject.toml), so that every run draws its training_curves.png.
-RUN pip install --no-cache-dir -r requirements.txt "matplotlib>=3.7" && pip install --no-cache-dir --no-deps .
+# The package without resolving its requirements again (installed just before), the plots extra's matplotlib
+# (pyproject.toml), so that every run draws its training_curves.png, and the peft extra's peft (LoRA on GPUs).
+RUN pip install --no-cache-dir -r requirements.txt "matplotlib>=3.7" "peft>=0.17,<1" && pip install --no-cache-dir --no-deps .
 COPY run_hncse.py ./
 COPY configs ./configs
 COPY ds_configs ./ds_configs

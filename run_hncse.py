@@ -122,6 +122,14 @@ def train_and_evaluate(model_args, data_args, training_args, checked: Preflight)
         dropout=model_args.dropout,
         cache_dir=model_args.cache_dir,
     )
+    if model_args.lora_r is not None:
+        model.add_lora(
+            model_args.lora_r,
+            model_args.lora_alpha,
+            model_args.lora_dropout,
+            model_args.lora_target_modules,
+            save_adapter=model_args.save_adapter,
+        )
     refused = model.length_refused(data_args.max_seq_length, model_args.model_name_or_path)
     if refused:
         raise ConfigError(refused)

@@ -121,6 +121,19 @@ def _sts_file(name: str, content: bytes, *flags: str) -> Callable[[Workspace], l
 STS_HEADER = b"sentence1,sentence2,score\n"
 
 
+def _config_only(name: str, model_type: str, **fields) -> Callable[[Workspace], list[str]]:
+    """A model folder holding only the config.json of a `model_type` model: the preflight reads no more."""
+
+    def argv(w: Workspace) -> list[str]:
+        from transformers import AutoConfig
+
+        folder = w.root / name
+        AutoConfig.for_model(model_type, **fields).save_pretrained(folder)
+        return ["--model_name_or_path", str(folder)]
+
+    return argv
+
+
 def _held_by_another_run(output_dir: Path) -> None:
     """Another run (here: this process, which is alive) holds the folder."""
     holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": "2026-01-01 00:00:00"}
@@ -326,6 +339,38 @@ CASES = [
     ),
     Case("--num_train_epochs 0", lambda w: ["--max_steps", "-1", "--num_train_epochs", "0"], "trains nothing"),
     Case("--temperature inf", lambda w: ["--temperature", "inf"], "--temperature must be a finite number, got inf"),
+    Case(
+        "--dropout 0: an unsupervised run whose two views are the same",
+        lambda w: ["--dropout", "0"],
+        "the two views of a sentence would be identical",
+    ),
+    Case("--dropout 1.5", lambda w: ["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
+    Case(
+        "--bidirectional false on an encoder",
+        lambda w: ["--bidirectional", "false"],
+        "is an encoder (bert), which attends both ways",
+    ),
+    Case(
+        "--pooler_type cls on a causal decoder",
+        lambda w: [*_config_only("llama", "llama", attention_dropout=0.1)(w), "--pooler_type", "cls"],
+        "is a causal decoder (llama), whose first token sees only itself",
+    ),
+    Case(
+        "a decoder as released (attention_dropout 0), unsupervised",
+        _config_only("qwen3", "qwen3"),
+        "has no dropout (every dropout probability of its config is 0)",
+    ),
+    Case(
+        "an encoder-decoder model",
+        _config_only("t5", "t5"),
+        "an encoder-decoder model (t5); hncse trains encoder-only and decoder-only models",
+    ),
+    Case("--lora_alpha without --lora_r", lambda w: ["--lora_alpha", "16"], "--lora_alpha applies to LoRA"),
+    Case(
+        "--lora_target_modules naming no module",
+        lambda w: ["--lora_r", "4", "--lora_target_modules", "no_such_proj"],
+        "--lora_target_modules: ",
+    ),
     Case(
         "--sts_files: a column missing",
         _sts_file("cols.csv", b"s1,s2,score\na man,a person,4\ntwo dogs,a cat,1\n"),

@@ -59,7 +59,37 @@ class ModelArguments:
         },
     )
 
+    lora_r: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train LoRA adapters of this rank instead of the encoder's weights (peft: pip install "
+            "'hncse[peft]'); the saved folder holds the merged weights. Default: no LoRA, full fine-tuning."
+        },
+    )
+    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA's alpha (scaling alpha/r). Default: 2r."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA adapters' inputs."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Module names to adapt (e.g. q_proj v_proj). Default: every linear layer of the attention and "
+            "MLP blocks (peft's all-linear)."
+        },
+    )
+    save_adapter: bool = field(
+        default=False, metadata={"help": "With LoRA: write peft's adapter files beside the merged weights too."}
+    )
+
     def __post_init__(self):
+        if self.lora_r is None:
+            given = [f"--{k}" for k in ("lora_alpha", "lora_target_modules") if getattr(self, k) is not None]
+            if given or self.save_adapter:
+                raise ConfigError(f"{' '.join(given) or '--save_adapter'} applies to LoRA: add --lora_r, e.g. 16")
+        elif self.lora_r < 1:
+            raise ConfigError(f"--lora_r must be at least 1, got {self.lora_r}")
+        elif self.lora_alpha is None:
+            self.lora_alpha = 2.0 * self.lora_r
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.pooler_type is not None and self.pooler_type not in POOLER_TYPES:
             raise ConfigError(
                 f"--pooler_type: unknown value {self.pooler_type!r}; choose one of {', '.join(POOLER_TYPES)}"

@@ -29,6 +29,7 @@ from hncse.modeling.folder import (
     sentence_transformers_length,
     write_sentence_transformers_files,
 )
+from hncse.modeling.lora import add_lora, is_lora, load_adapter, merged_state_dict, save_adapter
 from hncse.modeling.pooling import NEEDS_HIDDEN_STATES, POOLER_TYPES, pool
 from hncse.modeling.resolve import explain_load_failure, resolve_model_path
 from hncse.modeling.tokens import prepare_decoder_tokenizer
@@ -110,6 +111,7 @@ class SentenceEncoder(nn.Module):
             layer.linear.load_state_dict(spec["state"])
             self.dense.append(layer)
         self.normalize = normalize
+        self.save_adapter = False  # with LoRA (`add_lora`): peft's adapter files in the final folder too
         # The encoder's own pooler (BERT/RoBERTa's Linear+tanh) is never used: freeze it so it stays as loaded
         # and distributed training does not see parameters without gradients.
         for name, param in encoder.named_parameters():
@@ -208,15 +210,19 @@ class SentenceEncoder(nn.Module):
         return model
 
     def load_weights(self, folder: str) -> None:
-        """Load encoder and head weights saved by `save_pretrained` into this model (checkpoint resume)."""
-        state = load_file(os.path.join(folder, WEIGHTS_NAME))
-        missing, unexpected = self.encoder.load_state_dict(state, strict=False)
-        # Tied or buffer-like entries may be left out by save_pretrained; real weights must all be there.
-        missing = [k for k in missing if not k.endswith("position_ids")]
-        if missing or unexpected:
-            raise RuntimeError(
-                f"{folder}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
-            )
+        """Load encoder and head weights saved by `save_pretrained` into this model (checkpoint resume). With LoRA,
+        the checkpoint's adapter; the frozen weights stay the base model's."""
+        if is_lora(self.encoder):
+            load_adapter(self.encoder, folder)
+        else:
+            state = load_file(os.path.join(folder, WEIGHTS_NAME))
+            missing, unexpected = self.encoder.load_state_dict(state, strict=False)
+            # Tied or buffer-like entries may be left out by save_pretrained; real weights must all be there.
+            missing = [k for k in missing if not k.endswith("position_ids")]
+            if missing or unexpected:
+                raise RuntimeError(
+                    f"{folder}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+                )
         if self.layer_weights is not None or len(self.dense):
             modules = read_sentence_transformers_modules(folder)
             with torch.no_grad():
@@ -230,8 +236,12 @@ class SentenceEncoder(nn.Module):
                 raise ModelNotFoundError(f"{mlp_file}: the checkpoint has no MLP head weights")
             self.mlp[0].load_state_dict(load_file(mlp_file, device=str(self.mlp[0].weight.device)))
 
-    def save_pretrained(self, output_dir: str, state_dict: dict[str, Tensor] | None = None) -> None:
-        """Write the transformers checkpoint, the head, hncse_config.json and the sentence-transformers files.
+    def save_pretrained(
+        self, output_dir: str, state_dict: dict[str, Tensor] | None = None, adapter: bool | None = None
+    ) -> None:
+        """Write the transformers checkpoint, the head, hncse_config.json and the sentence-transformers files. With
+        LoRA the checkpoint holds the merged weights, and peft's adapter files beside them if `adapter` (default:
+        `--save_adapter`; checkpoints always, to resume).
 
         state_dict: this module's full state dict, when the caller gathered it (DeepSpeed ZeRO-3).
         """
@@ -239,7 +249,13 @@ class SentenceEncoder(nn.Module):
         if state_dict is None:
             state_dict = self.state_dict()
         encoder_state = {k[len("encoder.") :]: v for k, v in state_dict.items() if k.startswith("encoder.")}
-        self.encoder.save_pretrained(output_dir, state_dict=encoder_state)
+        if is_lora(self.encoder):
+            if adapter if adapter is not None else self.save_adapter:
+                save_adapter(self.encoder, output_dir, encoder_state)
+            merged = merged_state_dict(self.encoder, encoder_state)
+            self.encoder.get_base_model().save_pretrained(output_dir, state_dict=merged)
+        else:
+            self.encoder.save_pretrained(output_dir, state_dict=encoder_state)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(output_dir)
         mlp_state = None
@@ -287,9 +303,19 @@ class SentenceEncoder(nn.Module):
             + (["Normalize"] if self.normalize else [])
         )
 
+    def add_lora(
+        self, r: int, alpha: float, dropout: float, target_modules: list[str] | None = None, save_adapter=False
+    ) -> None:
+        """Train LoRA adapters instead of the encoder's weights (`hncse.modeling.lora`); the head still trains."""
+        self.encoder = add_lora(self.encoder, r, alpha, dropout, target_modules)
+        self.save_adapter = save_adapter
+
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
         """Recompute the encoder's layer activations in the backward pass (`--activation_checkpointing`); the
-        Trainer's other options (`every_n_layers`, `offload`) pass through."""
+        Trainer's other options (`every_n_layers`, `offload`) pass through. With LoRA the frozen embeddings'
+        output requires grad, so that reentrant checkpointing still passes gradients to the adapters."""
+        if is_lora(self.encoder):
+            self.encoder.enable_input_require_grads()
         if hasattr(self.encoder, "activation_checkpointing_enable"):  # transformers ≥ 5.23
             self.encoder.activation_checkpointing_enable(
                 activation_checkpointing_kwargs=activation_checkpointing_kwargs, **kwargs

@@ -33,7 +33,7 @@ POOLING_CODE = {  # plain transformers, after `outputs = model(**batch, output_h
     "avg": "states = outputs.last_hidden_state",
     "avg_top2": "states = (outputs.hidden_states[-1] + outputs.hidden_states[-2]) / 2",
     "avg_first_last": "states = (outputs.hidden_states[1] + outputs.hidden_states[-1]) / 2  # [0] is the embeddings",
-    "lasttoken": "last = batch[\"attention_mask\"].sum(dim=1) - 1  # the tokenizer pads on the right\n"
+    "lasttoken": 'last = batch["attention_mask"].sum(dim=1) - 1  # the tokenizer pads on the right\n'
     "embeddings = outputs.last_hidden_state[torch.arange(len(last)), last]",
 }
 MASKED_MEAN_CODE = [
@@ -199,6 +199,9 @@ def write_model_card(
         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         seed=args.seed,
     )
+    # What changes the backbone itself, where the run asked for it: --dropout, --bidirectional, LoRA.
+    lora = ["lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"] if run.get("lora_r") else []
+    hyper.update({k: run[k] for k in ["dropout", "bidirectional", *lora] if run.get(k) is not None})
     lines = [
         "---",
         yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),

@@ -14,7 +14,8 @@ here, in this order (`CHECKS`; the first that fails stops the run with one line)
    is built here, once, and handed to the trainer;
 6. steps — the data makes at least one training step;
 7. model — from its config alone (no weights): a family hncse trains, `--dropout` and `--bidirectional` that hold
-   for it (after reload too), a pooler that suits it, and two views that differ for an unsupervised objective;
+   for it (after reload too), a pooler that suits it, peft where LoRA is asked for, and two views that differ for
+   an unsupervised objective;
 8. evaluation sets — the dev and test sets' files are read.
 
 What needs the output folder's earlier run (`run_config.json`) is checked next, under the lock; what needs the
@@ -36,6 +37,7 @@ from hncse.errors import ConfigError, first_line
 from hncse.evaluation import EvalSuite, load_sts_files, load_suite, produced_metrics
 from hncse.losses import get_objective
 from hncse.modeling.backbone import check_pooler, check_views_differ, load_config, prepare_config
+from hncse.modeling.lora import check_target_modules, import_peft
 from hncse.training.checkpoints import check_output_dir_writable
 from hncse.training.views import takes_negatives
 
@@ -89,7 +91,12 @@ def check_model(model_args, data_args, training_args, found: Preflight) -> None:
     prepare_config(config, name, bidirectional=model_args.bidirectional, dropout=model_args.dropout)
     if model_args.pooler_type is not None:
         check_pooler(config, model_args.pooler_type, name)
-    check_views_differ(config, name, unsupervised=not found.corpus.shape.labelled)
+    lora_dropout = 0.0
+    if model_args.lora_r is not None:
+        import_peft()
+        check_target_modules(config, model_args.lora_target_modules)
+        lora_dropout = model_args.lora_dropout
+    check_views_differ(config, name, unsupervised=not found.corpus.shape.labelled, extra_dropout=lora_dropout)
 
 
 def check_evaluation_sets(model_args, data_args, training_args, found: Preflight) -> None:

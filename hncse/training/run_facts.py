@@ -9,7 +9,10 @@ from hncse.losses import run_keys
 
 # The settings that make a checkpoint belong to one run (changing anything else, e.g. max_steps, is fine), per
 # argument group; the objectives' own come from the registry (`same_run`).
-MODEL_RUN_KEYS = ("model_name_or_path", "pooler_type", "mlp_only_train", "bidirectional", "dropout")
+MODEL_RUN_KEYS = (
+    "model_name_or_path", "pooler_type", "mlp_only_train", "bidirectional", "dropout", "lora_r", "lora_alpha",
+    "lora_dropout", "lora_target_modules",
+)  # fmt: skip
 DATA_RUN_KEYS = (
     "train_file", "dataset_name", "dataset_config_name", "text_column", "anchor_column", "positive_column",
     "negative_columns", "skip_bad_rows", "max_seq_length", "max_train_samples", "streaming", "shuffle_buffer_size",

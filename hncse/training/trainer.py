@@ -401,7 +401,10 @@ class HNCSETrainer(Trainer):
             return
         encoder = self.accelerator.unwrap_model(self.model)
         self._refuse_non_finite(state_dict if state_dict is not None else encoder.state_dict(), output_dir)
-        encoder.save_pretrained(output_dir, state_dict=state_dict)
+        # A checkpoint keeps a LoRA adapter (resuming loads it); the final folder only with --save_adapter.
+        encoder.save_pretrained(
+            output_dir, state_dict=state_dict, adapter=True if is_checkpoint_folder(output_dir) else None
+        )
         resumable = self.writes_resume_state or not is_checkpoint_folder(output_dir)
         save_training_state(output_dir, self.args, self.loss_fn, self.run_facts.settings, resumable)
         self._draw_curves(output_dir)
