@@ -365,6 +365,11 @@ CASES = [
         _config_only("t5", "t5"),
         "an encoder-decoder model (t5); hncse trains encoder-only and decoder-only models",
     ),
+    Case(
+        "--mini_batch_size under DeepSpeed ZeRO-3",
+        lambda w: ["--deepspeed", "ds_configs/zero3.json", "--mini_batch_size", "4"],
+        "--mini_batch_size is not supported with DeepSpeed ZeRO-3",
+    ),
     Case("--lora_alpha without --lora_r", lambda w: ["--lora_alpha", "16"], "--lora_alpha applies to LoRA"),
     Case(
         "--lora_target_modules naming no module",

@@ -52,12 +52,17 @@ def cached_contrastive_loss(
     exchange,
     after_backward: Callable[[], None] | None = None,
     columns: int = 2,
+    deposit_once: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The objective on `features` (every sentence of the step, `columns` blocks of N rows: the doubled batch, whose
     rows i and N+i are two views of sentence i, or the anchors, positives and given negatives of labelled rows;
     `hncse.training.views`), computed mini-batch by mini-batch. Returns a loss whose backward runs pass (3) and
     leaves the parameter gradients of the uncached step; `after_backward` runs after it (e.g. averaging gradients
-    over processes)."""
+    over processes).
+
+    deposit_once: sum the mini-batches' parameter gradients aside and add them to the parameters in one backward
+    step at the end, so that hooks on gradient accumulation fire once per parameter and step, as in the uncached
+    step (DeepSpeed ZeRO-2 reduces each parameter's gradient from such a hook, and refuses a second one)."""
     device = features["input_ids"].device
     rows = features["input_ids"].shape[0]
     chunks = [slice(start, start + mini_batch_size) for start in range(0, rows, mini_batch_size)]
@@ -81,11 +86,22 @@ def cached_contrastive_loss(
     cached = embeddings.grad.detach()
 
     def replay(grad_output: Tensor) -> None:
+        params = [p for p in encoder.parameters() if p.requires_grad] if deposit_once else []
+        summed: list[Tensor | None] = [None] * len(params)
         for chunk, state in zip(chunks, states):
             state.restore()
             with torch.enable_grad(), torch.autocast(**autocast):
                 again = encoder(**{k: v[chunk] for k, v in features.items()})
-            torch.autograd.backward(again, (cached[chunk] * grad_output).to(again.dtype))
+            grad = (cached[chunk] * grad_output).to(again.dtype)
+            if not deposit_once:
+                torch.autograd.backward(again, grad)
+                continue
+            for i, g in enumerate(torch.autograd.grad(again, params, grad, allow_unused=True)):
+                if g is not None:
+                    summed[i] = g if summed[i] is None else summed[i] + g
+        if deposit_once:
+            given = [(p, g) for p, g in zip(params, summed) if g is not None]
+            torch.autograd.backward([p for p, _ in given], [g for _, g in given])
         after_first_pass.restore()  # the random stream continues as if every mini-batch ran once
         if after_backward is not None:
             after_backward()

@@ -167,10 +167,14 @@ def check_best_metric(data_args, training_args) -> None:
 
 
 def check_cached_step_backend(args) -> None:
-    """The cached step (`--mini_batch_size`) encodes outside the engine, which DeepSpeed does not allow yet."""
-    if args.mini_batch_size and getattr(args, "deepspeed_plugin", None) is not None:
+    """The cached step (`--mini_batch_size`) runs under DDP and DeepSpeed ZeRO-0/1/2, not ZeRO-3: ZeRO-3 holds each
+    layer's weights whole only inside the engine's forward and backward hooks, which the cached step's replay of
+    each mini-batch (outside the engine, gradients summed aside) does not pass through in the order they expect."""
+    plugin = getattr(args, "deepspeed_plugin", None)
+    if args.mini_batch_size and plugin is not None and plugin.zero_stage == 3:
         raise ConfigError(
-            "--mini_batch_size is not supported with DeepSpeed yet; use DDP (configs/accelerate/multi_gpu.yaml)"
+            "--mini_batch_size is not supported with DeepSpeed ZeRO-3 (its weights exist whole only inside the "
+            "engine's own passes); use ZeRO-2 (ds_configs/zero2.json) or DDP"
         )
 
 

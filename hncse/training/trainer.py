@@ -257,14 +257,16 @@ class HNCSETrainer(Trainer):
 
     def _cached_loss(self, model, features, columns):
         """`--mini_batch_size`: GradCache. The mini-batch passes bypass DDP's reducer, so gradients are averaged
-        over processes explicitly after the backward pass."""
+        over processes explicitly after the backward pass; under DeepSpeed ZeRO-2 its own gradient hooks reduce
+        them, once per step."""
         encoder = self.accelerator.unwrap_model(model)
         average = None
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             average = functools.partial(average_gradients, encoder)
         return cached_contrastive_loss(
-            encoder, features, self.loss_fn, self.args.mini_batch_size, self.batch_exchange, average, columns
-        )
+            encoder, features, self.loss_fn, self.args.mini_batch_size, self.batch_exchange, average, columns,
+            deposit_once=self.is_deepspeed_enabled,  # ZeRO-2 reduces each gradient from its accumulation hook
+        )  # fmt: skip
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._metrics:

@@ -263,3 +263,25 @@ def test_accelerate_launch_cpu_with_several_processes_is_refused(monkeypatch, co
         check_launch(*parse_args(["--train_file", str(corpus_file)]), Preflight())
     launcher[5] = "1"
     check_launch(*parse_args(["--train_file", str(corpus_file)]), Preflight())
+
+
+def test_the_cached_step_under_zero2_repeats_the_uncached_curve_and_zero3_is_refused(
+    tiny_model_dir, corpus_file, triplet_file, tmp_path
+):
+    """ZeRO-2 on 2 processes: --mini_batch_size 4 (each process's 24 rows of triplets in 6 passes) gives the loss
+    curve of the uncached ZeRO-2 run, which after step 1 only the gradients decide (dropout off: labelled rows need
+    no dropout views, and the mini-batches would draw other masks than one pass). ZeRO-3: one line."""
+    zero2 = ("--deepspeed", "ds_configs/zero2.json", "--train_file", str(triplet_file), "--dropout", "0")
+    expected, _ = torchrun_losses("29551", tiny_model_dir, corpus_file, tmp_path / "uncached", 3, 10, *zero2)
+    cached, _ = torchrun_losses(
+        "29553", tiny_model_dir, corpus_file, tmp_path / "cached", 3, 10, *zero2, "--mini_batch_size", "4"
+    )
+    assert sorted(cached) == sorted(expected) == [1, 2, 3]
+    assert cached == pytest.approx(expected, rel=1e-4), (cached, expected)
+
+    zero3 = ["--deepspeed", "ds_configs/zero3.json", "--mini_batch_size", "4"]
+    args = parse_args(["--train_file", str(corpus_file), "--output_dir", str(tmp_path / "z3"), *zero3])[2]
+    from hncse.training.preflight import check_cached_step_backend
+
+    with pytest.raises(ConfigError, match=r"--mini_batch_size is not supported with DeepSpeed ZeRO-3 .* use ZeRO-2"):
+        check_cached_step_backend(args)
