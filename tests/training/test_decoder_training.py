@@ -14,6 +14,7 @@ from transformers import AutoModel, AutoTokenizer
 import run_hncse
 from hncse.errors import ConfigError
 from hncse.modeling import SentenceEncoder
+from hncse.parser import parse_args
 
 SENTENCES = ["the city is old", "a man is playing a guitar .", "two dogs run in the park ."]
 
@@ -64,3 +65,23 @@ def test_a_decoder_without_dropout_is_refused_before_anything_loads(
     with pytest.raises(ConfigError, match=r"has no dropout .* set --dropout, e\.g\. --dropout 0\.1"):
         run_hncse.main(base_argv(decoder_dirs["llama"], corpus_file, senteval_dir, out))
     assert not out.exists()
+
+
+def test_the_llm_config_trains_as_written_on_a_tiny_qwen3(decoder_dirs, corpus_file, senteval_dir, tmp_path):
+    """configs/llm's settings (LoRA, bidirectional, dropout, bf16, activation checkpointing, hybrid_sum) hold
+    together: 2 steps with only the model, data and size swapped for the tiny ones."""
+    from tiny_run import REPO
+
+    config = f"{REPO}/configs/llm/qwen3-0.6b-lora-hybrid_sum.yaml"
+    model_args, _, args = parse_args([config])
+    assert model_args.model_name_or_path == "Qwen/Qwen3-0.6B" and model_args.lora_r == 16 and args.bf16
+    out = tmp_path / "llm"
+    run_hncse.main(
+        [config, "--model_name_or_path", str(decoder_dirs["qwen3"]), "--train_file", str(corpus_file),
+         "--senteval_dir", str(senteval_dir), "--output_dir", str(out), "--max_steps", "2", "--eval_steps", "2",
+         "--save_steps", "2", "--per_device_train_batch_size", "8", "--max_seq_length", "16", "--hnm_k", "4",
+         "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
+    )  # fmt: skip
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["is_causal"] is False and saved["attention_dropout"] == 0.1
+    assert json.loads((out / "run_config.json").read_text())["lora_r"] == 16
