@@ -120,6 +120,8 @@ def train_and_evaluate(model_args, data_args, training_args, checked: Preflight)
         mlp_only_train=model_args.mlp_only_train,
         bidirectional=model_args.bidirectional,
         dropout=model_args.dropout,
+        prompt=model_args.prompt,
+        prompt_in_pooling=model_args.prompt_in_pooling if model_args.prompt is not None else None,
         cache_dir=model_args.cache_dir,
     )
     if model_args.lora_r is not None:
@@ -133,7 +135,7 @@ def train_and_evaluate(model_args, data_args, training_args, checked: Preflight)
     refused = model.length_refused(data_args.max_seq_length, model_args.model_name_or_path)
     if refused:
         raise ConfigError(refused)
-    data = corpus.prepare(model.tokenizer, data_args, training_args)
+    data = corpus.prepare(model.tokenizer, data_args, training_args, prompt=model.prompt or "")
     if data.rows is not None:
         check_some_steps(data.rows, training_args)  # again: rows that tokenise to nothing were dropped
         run_facts.train_sentences = data.rows

@@ -59,6 +59,19 @@ class ModelArguments:
         },
     )
 
+    prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text put before every training and evaluation sentence (e.g. 'query: ' or an instruction), "
+            "saved as the sentence-transformers model's default prompt so that encode() applies it."
+        },
+    )
+    prompt_in_pooling: bool = field(
+        default=True,
+        metadata={
+            "help": "false: leave the prompt's tokens out of mean pooling (sentence-transformers' include_prompt)."
+        },
+    )
     lora_r: int | None = field(
         default=None,
         metadata={

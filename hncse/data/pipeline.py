@@ -42,9 +42,10 @@ class TrainingCorpus:
     source: str
     streamed: bool
 
-    def prepare(self, tokenizer, data_args, training_args) -> TrainingData:
+    def prepare(self, tokenizer, data_args, training_args, prompt: str = "") -> TrainingData:
         """Tokenised rows and their collator. Prepared corpora are tokenised once, by the main process first (the
-        others load the cached result); truncation and rows with no token are reported once, by the main process."""
+        others load the cached result); truncation and rows with no token are reported once, by the main process.
+        prompt: put before every sentence (`--prompt`)."""
         pad_to_multiple_of = 8 if training_args.fp16 or training_args.bf16 else None
         if self.streamed:  # tokenised batch by batch as training reads it
             # The sentences one DataLoader batch takes: every process's share, or the main process's when it sends
@@ -53,18 +54,18 @@ class TrainingCorpus:
             seed = training_args.seed if training_args.data_seed is None else training_args.data_seed
             per_batch = training_args.per_device_train_batch_size * shares
             dataset = SentenceStream(self.rows, self.source, seed, data_args.shuffle_buffer_size, per_batch)
-            collator = TokenizingCollator(tokenizer, data_args.max_seq_length, pad_to_multiple_of)
+            collator = TokenizingCollator(tokenizer, data_args.max_seq_length, pad_to_multiple_of, prompt)
             return TrainingData(dataset, collator, rows=None)
         tokenize = tokenize_examples if self.shape.labelled else tokenize_sentences
         with training_args.main_process_first(desc="tokenising the corpus"):
             workers = data_args.preprocessing_num_workers
-            dataset = tokenize(self.rows, tokenizer, data_args.max_seq_length, workers)
+            dataset = tokenize(self.rows, tokenizer, data_args.max_seq_length, workers, prompt)
         main_process = training_args.process_index == 0
         if main_process:  # a statistic over the whole corpus: once, on the main process
             truncated = truncation_summary(self.rows, dataset, data_args.max_seq_length)
             if truncated:
                 logger.warning(truncated)
-        dataset, dropped = drop_wordless(dataset, tokenizer, self.source)
+        dataset, dropped = drop_wordless(dataset, tokenizer, self.source, prompt)
         if dropped and main_process:
             logger.warning(dropped)
         dataset = dataset.remove_columns("num_tokens")

@@ -160,8 +160,15 @@ class TokenizingCollator:
     and is padded in one array: twice the sentences/s of the tokenizer's own call, whose Python conversion of every
     row costs as much as the tokenisation (docs/gpu.md, input pipeline)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_seq_length: int, pad_to_multiple_of: int | None = None):
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        max_seq_length: int,
+        pad_to_multiple_of: int | None = None,
+        prompt: str = "",
+    ):
         self.tokenizer = tokenizer
+        self.prompt = prompt  # put before every sentence (`--prompt`)
         self.max_seq_length = max_seq_length
         self.pad_to_multiple_of = pad_to_multiple_of
         self.backend = None
@@ -173,7 +180,7 @@ class TokenizingCollator:
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         if examples[0]["text"] is None:  # SKIPPED: a batch the resumed Trainer replays and drops; a stand-in
             return {"input_ids": torch.zeros(len(examples), 1, dtype=torch.long)}
-        texts = [example["text"] for example in examples]
+        texts = [self.prompt + example["text"] for example in examples]
         if self.backend is None:
             return self.tokenizer(
                 texts,

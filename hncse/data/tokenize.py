@@ -20,18 +20,26 @@ TOKENISE_BATCH_ROWS = 10_000  # sentences tokenised at a time, and rows per reco
 PARALLEL_TOKENISATION_ROWS = 100_000  # from this many sentences on, tokenise in one process per core by default
 
 
-def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_proc: int | None = None) -> Dataset:
+def fixed_tokens(tokenizer, prompt: str = "") -> int:
+    """Tokens every sentence gets besides its own words: the special tokens, and the prompt's."""
+    prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+    return tokenizer.num_special_tokens_to_add() + prompt_tokens
+
+
+def tokenize_sentences(
+    dataset: Dataset, tokenizer, max_seq_length: int, num_proc: int | None = None, prompt: str = ""
+) -> Dataset:
     """input_ids/attention_mask (+token_type_ids) truncated to max_seq_length, unpadded (the collator pads), and
     `num_tokens`: each sentence's length before truncation (see `truncation_summary`).
 
     num_proc: tokenising processes; default one per core from PARALLEL_TOKENISATION_ROWS sentences on (the
-    result, its order included, does not depend on it)."""
-    num_special = tokenizer.num_special_tokens_to_add()
+    result, its order included, does not depend on it). prompt: put before every sentence (`--prompt`)."""
+    num_special = fixed_tokens(tokenizer, prompt)
     if num_proc is None and len(dataset) >= PARALLEL_TOKENISATION_ROWS:
         num_proc = min(os.cpu_count() or 1, 8)
 
     def tokenize(batch):
-        return encode_with_lengths(tokenizer, batch["text"], max_seq_length, num_special)
+        return encode_with_lengths(tokenizer, batch["text"], max_seq_length, num_special, prompt)
 
     return dataset.map(
         tokenize,
@@ -46,14 +54,16 @@ def tokenize_sentences(dataset: Dataset, tokenizer, max_seq_length: int, num_pro
     )
 
 
-def tokenize_examples(dataset: Dataset, tokenizer, max_seq_length: int, num_proc: int | None = None) -> Dataset:
+def tokenize_examples(
+    dataset: Dataset, tokenizer, max_seq_length: int, num_proc: int | None = None, prompt: str = ""
+) -> Dataset:
     """input_ids/attention_mask (+token_type_ids), each a list of the row's sentences (anchor, positive, negatives)
-    truncated and unpadded, and `num_tokens`: their untruncated lengths."""
+    truncated and unpadded, and `num_tokens`: their untruncated lengths. prompt: put before every sentence."""
     columns = dataset.column_names
-    num_special = tokenizer.num_special_tokens_to_add()
+    num_special = fixed_tokens(tokenizer, prompt)
 
     def tokenize(batch):
-        encoded = [encode_with_lengths(tokenizer, batch[c], max_seq_length, num_special) for c in columns]
+        encoded = [encode_with_lengths(tokenizer, batch[c], max_seq_length, num_special, prompt) for c in columns]
         return {key: [list(row) for row in zip(*(e[key] for e in encoded))] for key in encoded[0]}
 
     return dataset.map(
@@ -67,8 +77,13 @@ def tokenize_examples(dataset: Dataset, tokenizer, max_seq_length: int, num_proc
     )
 
 
-def encode_with_lengths(tokenizer, texts: list[str], max_seq_length: int, num_special: int) -> dict[str, list]:
-    """The tokenizer's truncated, unpadded encoding of `texts`, and `num_tokens`: each text's untruncated length."""
+def encode_with_lengths(
+    tokenizer, texts: list[str], max_seq_length: int, num_special: int, prompt: str = ""
+) -> dict[str, list]:
+    """The tokenizer's truncated, unpadded encoding of `texts` (each after `prompt`), and `num_tokens`: each text's
+    untruncated length."""
+    if prompt:
+        texts = [prompt + text for text in texts]
     # The overflow pieces (stride 0) cost nothing extra and give each sentence's untruncated length.
     encoded = tokenizer(texts, truncation=True, max_length=max_seq_length, return_overflowing_tokens=True)
     owners = encoded.pop("overflow_to_sample_mapping")
@@ -91,11 +106,11 @@ def token_counts(column) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False).reshape(-1, 1)
 
 
-def drop_wordless(dataset: Dataset, tokenizer, source: str) -> tuple[Dataset, str | None]:
+def drop_wordless(dataset: Dataset, tokenizer, source: str, prompt: str = "") -> tuple[Dataset, str | None]:
     """(the tokenised rows whose sentences all have a token besides the special ones, a warning naming how many did
     not): text of zero-width or control characters alone passes as non-blank but would train on [CLS] [SEP]."""
     counts = token_counts(dataset.with_format("arrow")["num_tokens"])
-    keep = counts.min(axis=1) > tokenizer.num_special_tokens_to_add()
+    keep = counts.min(axis=1) > fixed_tokens(tokenizer, prompt)
     dropped = len(keep) - int(keep.sum())
     what = "sentence" if counts.shape[1] == 1 else "row"
     if dropped == len(keep):

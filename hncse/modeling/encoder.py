@@ -88,6 +88,8 @@ class SentenceEncoder(nn.Module):
         layer_mix: dict | None = None,
         dense: list[dict] | None = None,
         normalize: bool = False,
+        prompt: str | None = None,
+        prompt_in_pooling: bool = True,
     ):
         super().__init__()
         if pooler_type not in POOLER_TYPES:
@@ -112,11 +114,21 @@ class SentenceEncoder(nn.Module):
             self.dense.append(layer)
         self.normalize = normalize
         self.save_adapter = False  # with LoRA (`add_lora`): peft's adapter files in the final folder too
+        self.prompt = prompt or None  # put before every sentence, in training and by `encode`
+        self.prompt_in_pooling = prompt_in_pooling
+        self.prompt_length = self._prompt_length() if prompt else 0
         # The encoder's own pooler (BERT/RoBERTa's Linear+tanh) is never used: freeze it so it stays as loaded
         # and distributed training does not see parameters without gradients.
         for name, param in encoder.named_parameters():
             if name.startswith("pooler."):
                 param.requires_grad_(False)
+
+    def _prompt_length(self) -> int:
+        """The leading tokens that are the prompt's (and a BOS/CLS token before it), which pooling leaves out when
+        `prompt_in_pooling` is False: sentence-transformers' count, the prompt tokenised alone less a trailing
+        special token."""
+        ids = self.tokenizer(self.prompt, truncation=True, max_length=self.max_seq_length)["input_ids"]
+        return len(ids) - (1 if ids and ids[-1] in self.tokenizer.all_special_ids else 0)
 
     def length_refused(self, max_seq_length: int, name: str) -> str | None:
         """Why `max_seq_length` cannot be used with this encoder (`name` as the user gave it), or None."""
@@ -145,6 +157,8 @@ class SentenceEncoder(nn.Module):
         max_seq_length: int | None = None,
         bidirectional: bool | None = None,
         dropout: float | None = None,
+        prompt: str | None = None,
+        prompt_in_pooling: bool | None = None,
         **model_kwargs,
     ) -> SentenceEncoder:
         """Load a transformers checkpoint or a folder saved by `save_pretrained` (its pooler and head included).
@@ -155,6 +169,8 @@ class SentenceEncoder(nn.Module):
         training only; lasttoken for a decoder). A `pooler_type` given for a sentence-transformers folder replaces
         its pooling modules. bidirectional: a decoder attends both ways (True) or causally (False); None: as its
         config says. dropout: every dropout probability of the encoder's config (`hncse.modeling.dropout`).
+        prompt, prompt_in_pooling: text put before every sentence, and whether pooling counts its tokens (None: the
+        folder's, from hncse_config.json or its sentence-transformers default prompt; else no prompt).
         Other keyword arguments set config fields (e.g. hidden_dropout_prob) or go to `AutoModel.from_pretrained`.
         """
         path = resolve_model_path(model_name_or_path)
@@ -203,6 +219,10 @@ class SentenceEncoder(nn.Module):
             layer_mix=modules.get("layer_mix"),
             dense=modules.get("dense"),
             normalize=modules.get("normalize", False),
+            prompt=prompt if prompt is not None else saved.get("prompt"),
+            prompt_in_pooling=prompt_in_pooling
+            if prompt_in_pooling is not None
+            else saved.get("prompt_in_pooling", True),
         )
         mlp_file = os.path.join(path, MLP_WEIGHTS_NAME)
         if model.mlp is not None and os.path.isfile(mlp_file):
@@ -268,6 +288,7 @@ class SentenceEncoder(nn.Module):
                     "pooler_type": self.pooler_type,
                     "mlp_only_train": self.mlp_only_train,
                     "max_seq_length": self.max_seq_length,
+                    **({"prompt": self.prompt, "prompt_in_pooling": self.prompt_in_pooling} if self.prompt else {}),
                     **({"sentence_transformers_modules": True} if self.sentence_transformers_modules else {}),
                 },
                 f,
@@ -287,6 +308,8 @@ class SentenceEncoder(nn.Module):
                 for i, layer in enumerate(self.dense)
             ],
             normalize=self.normalize,
+            prompt=self.prompt,
+            prompt_in_pooling=self.prompt_in_pooling,
         )
 
     def _layer_mix_spec(self, state_dict: dict[str, Tensor]) -> dict | None:
@@ -355,7 +378,11 @@ class SentenceEncoder(nn.Module):
             layers = torch.stack(outputs.hidden_states[self.layer_start :])  # (layers, B, L, d)
             weights = self.layer_weights.to(layers.dtype)
             states = (weights[:, None, None, None] * layers).sum(dim=0) / weights.sum()
-        pooled = pool(self.pooler_type, attention_mask, states, outputs.hidden_states)  # (B, d)
+        pool_mask = attention_mask
+        if self.prompt_length and not self.prompt_in_pooling:  # the prompt's tokens out of the mean
+            pool_mask = attention_mask.clone()
+            pool_mask[:, : self.prompt_length] = 0
+        pooled = pool(self.pooler_type, pool_mask, states, outputs.hidden_states)  # (B, d)
         if self.mlp is not None and (self.training or not self.mlp_only_train):
             pooled = self.mlp(pooled)
         for layer in self.dense:
@@ -387,9 +414,8 @@ class SentenceEncoder(nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        encoded = self.tokenizer(
-            list(sentences), truncation=True, max_length=self.max_seq_length, return_attention_mask=False
-        )
+        texts = [self.prompt + s for s in sentences] if self.prompt else list(sentences)
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length, return_attention_mask=False)
         ids = encoded["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -56,9 +56,12 @@ def write_sentence_transformers_files(
     layer_mix: dict | None = None,
     dense: list[dict] | None = None,
     normalize: bool = False,
+    prompt: str | None = None,
+    prompt_in_pooling: bool = True,
 ) -> None:
     """Describe the pooling as sentence-transformers modules: Transformer → [layer mix] → Pooling → [Dense+tanh]
-    → [Dense …] → [Normalize].
+    → [Dense …] → [Normalize]; `prompt` as the default prompt that `encode` puts before every sentence, its tokens
+    left out of the pooling unless `prompt_in_pooling` (the Pooling module's `include_prompt`).
 
     mlp_state: the MLP head's weights when the head is part of the inference embedding (pooler `cls` with
     mlp_only_train=False), else None. layer_mix, dense, normalize: the modules of a sentence-transformers folder
@@ -112,6 +115,7 @@ def write_sentence_transformers_files(
             "pooling_mode_max_tokens": False,
             "pooling_mode_mean_sqrt_len_tokens": False,
             "pooling_mode_lasttoken": mode == "lasttoken",  # sentence-transformers ≥ 2.3
+            "include_prompt": prompt_in_pooling,
         },
     )
     modules.append({"name": "pooling", "path": pooling_dir, "type": "sentence_transformers.models.Pooling"})
@@ -162,7 +166,11 @@ def write_sentence_transformers_files(
     _write_json(os.path.join(output_dir, "sentence_bert_config.json"), bert_config)
     _write_json(
         os.path.join(output_dir, "config_sentence_transformers.json"),
-        {"similarity_fn_name": "cosine", "prompts": {}, "default_prompt_name": None},
+        {
+            "similarity_fn_name": "cosine",
+            "prompts": {"default": prompt} if prompt else {},
+            "default_prompt_name": "default" if prompt else None,
+        },
     )
 
 
@@ -212,6 +220,7 @@ def read_sentence_transformers_modules(folder: str) -> dict:
                     f"reproduces {' or '.join(ST_POOLING_MODES)} alone; load it with sentence-transformers"
                 )
             found["pooler_type"] = ST_POOLING_MODES[modes[0]]
+            found["prompt_in_pooling"] = bool(config.get("include_prompt", True))
         elif kind == "WeightedLayerPooling":
             weights = _read_module_weights(path)["layer_weights"].float()
             found["layer_mix"] = {"layer_start": int(config["layer_start"]), "weights": weights}
@@ -243,7 +252,19 @@ def read_sentence_transformers_modules(folder: str) -> dict:
     max_seq_length = sentence_transformers_length(folder)
     if max_seq_length is not None:
         found["max_seq_length"] = max_seq_length
+    found["prompt"] = default_prompt(folder)
     return found
+
+
+def default_prompt(folder: str) -> str | None:
+    """The prompt a sentence-transformers folder's `encode` puts before every sentence by default, if any."""
+    path = os.path.join(folder, "config_sentence_transformers.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    name = config.get("default_prompt_name")
+    return (config.get("prompts") or {}).get(name) or None if name else None
 
 
 def sentence_transformers_length(folder: str) -> int | None:

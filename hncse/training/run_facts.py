@@ -11,7 +11,7 @@ from hncse.losses import run_keys
 # argument group; the objectives' own come from the registry (`same_run`).
 MODEL_RUN_KEYS = (
     "model_name_or_path", "pooler_type", "mlp_only_train", "bidirectional", "dropout", "lora_r", "lora_alpha",
-    "lora_dropout", "lora_target_modules",
+    "lora_dropout", "lora_target_modules", "prompt", "prompt_in_pooling",
 )  # fmt: skip
 DATA_RUN_KEYS = (
     "train_file", "dataset_name", "dataset_config_name", "text_column", "anchor_column", "positive_column",
