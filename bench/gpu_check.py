@@ -7,7 +7,9 @@ neither log, evaluate nor save, run by HNCSETrainer under torch.cuda.set_sync_de
 objective); training throughput in sentences/s with GPU busy %, for all-MiniLM-L6-v2 and a BERT-base-sized
 encoder, batch 64 and 512, length 32, fp32/bf16/fp16, and with torch.compile; `--steps` steps of each objective in
 bf16 and fp16 without a non-finite loss; the cached step (--mini_batch_size) against the uncached one in bf16; the
-input pipeline (tokenise + collate) in sentences/s. Without CUDA it runs a reduced form of the same checks on
+input pipeline (tokenise + collate) in sentences/s; a decoder with LoRA (a randomly initialised Qwen3 of
+Qwen3-0.6B's size, last-token pooling, LoRA rank 16, hybrid_sum, bf16, batch 64, length 64: sentences/s, GPU busy
+% and the host syncs of its steps). Without CUDA it runs a reduced form of the same checks on
 the CPU (the sync audit counts `.item()`/`.tolist()`/`bool()` reads instead), which CI runs so that the command
 never rots, and says which checks need a GPU. With ≥ 2 GPUs, `bench.multi_process_check` checks the global batch
 (W GPUs × N against 1 × W·N under NCCL), training through the DDP/ZeRO-2/ZeRO-3 launcher files and a resume on
@@ -28,7 +30,7 @@ import time
 import traceback
 
 import torch
-from transformers import BertConfig, BertModel, DataCollatorWithPadding, TrainerCallback
+from transformers import BertConfig, BertModel, DataCollatorWithPadding, Qwen3Config, Qwen3Model, TrainerCallback
 
 from bench.multi_process_check import ROWS_PER_PROCESS, global_batch_equality, launcher_runs, objective_loss
 from bench.report import markdown_table
@@ -174,14 +176,20 @@ class BusyMeter:
         return f"{statistics.mean(self.samples):.0f}" if self.samples else "n/a"
 
 
-def train_steps(encoder, objective: str, sentences: list[str], batch: int, steps: int, precision: str, device):
-    """`steps` optimizer steps of the objective on `batch` sentences (length 32); (sentences/s, busy %, losses)."""
+def train_steps(
+    encoder, objective: str, sentences: list[str], batch: int, steps: int, precision: str, device, length: int = 32
+):
+    """`steps` optimizer steps of the objective on `batch` sentences (`length` tokens); (sentences/s, busy %,
+    losses)."""
     encoder.to(device).train()
     loss_fn = objective_loss(objective).to(device)
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-5, fused=True)
+    trainable = [p for p in encoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     texts = (sentences * (batch // len(sentences) + 1))[:batch]
-    features = encoder.tokenizer(texts, padding="max_length", truncation=True, max_length=32, return_tensors="pt")
+    features = encoder.tokenizer(
+        texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt"
+    )  # fmt: skip
     features = {k: torch.cat([v, v]).to(device) for k, v in features.items()}
     losses = []
 
@@ -230,6 +238,41 @@ def throughput(encoders: dict, sentences, batches, precisions, steps, device, co
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
     return rows
+
+
+def decoder_lora(tokenizer, sentences, precision: str, steps: int, device, full_size: bool) -> list[list]:
+    """A decoder LLM with LoRA: a random Qwen3 (Qwen3-0.6B's sizes on a GPU; 2 layers, hidden 64 on the CPU),
+    last-token pooling, LoRA rank 16 on every linear layer, hybrid_sum, batch 64, length 64. The host syncs are
+    the synchronising calls of the timed steps (torch.cuda.set_sync_debug_mode("warn"), counted)."""
+    import warnings
+
+    sizes = (
+        {"hidden_size": 1024, "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
+         "head_dim": 128, "intermediate_size": 3072, "vocab_size": 151936}
+        if full_size else
+        {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "head_dim": 16, "intermediate_size": 128, "vocab_size": len(tokenizer)}
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = Qwen3Config(attention_dropout=0.1, max_position_embeddings=512, attn_implementation="sdpa", **sizes)
+    encoder = SentenceEncoder(Qwen3Model(config), tokenizer, pooler_type="lasttoken")
+    encoder.add_lora(16, 32.0, 0.05)
+    total = sum(p.numel() for p in encoder.parameters())
+    trained = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            rate, busy, losses = train_steps(encoder, "hybrid_sum", sentences, 64, steps, precision, device, 64)
+        except torch.OutOfMemoryError:
+            return [[f"{total / 1e6:,.0f}M", f"{trained / 1e6:.3g}M", precision, "out of memory", "-", "-", "-"]]
+        finally:
+            if device.type == "cuda":
+                torch.cuda.set_sync_debug_mode(0)
+    syncs = sum("synchroniz" in str(w.message) for w in caught) if device.type == "cuda" else "n/a (CPU)"
+    return [[f"{total / 1e6:,.0f}M", f"{trained / 1e6:.3g}M", precision, f"{rate:,.0f}", busy, syncs,
+             f"{losses[0]:.4f} → {losses[-1]:.4f}"]]  # fmt: skip
 
 
 def stability(make, sentences, precisions, steps, device) -> list[list]:
@@ -395,10 +438,12 @@ def main() -> None:
         half = [p for p in precisions if p != "fp32"]
         stable = stability(make_minilm, sentences, half, args.steps, device)
         cached = cached_equality(make_minilm, sentences, half[0], device)
+        decoder = decoder_lora(tokenizer, sentences, half[0], 20, device, full_size=True)
     else:
         rows = throughput({"2-layer BERT, hidden 64": make_tiny}, sentences, [16], ["fp32"], 3, device, False)
         stable = stability(make_tiny, sentences, ["fp32"], 3, device)
         cached = cached_equality(make_tiny, sentences, "fp32", device)
+        decoder = decoder_lora(tokenizer, sentences, "fp32", 3, device, full_size=False)
     sections += [
         ("Training throughput (sentences/s, length 32, simcse)", ["encoder", "batch", "precision", "torch.compile",
                                                                   "sentences/s", "GPU busy %"], rows),
@@ -407,6 +452,8 @@ def main() -> None:
          ["objective", "precision", "loss difference (absolute)", "max gradient difference (relative)"], cached),
         ("Input pipeline (batch 512, length 32)", ["batches from", "sentences/s"],
          input_pipeline(tokenizer, sentences)),
+        ("Decoder + LoRA (random Qwen3, lasttoken, LoRA 16, hybrid_sum, batch 64, length 64)",
+         ["parameters", "trained (LoRA)", "precision", "sentences/s", "GPU busy %", "host syncs", "loss"], decoder),
     ]  # fmt: skip
     gpus = torch.cuda.device_count()
     nccl = gpus >= 2

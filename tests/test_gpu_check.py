@@ -18,8 +18,10 @@ def test_gpu_check_cpu_form_writes_its_report(project_data, tmp_path):
     report = out.read_text()
     assert "No GPU here: this is the reduced CPU form" in report
     for section in ("## Environment", "## Host syncs", "## Training throughput", "## Objectives without",
-                    "## Cached step", "## Input pipeline"):  # fmt: skip
+                    "## Cached step", "## Input pipeline", "## Decoder + LoRA"):  # fmt: skip
         assert section in report
+    decoder = report.split("## Decoder + LoRA")[1].split("##")[0]
+    assert "| fp32 |" in decoder and "n/a (CPU)" in decoder and "→" in decoder, decoder
     audit = report.split("## Host syncs")[1].split("##")[0]
     assert all(f"| {objective} | none |" in audit for objective in ("simcse", "pm", "hnm", "hybrid", "hybrid_sum"))
     stability = report.split("## Objectives without")[1].split("##")[0]
