@@ -3,6 +3,7 @@ resume from. The model's own files (weights, head, configs) are `hncse.modeling.
 
 from __future__ import annotations
 
+import copy
 import glob
 import json
 import logging
@@ -74,12 +75,22 @@ def read_trainer_state(folder: str) -> dict | None:
         return None
 
 
+def without_secrets(training_args):
+    """A copy of the arguments with every token left out (`--hub_token`, …): the saved folder is pushed to the Hub
+    and shared, and a pickled token would go with it. The run itself keeps using the arguments it has."""
+    kept = copy.copy(training_args)
+    for name in vars(training_args):
+        if name.endswith("_token") and getattr(kept, name) is not None:
+            setattr(kept, name, None)
+    return kept
+
+
 def save_training_state(
     folder: str, training_args, loss: torch.nn.Module, settings: dict, resumable: bool = True
 ) -> None:
     """Beside the model: the training arguments and the run's settings (which a later run into the folder compares),
     and in a resumable checkpoint the objective's state."""
-    torch.save(training_args, os.path.join(folder, TRAINING_ARGS_NAME))
+    torch.save(without_secrets(training_args), os.path.join(folder, TRAINING_ARGS_NAME))
     if is_checkpoint_folder(folder) and resumable:
         save_loss_state(folder, loss, 0)  # e.g. HNM's sampler; the other processes' by `save_loss_state` too
     with open(os.path.join(folder, RUN_CONFIG_NAME), "w", encoding="utf-8") as f:

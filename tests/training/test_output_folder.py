@@ -52,3 +52,27 @@ def test_overwrite_deletes_the_earlier_run_only_once_the_new_one_saves(
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert last_complete_checkpoint(str(out)) == str(out / "checkpoint-2")
     assert snapshot(out) != earlier
+
+
+def test_a_hub_token_reaches_neither_the_folder_nor_the_logs(
+    tiny_model_dir, corpus_file, senteval_dir, tmp_path, capfd
+):
+    """--hub_token is used, never kept: training_args.bin (the output folder's and every checkpoint's), run_config,
+    the card, trainer_state and the printed logs hold no trace of it."""
+    import torch
+    from tiny_run import base_argv
+
+    import run_hncse
+
+    token = "hf_NotARealTokenButAUniqueOne42"
+    out = tmp_path / "run"
+    run_hncse.main([*base_argv(tiny_model_dir, corpus_file, senteval_dir, out), "--max_steps", "2",
+                    "--hub_token", token, "--logging_strategy", "steps"])  # fmt: skip
+    printed = capfd.readouterr()
+    assert token not in printed.out and token not in printed.err
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in files) and any("checkpoint-" in str(p) for p in files)
+    leaked = [str(p) for p in files if token.encode() in p.read_bytes()]
+    assert leaked == []
+    saved = torch.load(out / "training_args.bin", weights_only=False)
+    assert saved.hub_token is None and saved.learning_rate == 1e-3  # the rest as it was
