@@ -335,7 +335,12 @@ CASES = [
     Case(
         "a corpus smaller than one batch, counted in epochs",
         lambda w: ["--train_file", w.text_file("three.txt", b"one\ntwo\nthree\n"), "--max_steps", "-1"],
-        "make no full step of 8 sentences",
+        "make no full batch of 8 sentences",
+    ),
+    Case(
+        "a corpus smaller than one batch, with --max_steps",
+        lambda w: ["--train_file", w.text_file("three.txt", b"one\ntwo\nthree\n"), "--max_steps", "2"],
+        "make no full batch of 8 sentences",
     ),
     Case("--num_train_epochs 0", lambda w: ["--max_steps", "-1", "--num_train_epochs", "0"], "trains nothing"),
     Case("--temperature inf", lambda w: ["--temperature", "inf"], "--temperature must be a finite number, got inf"),

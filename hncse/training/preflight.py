@@ -214,17 +214,15 @@ def check_objective_fits(shape: DataShape, loss, training_args) -> None:
 
 
 def check_some_steps(rows: int, training_args) -> None:
-    """A run counted in epochs over a corpus smaller than one global batch would save the model it started from
-    as trained: refuse it. Run on the rows read, and again (`run_hncse`) on those left after tokenising."""
-    if training_args.max_steps > 0:
-        return
+    """A corpus smaller than one global batch, whose incomplete batch is dropped, makes no step, whether the run is
+    counted in epochs or in --max_steps: the model it started from would be saved as trained. Refuse it. (With
+    at least one batch there is a step: an epoch of fewer batches than --gradient_accumulation_steps still makes
+    one update.) Run on the rows read, and again (`run_hncse`) on those left after tokenising."""
     per_step = training_args.per_device_train_batch_size * training_args.world_size
     batches = rows // per_step if training_args.dataloader_drop_last else -(-rows // per_step)
-    steps = int(batches // training_args.gradient_accumulation_steps * training_args.num_train_epochs)
-    if steps == 0:
-        step = per_step * training_args.gradient_accumulation_steps
+    if batches == 0:
         raise ConfigError(
-            f"{rows} training sentences make no full step of {step} sentences (global batch × accumulation) in "
-            f"{training_args.num_train_epochs} epoch(s): nothing would be trained. Use more sentences, a smaller "
-            "--per_device_train_batch_size, or --max_steps"
+            f"{rows} training sentences make no full batch of {per_step} sentences (the incomplete batch is dropped: "
+            "--dataloader_drop_last true): nothing would be trained. Use more sentences, a smaller "
+            "--per_device_train_batch_size, or --dataloader_drop_last false"
         )

@@ -67,7 +67,7 @@ def faults(tmp_path, corpus_file, senteval_dir, tiny_model_dir, monkeypatch):
             "optimizer": "--optim adamw_torch_fused / --lr_scheduler_type linear",
             "launch": "one process sees 4 GPUs",
             "data": "no column 'no_such_column' (--text_column)",
-            "steps": "3 training sentences make no full step of 8 sentences",
+            "steps": "3 training sentences make no full batch of 8 sentences",
             "model": "has no dropout (every dropout probability of its config is 0)",
             "evaluation sets": "missing evaluation file",
         }
@@ -133,3 +133,21 @@ def test_the_objective_is_built_once_and_trained(tiny_model_dir, corpus_file, se
     argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "out") + ["--objective", "hnm"]
     run_hncse.main(argv + ["--eval_strategy", "no", "--load_best_model_at_end", "false", "--max_steps", "2"])
     assert len(built) == 1 and steps == [1, 1]  # one objective, and it is the one that trained both steps
+
+
+def test_fewer_batches_than_accumulation_steps_still_make_one_update(tiny_model_dir, corpus_file, tmp_path):
+    """What check_some_steps lets through: 2 batches of 8 with --gradient_accumulation_steps 4 are one step."""
+    import json
+
+    import run_hncse
+
+    sixteen = tmp_path / "sixteen.txt"
+    sixteen.write_text("".join(corpus_file.read_text(encoding="utf-8").splitlines(True)[:16]), encoding="utf-8")
+    out = tmp_path / "out"
+    run_hncse.main(
+        ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(sixteen), "--output_dir", str(out),
+         "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "4", "--max_steps", "-1",
+         "--num_train_epochs", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+         "--dataloader_pin_memory", "false", "--disable_tqdm", "true"]
+    )  # fmt: skip
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 1
