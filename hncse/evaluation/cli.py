@@ -14,15 +14,17 @@ and writes every number, per-subset scores included, to a JSON file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import re
+import tempfile
 
 import torch
 
 from hncse.data.sources import DATA_DIR_ENV, resolve_senteval_dir
-from hncse.errors import EvalConfigError, run_cli
+from hncse.errors import EvalConfigError, first_line, run_cli
 from hncse.evaluation import (
     MODES,
     TASK_SETS,
@@ -186,9 +188,39 @@ def evaluate_model(args: argparse.Namespace) -> dict:
     return results
 
 
+def check_output_json(path: str) -> None:
+    """The results file can be written, checked before anything is encoded (one line, not minutes later)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path} is a folder")
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".hncse-write-check-"):
+            pass
+    except OSError as error:
+        raise EvalConfigError(f"--output_json {path}: cannot be written there ({first_line(error)})") from None
+
+
+def write_json(path: str, results: dict) -> None:
+    """The results as JSON, written in one step (a temporary file renamed over `path`): never half a file."""
+    partial = f"{path}.partial"
+    try:
+        with open(partial, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+        os.replace(partial, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise EvalConfigError(
+            f"{path}: the results could not be written ({first_line(error)}); they are printed above"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = make_parser().parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    check_output_json(args.output_json or os.path.join("eval_results", "check.json"))
     results = evaluate_model(args)
     output = args.output_json or default_output_json(args.model, results["pooler"], args.mode, results["task_set"])
     blocks = []
@@ -203,13 +235,10 @@ def main(argv: list[str] | None = None) -> dict:
             f"{args.model} · MTEB {results['mteb']['mteb_version']} · result files in {args.mteb_output_folder}",
             mteb_table(results["mteb"]),
         ]
-    print(
-        "\n" + "\n\n".join(blocks) + "\n", flush=True
-    )  # before any file: a path that cannot be written loses nothing
+    # Printed before any file is written: a path that cannot be written loses nothing.
+    print("\n" + "\n\n".join(blocks) + "\n", flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
+    write_json(output, results)
     print(f"Wrote {output}")
     if args.mteb_to_card:
         command = "python -m hncse.evaluate " + " ".join(["FOLDER", "--mteb", *args.mteb])

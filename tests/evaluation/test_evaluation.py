@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -348,3 +349,32 @@ def test_sentence_transformers_folder_brings_its_pooling(tiny_model_dir, tmp_pat
     (tmp_path / "st" / "hncse_config.json").unlink()  # now only the sentence-transformers files describe it
     assert SentenceEncoder.from_pretrained(str(tmp_path / "st")).pooler_type == "avg"
     assert SentenceEncoder.from_pretrained(str(tiny_model_dir)).pooler_type == "cls"  # plain checkpoint
+
+
+def test_cli_results_are_never_lost_to_the_output_json(tiny_model_dir, senteval_small, tmp_path, capsys, monkeypatch):
+    """An --output_json that cannot be written is refused before anything is encoded; one that fails while being
+    written leaves no half file, and the results are printed first."""
+    import hncse.evaluation.cli as evaluate_cli  # the module itself: its functions are patched
+
+    common = [str(tiny_model_dir), "--senteval_dir", str(senteval_small), "--tasks", "stsb", "--mode", "dev"]
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder", encoding="utf-8")
+    encoded = []
+    monkeypatch.setattr(evaluate_cli, "evaluate_model", lambda args: encoded.append(args) or {})
+    for path, why in ((blocked / "r.json", "cannot be written there"), (tmp_path, "is a folder")):
+        with pytest.raises(EvalConfigError, match=rf"--output_json {re.escape(str(path))}: .*{why}"):
+            evaluate_cli.main([*common, "--output_json", str(path)])
+    assert encoded == []
+    monkeypatch.undo()
+
+    out = tmp_path / "r.json"
+    out.write_text('{"earlier": true}\n', encoding="utf-8")
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluate_cli.os, "replace", disk_full)
+    with pytest.raises(EvalConfigError, match=r"r\.json: the results could not be written \(.*No space left"):
+        evaluate_cli.main([*common, "--output_json", str(out)])
+    assert "| STS-B |" in capsys.readouterr().out  # printed before the write failed
+    assert out.read_text(encoding="utf-8") == '{"earlier": true}\n' and not (tmp_path / "r.json.partial").exists()
