@@ -375,6 +375,21 @@ CASES = [
         lambda w: ["--deepspeed", "ds_configs/zero3.json", "--mini_batch_size", "4"],
         "--mini_batch_size is not supported with DeepSpeed ZeRO-3",
     ),
+    Case("--output_dir ''", lambda w: ["--output_dir", ""], "--output_dir must name a folder, got ''"),
+    Case(
+        "--metric_for_best_model no dev set produces, --load_best_model_at_end false",
+        lambda w: [
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "1",
+            "--load_best_model_at_end",
+            "false",
+            "--metric_for_best_model",
+            "eval_nope",
+        ],  # fmt: skip
+        "--metric_for_best_model 'eval_nope' is not produced by --eval_tasks",
+    ),
     Case("--lora_alpha without --lora_r", lambda w: ["--lora_alpha", "16"], "--lora_alpha applies to LoRA"),
     Case(
         "--lora_target_modules naming no module",

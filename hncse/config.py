@@ -343,6 +343,8 @@ class TrainingConfigBase(TrainingArguments):
     )
 
     def __post_init__(self):
+        if not (self.output_dir or "").strip():
+            raise ConfigError(f"--output_dir must name a folder, got {self.output_dir!r}")
         objective = get_objective(self.objective)
         if self.per_device_train_batch_size < objective.min_batch_size and objective.min_batch_size > 2:
             raise ConfigError(

@@ -90,6 +90,16 @@ def test_best_metric_must_come_from_an_evaluated_task(corpus_file):
     )
     check_arguments(None, data_args, args, Preflight())
     assert args.metric_for_best_model == "sickr_spearman"
+    # Without --load_best_model_at_end the Trainer still looks the metric up after each evaluation (a KeyError
+    # once training has started): refused the same way.
+    no_best = ["--train_file", str(corpus_file), "--eval_tasks", "sickr", "--load_best_model_at_end", "false"]
+    with pytest.raises(ConfigError, match=message):
+        check_arguments(*parse_args(no_best), Preflight())
+
+
+def test_an_empty_output_dir_is_one_line(corpus_file):
+    with pytest.raises(ConfigError, match=r"--output_dir must name a folder, got ''"):
+        parse_args(["--train_file", str(corpus_file), "--output_dir", ""])
 
 
 def test_unknown_flag_is_named_with_the_nearest_known_one(corpus_file):

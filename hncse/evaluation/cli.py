@@ -119,6 +119,19 @@ def default_output_json(model: str, pooler: str, mode: str, task_set: str) -> st
     return os.path.join("eval_results", f"{slug}-{pooler}-{mode}-{task_set}.json")
 
 
+def check_device(device: str) -> None:
+    """--device names a device this torch has (one line, not a traceback from the first tensor moved there)."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as error:
+        raise EvalConfigError(f"--device {device}: {first_line(error)}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        build = "a CPU build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but no GPU is visible"
+        raise EvalConfigError(
+            f"--device {device}: no CUDA device here (torch {torch.__version__}, {build}); use --device cpu"
+        )
+
+
 def check_mteb_arguments(args: argparse.Namespace) -> list:
     """The MTEB tasks asked for (resolved, no data loaded), or one line for a combination that cannot hold."""
     if not args.mteb:
@@ -150,6 +163,7 @@ def evaluate_model(args: argparse.Namespace) -> dict:
     # Data before the model: a missing file fails in a second.
     files = load_sts_files(sources, args.sts_columns, "dev" if args.mode == "dev" else "test")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)
     results: dict = {"model": args.model}
     if tasks or files:
         alignment = bool(tasks) and not args.no_alignment  # measured on STS-B dev: with SentEval's sets

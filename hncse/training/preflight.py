@@ -152,7 +152,9 @@ def check_best_metric(data_args, training_args) -> None:
         if data_args.eval_tasks:  # `none`
             raise ConfigError("--eval_tasks none and no --sts_files: no dev set; give one or set --eval_strategy no")
         raise ConfigError("--eval_tasks is empty; name at least one dev task or set --eval_strategy no")
-    if training_args.eval_strategy == "no" or not training_args.load_best_model_at_end:
+    # The Trainer looks the metric up after every evaluation whenever it is set (to track the best checkpoint),
+    # with or without --load_best_model_at_end: a metric no dev set produces fails there, after training started.
+    if training_args.eval_strategy == "no" or training_args.metric_for_best_model is None:
         return
     produced = produced_metrics(data_args.dev_tasks, data_args.dev_sts_files)
     metric = training_args.metric_for_best_model.removeprefix("eval_")
@@ -161,8 +163,7 @@ def check_best_metric(data_args, training_args) -> None:
             f"--metric_for_best_model {training_args.metric_for_best_model!r} is not produced by "
             f"--eval_tasks {' '.join(data_args.eval_tasks) or '(none)'}"
             + (f" and --sts_files {' '.join(data_args.sts_files)}" if data_args.sts_files else "")
-            + f"; choose one of {', '.join(sorted(produced))} "
-            "or set --load_best_model_at_end false"
+            + f"; choose one of {', '.join(sorted(produced))}"
         )
 
 

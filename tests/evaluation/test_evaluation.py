@@ -335,6 +335,15 @@ def test_cli_errors_are_one_line_with_exit_code_2(tiny_model_dir, tmp_path):
         evaluate_cli.main([str(tiny_model_dir), "--tasks", "sts12", "--mode", "dev"])
 
 
+def test_cli_refuses_a_device_it_does_not_have(tiny_model_dir, senteval_small, monkeypatch):
+    common = [str(tiny_model_dir), "--senteval_dir", str(senteval_small), "--tasks", "stsb", "--mode", "dev"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(EvalConfigError, match=r"--device cuda: no CUDA device here \(torch .*\); use --device cpu"):
+        evaluate_cli.main([*common, "--device", "cuda"])
+    with pytest.raises(EvalConfigError, match=r"--device gpu0: "):
+        evaluate_cli.main([*common, "--device", "gpu0"])
+
+
 def test_cli_refuses_the_lengths_training_refuses(tiny_model_dir, senteval_small):
     """The tiny model takes 64 tokens; training refuses longer, and so does the evaluation."""
     common = [str(tiny_model_dir), "--senteval_dir", str(senteval_small), "--tasks", "stsb", "--mode", "dev"]
