@@ -63,6 +63,23 @@ class DenseLayer(nn.Module):
         }
 
 
+def read_hncse_config(folder: str) -> dict:
+    """hncse_config.json (pooler, head use, length, prompt), or one line naming the file and what is wrong."""
+    path = os.path.join(folder, HNCSE_CONFIG_NAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelNotFoundError(f"{path}: not readable JSON ({str(error).splitlines()[0]})") from None
+    if not isinstance(saved, dict):
+        raise ModelNotFoundError(f"{path}: not a JSON object")
+    if "pooler_type" in saved and saved["pooler_type"] not in POOLER_TYPES:
+        raise ModelNotFoundError(
+            f"{path}: pooler_type {saved['pooler_type']!r} is not one of {', '.join(POOLER_TYPES)} (edited by hand?)"
+        )
+    return saved
+
+
 class SentenceEncoder(nn.Module):
     """Encoder + pooler (+ MLP head). `forward` returns one vector per sentence: (B, d).
 
@@ -184,8 +201,7 @@ class SentenceEncoder(nn.Module):
         prepare_config(config, model_name_or_path, bidirectional=bidirectional, dropout=dropout)
         saved, modules = {}, {}
         if os.path.isfile(os.path.join(path, HNCSE_CONFIG_NAME)):
-            with open(os.path.join(path, HNCSE_CONFIG_NAME), encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = read_hncse_config(path)
             if saved.get("sentence_transformers_modules"):
                 modules = read_sentence_transformers_modules(path)
         elif pooler_type is None:  # a sentence-transformers folder computes what its modules say, or is refused

@@ -243,3 +243,16 @@ def test_the_encoder_gets_the_mask_transformers_would_build(encoder_factory):
             ours = encoder(**features)
             own_mask = encoder.encoder(**features, return_dict=True).last_hidden_state
         torch.testing.assert_close(ours, pool("avg", features["attention_mask"], own_mask, None), atol=1e-6, rtol=0)
+
+
+def test_a_damaged_hncse_config_is_one_line(tiny_model_dir, tmp_path):
+    from hncse.errors import ModelNotFoundError
+
+    folder = tmp_path / "saved"
+    SentenceEncoder.from_pretrained(str(tiny_model_dir)).save_pretrained(str(folder))
+    (folder / "hncse_config.json").write_text('{"pooler_type": "max"}', encoding="utf-8")
+    with pytest.raises(ModelNotFoundError, match=r"hncse_config.json: pooler_type 'max' is not one of cls"):
+        SentenceEncoder.from_pretrained(str(folder))
+    (folder / "hncse_config.json").write_text('{"pooler_type": "cls",', encoding="utf-8")
+    with pytest.raises(ModelNotFoundError, match=r"hncse_config.json: not readable JSON"):
+        SentenceEncoder.from_pretrained(str(folder))
