@@ -39,7 +39,7 @@ from hncse.training.checkpoints import (
 from hncse.training.hub import explain_push_failure
 from hncse.training.output_lock import OutputLock
 from hncse.training.preflight import Preflight, check_some_steps, run_preflight
-from hncse.training.stop_on_signal import StopOnSignal
+from hncse.training.stop_on_signal import StartupInterrupts, StopOnSignal
 
 logger = logging.getLogger("run_hncse")
 
@@ -75,13 +75,19 @@ def main(argv: list[str] | None = None) -> dict:
     # Everything that can be checked without loading a model or writing anything, in one documented order
     # (hncse.training.preflight): the output folder, the arguments, the optimizer, the launch, the data against the
     # objective, the steps, the evaluation sets. What it reads (the data, the objective, the sets) the run uses.
-    checked = run_preflight(model_args, data_args, training_args)
-    # One run at a time in output_dir (its main process holds the lock until the end).
-    with OutputLock(training_args.output_dir, active=training_args.should_save):
-        return train_and_evaluate(model_args, data_args, training_args, checked)
+    startup = StartupInterrupts().install()  # Ctrl-C stops the start-up even where a library swallows it
+    try:
+        checked = run_preflight(model_args, data_args, training_args)
+        # One run at a time in output_dir (its main process holds the lock until the end).
+        with OutputLock(training_args.output_dir, active=training_args.should_save):
+            return train_and_evaluate(model_args, data_args, training_args, checked, startup)
+    finally:
+        startup.restore()  # however the start-up ended
 
 
-def train_and_evaluate(model_args, data_args, training_args, checked: Preflight) -> dict:
+def train_and_evaluate(
+    model_args, data_args, training_args, checked: Preflight, startup: StartupInterrupts | None = None
+) -> dict:
     """The run itself, top to bottom: the checkpoint to resume, the model, training, evaluation, saving."""
     corpus, shape = checked.corpus, checked.corpus.shape
     eval_suite, predict_suite = checked.eval_suite, checked.predict_suite
@@ -158,6 +164,8 @@ def train_and_evaluate(model_args, data_args, training_args, checked: Preflight)
     if eval_suite and resume_from is None and trainer.zero3:
         rows.append(("before training", trainer.evaluate(metric_key_prefix="eval")))
     training_args.eval_on_start = bool(eval_suite) and resume_from is None and not trainer.zero3
+    if startup is not None:
+        startup.release()  # a Ctrl-C swallowed during start-up stops the run here, before any step
     stop_on_signal = StopOnSignal()
     trainer.add_callback(stop_on_signal)
     finished = resume_from is not None and not trainer.is_deepspeed_enabled and finished_at(resume_from, training_args)

@@ -1,5 +1,6 @@
 """Ctrl-C and SIGTERM (a scheduler's time limit, `kill`): the first signal finishes the step, saves a resumable
-checkpoint and stops; a second one stops at once."""
+checkpoint and stops; a second one stops at once. Before training, Ctrl-C stops the start-up, even where a library
+swallows the KeyboardInterrupt (`StartupInterrupts`)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,36 @@ class StopOnSignal(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
+
+
+class StartupInterrupts:
+    """Ctrl-C during start-up (reading and tokenising the data, loading the model) stops the run, even where a
+    library catches the KeyboardInterrupt: datasets hashes the tokenising function inside a bare `except:` and would
+    carry on, and the run would train to the end. The signal is remembered as it raises, and `release()` (called
+    just before training, where `StopOnSignal` takes over) raises it again if it was swallowed."""
+
+    def __init__(self):
+        self.seen = False
+        self.previous = None
+
+    def install(self) -> StartupInterrupts:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._interrupt)
+        return self
+
+    def _interrupt(self, signal_number, frame) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        """The usual Ctrl-C back."""
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def release(self) -> None:
+        """The usual Ctrl-C back; a KeyboardInterrupt if one came and was swallowed."""
+        self.restore()
+        if self.seen:
+            self.seen = False
+            raise KeyboardInterrupt

@@ -77,3 +77,33 @@ def test_the_first_signal_saves_a_checkpoint_to_resume_and_stops(
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"Resuming from {checkpoint}" in resumed.stderr
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == step + 2
+
+
+def test_ctrl_c_swallowed_during_start_up_still_stops_the_run(tiny_model_dir, corpus_file, tmp_path, monkeypatch):
+    """datasets hashes the tokenising function inside a bare `except:`; a Ctrl-C landing there was swallowed and the
+    run trained to the end. Simulated: the interrupt arrives inside such an `except:` while the corpus is tokenised."""
+    import os
+    import signal
+
+    import hncse.data.pipeline
+    import run_hncse
+
+    tokenize = hncse.data.pipeline.tokenize_sentences
+
+    def interrupted_inside_a_bare_except(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except:  # noqa: E722 - what datasets does
+            pass
+        return tokenize(*args, **kwargs)
+
+    monkeypatch.setattr(hncse.data.pipeline, "tokenize_sentences", interrupted_inside_a_bare_except)
+    out = tmp_path / "run"
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
+            "--per_device_train_batch_size", "8", "--max_steps", "2", "--eval_strategy", "no",
+            "--load_best_model_at_end", "false", "--disable_tqdm", "true",
+            "--dataloader_pin_memory", "false"]  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        run_hncse.main(argv)
+    assert not (out / "model.safetensors").exists() and not list(out.glob("checkpoint-*"))  # nothing trained
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual Ctrl-C back
