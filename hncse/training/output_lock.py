@@ -4,6 +4,7 @@ out) for as long as it runs; a second run is refused with one line naming the ho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,10 +42,14 @@ class OutputLock:
                 other = self.holder()
                 if not self.is_stale(other):
                     self.active = False  # not ours: leave it and the folder alone
+                    who = (
+                        f"pid {other.get('pid')} on {other.get('host')}, since {other.get('since')}"
+                        if other
+                        else "its lock file is empty or damaged, so the run is unknown"
+                    )
                     raise ConfigError(
-                        f"--output_dir {self.output_dir} is in use by another run (pid {other.get('pid')} on "
-                        f"{other.get('host')}, since {other.get('since')}); wait for it to end, use another "
-                        f"--output_dir, or delete {self.path} if that run is gone"
+                        f"--output_dir {self.output_dir} is in use by another run ({who}); wait for it to end, use "
+                        f"another --output_dir, or delete {self.path} if that run is gone"
                     ) from None
                 logger.warning("%s: taking over the lock of a run that is gone (pid %s)", self.path, other.get("pid"))
                 os.remove(self.path)
@@ -78,8 +83,13 @@ class OutputLock:
         if not self.active:
             return
         try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
-        if self.created_folder and not os.listdir(self.output_dir):
-            os.rmdir(self.output_dir)  # a run that failed before writing anything leaves no empty folder
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+            if self.created_folder and not os.listdir(self.output_dir):
+                os.rmdir(self.output_dir)  # a run that failed before writing anything leaves no empty folder
+        except OSError as error:
+            # The folder became read-only or vanished mid-run: say so, but never in place of the error that ended
+            # the run (it is the one that says what happened).
+            logger.warning(
+                "%s: the lock could not be given back (%s); delete it before the next run", self.path, error
+            )

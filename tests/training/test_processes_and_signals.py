@@ -36,6 +36,23 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_a_dead_runs_lock_is_ta
     assert out.is_dir() and not (out / LOCK_NAME).exists()  # the folder was there before: kept
 
 
+def test_the_lock_never_hides_the_error_that_ended_the_run_and_an_empty_lock_says_so(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+
+    def read_only(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    with pytest.raises(RuntimeError, match="the real error"):  # not the lock's PermissionError
+        with OutputLock(str(out)):
+            monkeypatch.setattr(os, "remove", read_only)  # the folder became read-only mid-run
+            raise RuntimeError("the real error")
+    monkeypatch.undo()
+    (out / LOCK_NAME).write_text("")  # a lock file cut short
+    with pytest.raises(ConfigError, match=r"its lock file is empty or damaged, so the run is unknown\); wait"):
+        with OutputLock(str(out)):
+            pass
+
+
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_the_first_signal_saves_a_checkpoint_to_resume_and_stops(
     tiny_model_dir, corpus_file, senteval_dir, tmp_path, signal_number
