@@ -36,6 +36,11 @@ def stacked_columns(
     """(one feature batch holding every column's rows, column after column, right-padded to the longest; the number
     of columns C). One column is repeated: its two dropout views."""
     columns = list(sentence_features)
+    if not columns:
+        raise ValueError("HNCSELoss got no text column: the dataset needs one (sentences) or more (pairs, triplets)")
+    rows = [column["input_ids"].shape[0] for column in columns]
+    if len(set(rows)) > 1:
+        raise ValueError(f"HNCSELoss got columns of different lengths {rows}: each row needs every column")
     if len(columns) == 1:
         columns = columns * 2
     keys = [k for k in columns[0] if isinstance(columns[0][k], Tensor) and columns[0][k].dim() == 2]

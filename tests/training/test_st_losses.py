@@ -254,3 +254,16 @@ def test_the_documented_import_path_is_the_training_module():
 
     assert hncse.st_losses.HNCSELoss is hncse.training.st_losses.HNCSELoss
     assert hncse.st_losses.CachedHNCSELoss is hncse.training.st_losses.CachedHNCSELoss
+
+
+def test_no_columns_or_ragged_columns_are_one_line():
+    import torch
+
+    from hncse.training.st_losses import stacked_columns
+
+    with pytest.raises(ValueError, match="HNCSELoss got no text column"):
+        stacked_columns([])
+    column = {"input_ids": torch.ones(4, 3, dtype=torch.long), "attention_mask": torch.ones(4, 3, dtype=torch.long)}
+    short = {k: v[:3] for k, v in column.items()}
+    with pytest.raises(ValueError, match=r"HNCSELoss got columns of different lengths \[4, 3\]"):
+        stacked_columns([column, short])
