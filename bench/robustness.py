@@ -362,7 +362,7 @@ CASES = [
     ),
     Case(
         "a decoder as released (attention_dropout 0), unsupervised",
-        _config_only("qwen3", "qwen3"),
+        lambda w: [*_config_only("qwen3", "qwen3")(w), "--pooler_type", "lasttoken"],
         "has no dropout (every dropout probability of its config is 0)",
     ),
     Case(

@@ -65,12 +65,13 @@ def check_target_modules(config, targets: list[str] | None) -> None:
     from transformers import AutoModel
 
     with torch.device("meta"):
-        names = [name for name, _ in AutoModel.from_config(config).named_modules() if name]
+        modules = dict(AutoModel.from_config(config).named_modules())
+    names = [name for name in modules if name]
     missing = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
     if missing:
-        linear = sorted({n.rsplit(".", 1)[-1] for n in names if not n.rsplit(".", 1)[-1].isdigit()})
+        linear = sorted({n.rsplit(".", 1)[-1] for n in names if isinstance(modules[n], torch.nn.Linear)})
         raise ConfigError(
-            f"--lora_target_modules: the model has no module {', '.join(map(repr, missing))}; its modules are named "
+            f"--lora_target_modules: the model has no module {', '.join(map(repr, missing))}; its linear layers are "
             f"{', '.join(linear[:20])}{' …' if len(linear) > 20 else ''}"
         )
 
