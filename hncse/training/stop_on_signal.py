@@ -74,7 +74,8 @@ class StartupInterrupts:
         self.previous = None
 
     def install(self) -> StartupInterrupts:
-        if threading.current_thread() is threading.main_thread():
+        # Not where Ctrl-C is ignored (a run started with nohup or in the background): it stays ignored.
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
             self.previous = signal.signal(signal.SIGINT, self._interrupt)
         return self
 

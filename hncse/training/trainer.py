@@ -38,7 +38,7 @@ from hncse.training.checkpoints import (
 from hncse.training.hub import explain_repo_failure
 from hncse.training.model_card import write_model_card
 from hncse.training.preflight import build_loss, check_cached_step_backend
-from hncse.training.run_facts import RunFacts, run_settings
+from hncse.training.run_facts import MODEL_RUN_KEYS, RunFacts, run_settings
 from hncse.training.sampler import PermutationSampler
 from hncse.training.views import objective_loss, split_views, stacked_features
 
@@ -122,11 +122,13 @@ class HNCSETrainer(Trainer):
         encoder = self.accelerator.unwrap_model(self.model)
         model_args = None
         if hasattr(encoder, "pooler_type"):
-            model_args = SimpleNamespace(
-                model_name_or_path=encoder.config.name_or_path,
-                pooler_type=encoder.pooler_type,
-                mlp_only_train=encoder.mlp_only_train,
-            )
+            known = {
+                "model_name_or_path": encoder.config.name_or_path,
+                "pooler_type": encoder.pooler_type,
+                "mlp_only_train": encoder.mlp_only_train,
+                "prompt": getattr(encoder, "prompt", None),
+            }
+            model_args = SimpleNamespace(**{**dict.fromkeys(MODEL_RUN_KEYS), **known})  # the rest: unknown
         return RunFacts(
             base_model=model_args.model_name_or_path if model_args else None,
             train_sentences=len(self.train_dataset) if self.train_dataset is not None else None,

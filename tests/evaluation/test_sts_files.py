@@ -330,7 +330,7 @@ def test_own_dev_files_beside_senteval_sets_and_the_metric_check(tiny_model_dir,
     with pytest.raises(
         HNCSEError,
         match=r"--metric_for_best_model 'eval_de_spearman' is not produced by --eval_tasks stsb sickr and "
-        r"--sts_files dev.csv; choose one of avg_sts, dev_spearman, sickr_spearman, stsb_spearman ",
+        r"--sts_files dev.csv; choose one of avg_sts, dev_spearman, sickr_spearman, stsb_spearman$",
     ):
         check_arguments(*wrong, Preflight())
     with pytest.raises(HNCSEError, match=r"--eval_tasks none and no --sts_files: no dev set"):

@@ -115,12 +115,16 @@ def test_ctrl_c_swallowed_during_start_up_still_stops_the_run(tiny_model_dir, co
         return tokenize(*args, **kwargs)
 
     monkeypatch.setattr(hncse.data.pipeline, "tokenize_sentences", interrupted_inside_a_bare_except)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
     out = tmp_path / "run"
     argv = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
             "--per_device_train_batch_size", "8", "--max_steps", "2", "--eval_strategy", "no",
             "--load_best_model_at_end", "false", "--disable_tqdm", "true",
             "--dataloader_pin_memory", "false"]  # fmt: skip
-    with pytest.raises(KeyboardInterrupt):
-        run_hncse.main(argv)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_hncse.main(argv)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual Ctrl-C back
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert not (out / "model.safetensors").exists() and not list(out.glob("checkpoint-*"))  # nothing trained
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual Ctrl-C back
