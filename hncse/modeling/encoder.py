@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
+import hncse.modeling.lora as lora
 from hncse.errors import ModelNotFoundError
 from hncse.modeling.attention import attention_mask_for, is_decoder_only
 from hncse.modeling.backbone import check_pooler, default_pooler, load_config, prepare_config
@@ -29,7 +30,6 @@ from hncse.modeling.folder import (
     sentence_transformers_length,
     write_sentence_transformers_files,
 )
-from hncse.modeling.lora import add_lora, is_lora, load_adapter, merged_state_dict, save_adapter
 from hncse.modeling.pooling import NEEDS_HIDDEN_STATES, POOLER_TYPES, pool
 from hncse.modeling.resolve import explain_load_failure, resolve_model_path
 from hncse.modeling.tokens import prepare_decoder_tokenizer
@@ -248,8 +248,8 @@ class SentenceEncoder(nn.Module):
     def load_weights(self, folder: str) -> None:
         """Load encoder and head weights saved by `save_pretrained` into this model (checkpoint resume). With LoRA,
         the checkpoint's adapter; the frozen weights stay the base model's."""
-        if is_lora(self.encoder):
-            load_adapter(self.encoder, folder)
+        if lora.is_lora(self.encoder):
+            lora.load_adapter(self.encoder, folder)
         else:
             state = load_file(os.path.join(folder, WEIGHTS_NAME))
             missing, unexpected = self.encoder.load_state_dict(state, strict=False)
@@ -285,10 +285,11 @@ class SentenceEncoder(nn.Module):
         if state_dict is None:
             state_dict = self.state_dict()
         encoder_state = {k[len("encoder.") :]: v for k, v in state_dict.items() if k.startswith("encoder.")}
-        if is_lora(self.encoder):
-            if adapter if adapter is not None else self.save_adapter:
-                save_adapter(self.encoder, output_dir, encoder_state)
-            merged = merged_state_dict(self.encoder, encoder_state)
+        if lora.is_lora(self.encoder):
+            with_adapter = self.save_adapter if adapter is None else adapter
+            if with_adapter:
+                lora.save_adapter(self.encoder, output_dir, encoder_state)
+            merged = lora.merged_state_dict(self.encoder, encoder_state)
             self.encoder.get_base_model().save_pretrained(output_dir, state_dict=merged)
         else:
             self.encoder.save_pretrained(output_dir, state_dict=encoder_state)
@@ -346,14 +347,14 @@ class SentenceEncoder(nn.Module):
         self, r: int, alpha: float, dropout: float, target_modules: list[str] | None = None, save_adapter=False
     ) -> None:
         """Train LoRA adapters instead of the encoder's weights (`hncse.modeling.lora`); the head still trains."""
-        self.encoder = add_lora(self.encoder, r, alpha, dropout, target_modules)
+        self.encoder = lora.add_lora(self.encoder, r, alpha, dropout, target_modules)
         self.save_adapter = save_adapter
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
         """Recompute the encoder's layer activations in the backward pass (`--activation_checkpointing`); the
         Trainer's other options (`every_n_layers`, `offload`) pass through. With LoRA the frozen embeddings'
         output requires grad, so that reentrant checkpointing still passes gradients to the adapters."""
-        if is_lora(self.encoder):
+        if lora.is_lora(self.encoder):
             self.encoder.enable_input_require_grads()
         if hasattr(self.encoder, "activation_checkpointing_enable"):  # transformers ≥ 5.23
             self.encoder.activation_checkpointing_enable(
