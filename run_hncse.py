@@ -232,6 +232,9 @@ def train_and_evaluate(
             raise
         except Exception as error:  # the network or the Hub; the folder is saved by then
             raise explain_push_failure(trainer.hub_model_id, training_args.output_dir, error) from error
+    # Only now is output_dir a finished run: a stop before this line (a kill, a failed push) is finished by running
+    # the same command again, from the last checkpoint.
+    trainer.mark_finished()
     return {"rows": rows, "output_dir": training_args.output_dir}
 
 

@@ -26,10 +26,14 @@ from pathlib import Path
 
 from hncse.data.sources import resolve_train_file
 from hncse.modeling.resolve import resolve_model_path
+from hncse.training.output_folder import LEDGER_NAME
 from hncse.training.output_lock import LOCK_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 ERROR_PREFIX = "run_hncse.py: error: "
+# The other command-line tools a case may run (`Case.tool`): how each is started and the name its errors carry.
+TOOLS = {"run_hncse.py": ["run_hncse.py"], "hncse-evaluate": ["-m", "hncse.evaluate"],
+         "hncse-plot": ["-m", "hncse.plots.training_curves"]}  # fmt: skip
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # the quickstart's, from the package that ships it
 
 
@@ -58,7 +62,15 @@ class Case:
     expect: str  # a fragment of the message
     exit_code: int = 2
     prepare: list[str] | None = None
-    damage: Callable[[Path], None] | None = None  # what happens to the earlier work before the case runs
+    damage: Callable[[Path], None] | None = None  # what happens to the earlier work (or the folder) first
+    file_size_limit: Callable[[Workspace], int] | None = None  # RLIMIT_FSIZE of the case's process (a full disk)
+    folder: str | None = None  # the output folder's name, where the arguments name it; else case<N>
+    tool: str = "run_hncse.py"  # another tool (`TOOLS`) runs `argv` alone, in the folder a `prepare` run left
+
+    @property
+    def error_prefix(self) -> str:
+        return f"{self.tool}: error: "
+
     env: dict[str, str] = field(default_factory=dict)
     unchanged: bool = False  # a case that succeeds must leave the output directory as it was (nothing to do)
 
@@ -140,10 +152,67 @@ def _held_by_another_run(output_dir: Path) -> None:
     (output_dir / LOCK_NAME).write_text(json.dumps(holder), encoding="utf-8")
 
 
+def _not_finished(output_dir: Path) -> None:
+    """What a stop before a run's end leaves in its ledger: not finished (`OutputFolder.finish` is its last act)."""
+    ledger = json.loads((output_dir / LEDGER_NAME).read_text(encoding="utf-8"))
+    (output_dir / LEDGER_NAME).write_text(json.dumps({**ledger, "finished": None}), encoding="utf-8")
+
+
+def _stopped_before_its_end(output_dir: Path) -> None:
+    """A run stopped (a kill, Ctrl-C, a crash) after its checkpoint-2, before its final folder."""
+    for path in output_dir.iterdir():
+        if path.is_file() and path.name != LEDGER_NAME:
+            path.unlink()
+        elif path.is_dir() and not path.name.startswith("checkpoint-"):
+            shutil.rmtree(path)
+    _not_finished(output_dir)
+
+
 def _no_final_folder(output_dir: Path) -> None:
     """Stopped after its last step's checkpoint, before its final folder was saved (e.g. during the evaluation)."""
     for name in ("model.safetensors", "train_results.json"):
         (output_dir / name).unlink()
+    _not_finished(output_dir)
+
+
+def _killed_in_the_final_save(output_dir: Path) -> None:
+    """Killed while the final folder was saved: its weights written, its run facts and card not yet."""
+    for name in ("run_config.json", "README.md", "training_args.bin", "train_results.json", "all_results.json"):
+        (output_dir / name).unlink(missing_ok=True)
+    ledger = json.loads((output_dir / LEDGER_NAME).read_text(encoding="utf-8"))
+    (output_dir / LEDGER_NAME).write_text(json.dumps({**ledger, "finished": None, "writing": True}), encoding="utf-8")
+
+
+def _stopped_and(damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    def both(output_dir: Path) -> None:
+        _stopped_before_its_end(output_dir)
+        damage(output_dir)
+
+    return both
+
+
+def _drop_from_newest(name: str) -> Callable[[Path], None]:
+    """A newest checkpoint that lost one of its files after its save (a copy, a clean-up)."""
+    return _stopped_and(lambda output_dir: (output_dir / "checkpoint-2" / name).unlink())
+
+
+def _users_files(*names: str) -> Callable[[Path], None]:
+    """An --output_dir that already holds someone's files."""
+
+    def write(output_dir: Path) -> None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (output_dir / name).write_text("{}\n" if name.endswith(".json") else "mine\n", encoding="utf-8")
+
+    return write
+
+
+def _global_step_removed(output_dir: Path) -> None:
+    _stopped_before_its_end(output_dir)
+    path = output_dir / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(path.read_text(encoding="utf-8"))
+    del state["global_step"]
+    path.write_text(json.dumps(state), encoding="utf-8")
 
 
 def _drop_trainer_state(output_dir: Path) -> None:
@@ -196,6 +265,7 @@ CASES = [
         lambda w: ["--learning_rate", "1e-4"],
         "of a different run (learning_rate",
         prepare=[],
+        damage=_stopped_before_its_end,
     ),
     Case(
         "checkpoint cut short by a kill",
@@ -203,7 +273,7 @@ CASES = [
         "checkpoint-2 is incomplete",
         exit_code=0,
         prepare=[],
-        damage=_drop_trainer_state,
+        damage=_stopped_and(_drop_trainer_state),
     ),
     Case(
         "newest checkpoint's weights cut short",
@@ -211,7 +281,7 @@ CASES = [
         "checkpoint-2 is incomplete (model.safetensors cut short)",
         exit_code=0,
         prepare=[],
-        damage=_cut_weights_short,
+        damage=_stopped_and(_cut_weights_short),
     ),
     Case(
         "newest checkpoint's weights empty",
@@ -219,7 +289,7 @@ CASES = [
         "checkpoint-2 is incomplete (model.safetensors cut short)",
         exit_code=0,
         prepare=[],
-        damage=_empty_weights,
+        damage=_stopped_and(_empty_weights),
     ),
     Case(
         "the same command again after it finished",
@@ -240,7 +310,7 @@ CASES = [
     Case(
         "another configuration into a finished run saved without checkpoints",
         lambda w: ["--learning_rate", "1e-4", "--save_strategy", "no"],
-        "holds the model of a different run (learning_rate",
+        "holds a finished run (step 2) of other settings (learning_rate",
         prepare=["--save_strategy", "no"],
     ),
     Case(
@@ -282,7 +352,7 @@ CASES = [
     Case(
         "CSV with an unclosed quote",
         lambda w: ["--train_file", w.text_file("broken.csv", b'text,label\n"one sentence,1\ntwo,2\n')],
-        "cannot be read as csv: Error tokenizing data",
+        "broken.csv:2: a quoted field is never closed",
     ),
     Case(
         "CSV with only a header",
@@ -470,6 +540,222 @@ CASES = [
 ]
 
 
+OWNED_FOLDER_CASES = [
+    Case(
+        "an --output_dir holding someone's README.md and config.json",
+        lambda w: [],
+        "holds files that no hncse run wrote there (README.md, config.json)",
+        damage=_users_files("README.md", "config.json"),
+    ),
+    Case(
+        "the same with --overwrite_output_dir (it deletes only what hncse wrote)",
+        lambda w: ["--overwrite_output_dir", "true"],
+        "holds files that no hncse run wrote there (README.md, config.json)",
+        damage=_users_files("README.md", "config.json"),
+    ),
+    Case(
+        "an --output_dir holding a pytorch_model.bin model folder",
+        lambda w: [],
+        "holds files that no hncse run wrote there (config.json, pytorch_model.bin",
+        damage=_users_files("config.json", "pytorch_model.bin", "vocab.txt"),
+    ),
+    Case(
+        "someone's file named like a checkpoint in the output folder",
+        lambda w: ["--overwrite_output_dir", "true"],
+        "holds files that no hncse run wrote there (checkpoint-9)",
+        damage=_users_files("checkpoint-9"),
+    ),
+    Case(
+        "a file of the user's added to a finished run's folder",
+        lambda w: ["--overwrite_output_dir", "true"],
+        "holds files that no hncse run wrote there (notes.txt)",
+        prepare=[],
+        damage=_users_files("notes.txt"),
+    ),
+    Case(
+        "a finished run again with a larger --max_steps",
+        lambda w: ["--max_steps", "3"],
+        "holds a finished run (step 2), which this command would change",
+        prepare=[],
+    ),
+    Case(
+        "a finished run again with a smaller --max_steps",
+        lambda w: ["--max_steps", "1"],
+        "holds a finished run (step 2), which this command would change",
+        prepare=[],
+    ),
+    Case(
+        "a finished run again with another learning rate",
+        lambda w: ["--learning_rate", "1e-4"],
+        "holds a finished run (step 2) of other settings (learning_rate",
+        prepare=[],
+    ),
+    Case(
+        "--resume_from_checkpoint into the folder of a finished run",
+        lambda w: ["--resume_from_checkpoint", str(w.root / "resume-into-finished" / "checkpoint-1")],
+        "holds a finished run (step 2), which this command would change",
+        folder="resume-into-finished",
+        prepare=[],
+    ),
+    Case(
+        "the same command again after a kill during the final save",
+        lambda w: [],
+        "is the run's last step: finishing the run from it without training",
+        exit_code=0,
+        prepare=[],
+        damage=_killed_in_the_final_save,
+    ),
+    Case(
+        "a newest checkpoint without loss_state.pt (the objective's state)",
+        lambda w: ["--max_steps", "3"],
+        "checkpoint-2 is incomplete (no loss_state.pt)",
+        exit_code=0,
+        prepare=[],
+        damage=_drop_from_newest("loss_state.pt"),
+    ),
+    Case(
+        "a newest checkpoint without optimizer.pt",
+        lambda w: ["--max_steps", "3"],
+        "checkpoint-2 is incomplete (no optimizer.pt",
+        exit_code=0,
+        prepare=[],
+        damage=_drop_from_newest("optimizer.pt"),
+    ),
+    Case(
+        "a newest checkpoint without run_config.json",
+        lambda w: ["--max_steps", "3"],
+        "checkpoint-2 is incomplete (no run_config.json",
+        exit_code=0,
+        prepare=[],
+        damage=_drop_from_newest("run_config.json"),
+    ),
+    Case(
+        "a newest checkpoint without its manifest (a save cut short)",
+        lambda w: ["--max_steps", "3"],
+        "checkpoint-2 is incomplete (no hncse_checkpoint.json",
+        exit_code=0,
+        prepare=[],
+        damage=_drop_from_newest("hncse_checkpoint.json"),
+    ),
+    Case(
+        "a checkpoint whose trainer_state.json has no global_step",
+        lambda w: ["--max_steps", "3"],
+        "trainer_state.json cut short or without global_step",
+        exit_code=0,
+        prepare=[],
+        damage=_global_step_removed,
+    ),
+    Case(
+        "--resume_from_checkpoint with another learning rate",
+        lambda w: [
+            "--max_steps",
+            "3",
+            "--learning_rate",
+            "1e-4",
+            "--resume_from_checkpoint",
+            str(w.root / "resume-lr" / "checkpoint-2"),
+        ],  # fmt: skip
+        "resuming restores its learning_rate",
+        folder="resume-lr",
+        prepare=[],
+        damage=_stopped_before_its_end,
+    ),
+    Case(
+        "--resume_from_checkpoint of a checkpoint without loss_state.pt",
+        lambda w: ["--max_steps", "3", "--resume_from_checkpoint", str(w.root / "resume-no-loss" / "checkpoint-2")],
+        "is not a complete checkpoint (no loss_state.pt)",
+        folder="resume-no-loss",
+        prepare=[],
+        damage=_drop_from_newest("loss_state.pt"),
+    ),
+    Case(
+        "--resume_from_checkpoint of another architecture's checkpoint",
+        lambda w: [
+            "--max_steps",
+            "3",
+            "--resume_from_checkpoint",
+            str(w.root / "resume-other" / "checkpoint-2"),
+            *_wider_model(w),
+        ],  # fmt: skip
+        "its weights are not this model's",
+        folder="resume-other",
+        prepare=[],
+        damage=_stopped_before_its_end,
+    ),
+    Case(
+        "a full disk (file-size limit) during the first checkpoint",
+        lambda w: [],
+        "while saving",
+        file_size_limit=lambda w: (w.model / "model.safetensors").stat().st_size * 3 // 2,  # not the optimizer's
+    ),
+]
+CASES += OWNED_FOLDER_CASES
+
+MESSAGE_CASES = [
+    Case("--fp16 on a machine without a GPU", lambda w: ["--fp16", "true"], "--fp16 needs a GPU"),
+    Case(
+        "--deepspeed file that is not valid JSON",
+        lambda w: ["--deepspeed", w.text_file("ds.json", b'{"zero_optimization": {"stage": 2,}}\n')],
+        "ds.json:1: not valid JSON (Expecting property name",
+    ),
+    Case("--deepspeed file that does not exist", lambda w: ["--deepspeed", "no_such_ds.json"], "no such file"),
+    Case(
+        "a CSV sentence that opens a quote and never closes it",
+        lambda w: ["--train_file", w.text_file("stray.csv", b'text\n"Hi, she said\nsecond\nthird\n')],
+        "stray.csv:2: a quoted field is never closed",
+    ),
+    Case(
+        "a CSV with text after a closing quote",
+        lambda w: ["--train_file", w.text_file("after.csv", b'text\nfirst\n"Hi," she said\n')],
+        "after.csv:3: text after the closing quote",
+    ),
+    Case(
+        "a CSV header naming a column twice",
+        lambda w: ["--train_file", w.text_file("dup.csv", b"text,text\na,b\nc,d\n")],
+        "dup.csv:1: column 'text' is named twice",
+    ),
+    Case(
+        "a TSV row with a tab inside a field",
+        lambda w: ["--train_file", w.text_file("wide.tsv", b"text\tlabel\na\tb\tc\nd\te\n")],
+        "wide.tsv:2: 3 fields, but the header names 2",
+    ),
+    Case(
+        "a JSON Lines file with a syntax error",
+        lambda w: ["--train_file", w.text_file("bad.jsonl", b'{"text": "a"}\n{"text": "b" "x": 1}\n')],
+        "bad.jsonl:2: not valid JSON",
+    ),
+    Case(
+        "a JSON Lines file of strings, not objects",
+        lambda w: ["--train_file", w.text_file("strings.jsonl", b'"a"\n"b"\n')],
+        "strings.jsonl:1: a JSON string, not an object",
+    ),
+    Case(
+        "a .parquet file that is text",
+        lambda w: ["--train_file", w.text_file("text.parquet", b"one sentence\nanother\n")],
+        "text.parquet: not a valid parquet file",
+    ),
+    Case(
+        "an empty .jsonl file",
+        lambda w: ["--train_file", w.text_file("empty.jsonl", b"")],
+        "empty.jsonl: no sentences",
+    ),
+]
+CASES += MESSAGE_CASES
+
+
+def _wider_model(w: Workspace) -> list[str]:
+    """The workspace's model with twice the hidden size (random weights, same tokenizer)."""
+    from transformers import AutoConfig, AutoModel
+
+    folder = w.root / "wider_model"
+    if not folder.exists():
+        shutil.copytree(w.model, folder)
+        config = AutoConfig.from_pretrained(str(w.model))
+        config.hidden_size, config.intermediate_size = config.hidden_size * 2, config.intermediate_size * 2
+        AutoModel.from_config(config).save_pretrained(str(folder))
+    return ["--model_name_or_path", str(folder)]
+
+
 def snapshot(folder: Path) -> dict[str, str]:
     """Relative path → size and SHA-1 of every file under `folder`."""
     if not folder.exists():
@@ -480,17 +766,31 @@ def snapshot(folder: Path) -> dict[str, str]:
     return out
 
 
-def run_cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def run_cli(
+    argv: list[str], env: dict[str, str], file_size_limit: int | None = None, tool: str = "run_hncse.py"
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **env}
+
+    def limit_file_size() -> None:  # in the child, before it starts: a disk that fills up at that size
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
     return subprocess.run(
-        [sys.executable, "run_hncse.py", *argv], cwd=REPO, env=full_env, capture_output=True, text=True
-    )
+        [sys.executable, *TOOLS[tool], *argv], cwd=REPO, env=full_env, capture_output=True, text=True,
+        preexec_fn=limit_file_size if file_size_limit is not None else None,
+    )  # fmt: skip
+
+
+def case_folder(case: Case, root: Path, number: int) -> Path:
+    """Where a case runs: the folder its arguments name, else case<number>."""
+    return root / (case.folder or f"case{number:02d}")
 
 
 def message_of(case: Case, stderr: str) -> str:
     """The line the user reads: the error line, or for a case that goes on, the logged warning."""
     lines = stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
+    errors = [line for line in lines if line.startswith(case.error_prefix)]
     if errors:
         return errors[-1]
     found = [line for line in lines if case.expect in line]
@@ -502,11 +802,15 @@ def run_case(case: Case, workspace: Workspace, output_dir: Path) -> Outcome:
         earlier = run_cli([*workspace.base_argv, "--output_dir", str(output_dir), *case.prepare], {})
         if earlier.returncode != 0:
             raise RuntimeError(f"{case.name}: preparing the earlier run failed:\n{earlier.stderr[-2000:]}")
-        if case.damage is not None:
-            case.damage(output_dir)
+    if case.damage is not None:
+        case.damage(output_dir)
     before = snapshot(output_dir)
     start = time.perf_counter()
-    proc = run_cli([*workspace.base_argv, "--output_dir", str(output_dir), *case.argv(workspace)], case.env)
+    limit = case.file_size_limit(workspace) if case.file_size_limit is not None else None
+    argv = case.argv(workspace)
+    if case.tool == "run_hncse.py":
+        argv = [*workspace.base_argv, "--output_dir", str(output_dir), *argv]
+    proc = run_cli(argv, case.env, limit, case.tool)
     return Outcome(
         exit_code=proc.returncode,
         message=message_of(case, proc.stderr),
@@ -560,7 +864,7 @@ def main() -> None:
     workspace = quickstart_workspace(root)
     rows = []
     for number, case in enumerate(CASES, start=1):
-        output_dir = root / f"case{number:02d}"
+        output_dir = case_folder(case, root, number)
         outcome = run_case(case, workspace, output_dir)
         ok = outcome.exit_code == case.exit_code and case.expect in outcome.message and not outcome.traceback
         ok = ok and (not case.unchanged or outcome.before == outcome.after)
@@ -568,6 +872,7 @@ def main() -> None:
         message = outcome.message.replace(str(root), "…").replace("|", "\\|")
         message = re.sub(r"pid \d+ on [^,\s]+", "pid … on …", message)  # this process: another each time
         extra = " ".join(case.argv(workspace)).replace(str(root), "…")
+        extra = extra if case.tool == "run_hncse.py" else f"{case.tool} {extra}"  # another tool, run alone
         prepared = "an earlier 2-step run; " if case.prepare is not None else ""
         rows.append(
             f"| {case.name} | {prepared}`{extra}` | {outcome.exit_code} | {message} | "
@@ -580,7 +885,8 @@ def main() -> None:
         f"`python run_hncse.py {' '.join(workspace.base_argv)} --output_dir …` plus the row's arguments, in a fresh",
         'process on the bundled all-MiniLM-L6-v2. "An earlier 2-step run" means the same command without the',
         'row\'s arguments ran first in that output directory. "…" stands for the scratch folder. Every error is',
-        "one line on stderr, starting `run_hncse.py: error:`, with exit status 2 and no traceback;",
+        "one line on stderr, starting `run_hncse.py: error:` (or the tool's name, in the rows that run another",
+        "tool alone), with exit status 2 and no traceback;",
         "`tests/test_robustness.py` runs the same cases on a tiny model and checks exactly that, and that an earlier",
         "run's files are unchanged (names, sizes and hashes). Rows with exit 0 go on (with the warning shown) or, for",
         "a run already finished, do nothing. In the last row the first update (lr 1e38) overflowed the weights while",

@@ -7,6 +7,7 @@ Dataclasses only; `hncse.parser` reads them from YAML/JSON files and flags.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -382,11 +383,30 @@ class TrainingConfigBase(TrainingArguments):
             self.use_cpu = True
         if not NAMES_ACTIVATION_CHECKPOINTING and self.activation_checkpointing:
             self.gradient_checkpointing = True
+        check_deepspeed_file(self.deepspeed)
         try:
             super().__post_init__()
         except ValueError as error:
             raise ConfigError(str(error).strip().splitlines()[0]) from error
         check_training_values(self)
+
+
+def check_deepspeed_file(deepspeed) -> None:
+    """--deepspeed FILE: a missing file or JSON that does not parse, named with its line (transformers' own error
+    names neither)."""
+    if not isinstance(deepspeed, str) or deepspeed.lstrip().startswith("{"):
+        return  # a dict given in code, or inline JSON
+    if not os.path.isfile(deepspeed):
+        raise ConfigError(f"--deepspeed {deepspeed}: no such file (ds_configs/ holds the bundled configs)")
+    try:
+        with open(deepspeed, encoding="utf-8") as f:
+            json.load(f)
+    except UnicodeDecodeError:
+        raise ConfigError(f"--deepspeed {deepspeed}: not a UTF-8 text file") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"--deepspeed {deepspeed}:{error.lineno}: not valid JSON ({error.msg} at column {error.colno})"
+        ) from None
 
 
 def check_training_values(args: TrainingArguments) -> None:

@@ -40,6 +40,10 @@ class TrainingDivergedError(HNCSEError, RuntimeError):
     """The loss or the weights became NaN or infinite; training stopped with the checkpoints written so far intact."""
 
 
+class DiskFullError(HNCSEError, OSError):
+    """A save ran out of disk space or hit the file-size limit; the message says which checkpoint is complete."""
+
+
 class HubError(HNCSEError, RuntimeError):
     """Creating or pushing to the Hub repository failed; what was saved locally stays."""
 
@@ -58,6 +62,16 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def user_message(error: HNCSEError) -> str:
+    """An error's one line. One raised in a DataLoader worker (`--dataloader_num_workers` ≥ 1) comes back wrapped by
+    torch ("Caught DataError in DataLoader worker process 0. Original Traceback …"): its own last line is kept."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        return last.split(": ", 1)[1] if last.startswith(f"{type(error).__module__}.") else last
+    return text
+
+
 def hub_offline() -> bool:
     """Whether HF_HUB_OFFLINE is set, so that an error can say why the Hub was not reached."""
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
@@ -72,7 +86,7 @@ def run_cli(main: Callable[[], object], prog: str) -> None:
         print(f"{prog}: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     except HNCSEError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {user_message(error)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:  # before training, or a second Ctrl-C during it: no checkpoint was made for it
         print(f"{prog}: interrupted", file=sys.stderr)

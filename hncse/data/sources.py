@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import lzma
 import os
 import re
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 
 from hncse.errors import DataError, first_line, hub_offline
@@ -129,8 +131,11 @@ def extract_senteval(tar_path: str) -> str:
                         f"{tar_path}: no SentEval data/downstream layout inside (folders such as STS/, SICK/, MR/)"
                     )
                 os.rename(partial, target)
-            except tarfile.TarError as error:
-                raise DataError(f"{tar_path}: not a readable tar archive ({first_line(error)})") from None
+            # A compressed archive cut short fails in its decompressor (EOFError, zlib's or lzma's error), not tarfile.
+            except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as error:
+                raise DataError(
+                    f"{tar_path}: not a readable tar archive ({first_line(error)}); download or copy it again"
+                ) from None
             finally:
                 shutil.rmtree(partial, ignore_errors=True)
             logger.info("Extracted %s into %s", tar_path, target)

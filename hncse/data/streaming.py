@@ -20,7 +20,17 @@ import tokenizers
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from hncse.data.files import file_builder, is_remote, only_text_column, pick_text_column, report_bad_utf8_line
+from hncse.data.files import (
+    SNIFF_BYTES,
+    check_streamed_file,
+    file_builder,
+    file_changed,
+    file_fingerprint,
+    is_remote,
+    only_text_column,
+    pick_text_column,
+    stream_error,
+)
 from hncse.data.sources import resolve_train_file
 from hncse.errors import DataError
 
@@ -47,7 +57,14 @@ def stream_sentences(
         source = train_file
         if not is_remote(train_file) and not os.path.isfile(train_file):
             raise DataError(f"{train_file}: no such file (--train_file)")
-        builder, kwargs = file_builder(train_file)
+        if not is_remote(train_file):
+            try:
+                builder, kwargs = file_builder(train_file, SNIFF_BYTES)
+                check_streamed_file(train_file, builder, kwargs)
+            except OSError as error:  # no permission to read it, an I/O error
+                raise DataError(f"{train_file}: cannot be read ({error.strerror or error}) (--train_file)") from None
+        else:
+            builder, kwargs = file_builder(train_file)
         if builder == "text":
             kwargs["chunksize"] = TEXT_CHUNK_BYTES
         raw = datasets.load_dataset(
@@ -60,10 +77,10 @@ def stream_sentences(
         )
     try:
         column = pick_text_column(raw, text_column, source)  # may read the first rows
-    except UnicodeDecodeError as error:
-        if os.path.isfile(source):
-            report_bad_utf8_line(source)
-        raise DataError(f"{source}: not valid UTF-8 ({error.reason}); re-encode the file as UTF-8") from None
+    except DataError:
+        raise
+    except (OSError, ValueError) as error:  # a parser's (pyarrow, pandas: ValueError), a file's, UTF-8
+        raise DataError(stream_error(source, error)) from None
     raw = only_text_column(raw, column).filter(non_blank, batched=True, fn_kwargs={"source": source})
     if max_samples is not None:
         raw = raw.take(max_samples)
@@ -103,6 +120,7 @@ class SentenceStream(torch.utils.data.IterableDataset):
         self.buffer_size = buffer_size
         self.global_batch = global_batch
         self.start = 0
+        self.fingerprint = file_fingerprint(source)  # a file deleted or changed under the run is an error
 
     def skip(self, sentences: int) -> None:
         self.start = sentences
@@ -112,7 +130,8 @@ class SentenceStream(torch.utils.data.IterableDataset):
         `iter`, which (unlike iterating the dataset) reads the whole corpus in a DataLoader worker too, instead of
         the worker's shards. The buffer is ours: `datasets`' shuffled stream gives 13,000 sentences/s, slower than
         tokenising them, where reading in blocks gives 220,000 (docs/gpu.md, input pipeline)."""
-        texts = (text for block in self.sentences.iter(batch_size=READ_BLOCK) for text in block["text"])
+        blocks = self.unchanged(self.sentences.iter(batch_size=READ_BLOCK))
+        texts = (text for block in blocks for text in block["text"])
         if self.buffer_size <= 1:
             yield from texts
             return
@@ -123,6 +142,16 @@ class SentenceStream(torch.utils.data.IterableDataset):
             buffer[slot] = text
         rng.shuffle(buffer)
         yield from buffer
+
+    def unchanged(self, blocks):
+        """The blocks, each checked to come from the file the stream opened: a corpus deleted, cut short or rewritten
+        under the run is an error naming it, not a shorter or another pass without a word."""
+        for block in blocks:
+            if changed := file_changed(self.source, self.fingerprint):
+                raise DataError(changed)
+            yield block
+        if changed := file_changed(self.source, self.fingerprint):
+            raise DataError(changed)
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
@@ -136,13 +165,13 @@ class SentenceStream(torch.utils.data.IterableDataset):
                     if (position // self.global_batch) % workers == me:
                         yield {"text": text} if position >= self.start else SKIPPED
                     position += 1
-            except UnicodeDecodeError as error:
-                if os.path.isfile(self.source):
-                    report_bad_utf8_line(self.source)  # names the line
-                raise DataError(
-                    f"{self.source}: not valid UTF-8 somewhere after sentence {position} of pass {index + 1} "
-                    f"({error.reason}); re-encode the file as UTF-8"
-                ) from None
+            except DataError:
+                raise
+            except (OSError, ValueError) as error:  # a parser's (pyarrow, pandas: ValueError), a file's, UTF-8
+                message = file_changed(self.source, self.fingerprint) or stream_error(
+                    self.source, error, f" after sentence {position} of pass {index + 1}"
+                )
+                raise DataError(message) from None
             if empty:
                 raise DataError(f"{self.source}: no sentences (the corpus is empty or only blank lines)")
 

@@ -5,8 +5,10 @@ The format is sentence-transformers' STS format (columns `sentence1`, `sentence2
 the columns named by `--sts_columns`. A Hub dataset is `name[:config][@split]` (e.g.
 `sentence-transformers/stsb@validation`, `mteb/sts22-crosslingual-sts:de@test`). The sentences are fed as they
 are (no whitespace normalisation, no language assumed), as sentence-transformers' `EmbeddingSimilarityEvaluator`
-feeds them, so that the two give the same number. Every check is made when the file is read, before a model is
-loaded or anything is written.
+feeds them, so that the two give the same number. A file is read as a training file is (`hncse.data.files`: a
+.tsv's quotes are text unless a CSV writer quoted it, a .csv has CSV quoting, a stray quote, a column named twice
+or a JSON line that is not an object is refused naming its line). Every check is made when the file is read,
+before a model is loaded or anything is written.
 
 The sets are named at run time (a file's stem, a dataset's last path part, made unique), not registered one by
 one: a logged `eval_<name>_spearman` is the main metric of such a set (`main_metric_suffix`).

@@ -17,6 +17,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hncse.errors import ConfigError
 from hncse.modeling import WEIGHTS_NAME
+from hncse.training.output_folder import OutputFolder, write_json_atomically
+from hncse.training.run_facts import RESTORED_ON_RESUME
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +26,17 @@ TRAINING_ARGS_NAME = "training_args.bin"  # the TrainingArguments, pickled (as t
 TRAINER_STATE_NAME = "trainer_state.json"  # the Trainer's step, log history and best checkpoint
 LOSS_STATE_NAME = "loss_state.pt"  # the objective's own state (HNM's pair sampler)
 RUN_CONFIG_NAME = "run_config.json"  # the settings a later run compares before resuming
+# Written last, once every process has written its files: what the checkpoint holds (every file and its size) and
+# whether it can be resumed. A checkpoint is complete when it has one and every file it lists, whole.
+MANIFEST_NAME = "hncse_checkpoint.json"
 MODEL_CARD_NAME = "README.md"
 SENTEVAL_RESULTS_NAME = "senteval_results.json"  # --do_predict's nested results, in the output folder
 
-# Written last by the Trainer: a checkpoint that has all of them was saved to the end.
-CHECKPOINT_FILES = (WEIGHTS_NAME, "scheduler.pt", "rng_state*.pth", TRAINER_STATE_NAME)
+# What every resumable checkpoint holds (beside the model): the Trainer's states, the objective's and the settings.
+CHECKPOINT_FILES = (
+    WEIGHTS_NAME, "optimizer.pt", "scheduler.pt", "rng_state*.pth", TRAINER_STATE_NAME, LOSS_STATE_NAME,
+    RUN_CONFIG_NAME,
+)  # fmt: skip
 DEEPSPEED_LATEST = "latest"  # DeepSpeed's pointer to the folder of its engine state (global_step<N>/)
 # What a checkpoint holds only to resume training; the rest of it is the model folder (weights, configs,
 # tokenizer, sentence-transformers modules, card). DeepSpeed adds its own global_step*/, latest, zero_to_fp32.py.
@@ -90,11 +98,16 @@ def save_training_state(
 ) -> None:
     """Beside the model: the training arguments and the run's settings (which a later run into the folder compares),
     and in a resumable checkpoint the objective's state."""
-    torch.save(without_secrets(training_args), os.path.join(folder, TRAINING_ARGS_NAME))
+    save_atomically(without_secrets(training_args), os.path.join(folder, TRAINING_ARGS_NAME))
     if is_checkpoint_folder(folder) and resumable:
         save_loss_state(folder, loss, 0)  # e.g. HNM's sampler; the other processes' by `save_loss_state` too
-    with open(os.path.join(folder, RUN_CONFIG_NAME), "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=2)
+    write_json_atomically(os.path.join(folder, RUN_CONFIG_NAME), settings)
+
+
+def save_atomically(obj, path: str) -> None:
+    """torch.save through a temporary file in the same folder: a reader finds the whole file or none."""
+    torch.save(obj, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
 
 
 def loss_state_path(folder: str, process_index: int) -> str:
@@ -105,7 +118,7 @@ def loss_state_path(folder: str, process_index: int) -> str:
 
 
 def save_loss_state(folder: str, loss: torch.nn.Module, process_index: int) -> None:
-    torch.save(loss.state_dict(), loss_state_path(folder, process_index))
+    save_atomically(loss.state_dict(), loss_state_path(folder, process_index))
 
 
 def load_loss_state(folder: str, loss: torch.nn.Module, process_index: int = 0) -> None:
@@ -118,26 +131,61 @@ def load_loss_state(folder: str, loss: torch.nn.Module, process_index: int = 0) 
 
 
 def save_senteval_results(output_dir: str, results: dict) -> None:
-    with open(os.path.join(output_dir, SENTEVAL_RESULTS_NAME), "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
+    write_json_atomically(os.path.join(output_dir, SENTEVAL_RESULTS_NAME), results)
+
+
+def settings_changed(folder: str, current: dict) -> dict[str, str] | None:
+    """What differs between the settings a folder was written with (its run_config.json) and `current`: setting →
+    "old → new"; None if the folder has no run_config.json."""
+    path = os.path.join(folder, RUN_CONFIG_NAME)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    return {k: f"{saved[k]!r} → {current.get(k)!r}" for k in saved if saved[k] != current.get(k)}
 
 
 def check_same_run(folder: str, current: dict) -> None:
     """Refuse to continue in (or write over) a checkpoint or model folder written with other settings (ConfigError
     listing the differences)."""
-    path = os.path.join(folder, RUN_CONFIG_NAME)
-    if not os.path.isfile(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        saved = json.load(f)
-    changed = [f"{k}: {saved[k]!r} → {current.get(k)!r}" for k in saved if saved[k] != current.get(k)]
+    changed = settings_changed(folder, current)
     if changed:
         what = f"{folder} of a different run" if is_checkpoint_folder(folder) else "the model of a different run"
+        listed = "; ".join(f"{k}: {v}" for k, v in changed.items())
+        restored = [k for k in changed if k in RESTORED_ON_RESUME]
+        anyway = (
+            f"Resuming cannot change {', '.join(restored)} (the checkpoint restores them): pass"
+            if restored
+            else "Pass --resume_from_checkpoint PATH to resume it with the new settings,"
+        )
         raise ConfigError(
-            f"--output_dir holds {what} ({'; '.join(changed)}); nothing was changed. Pass --resume_from_checkpoint "
-            "PATH to resume it anyway, --overwrite_output_dir true to start afresh (its checkpoints are deleted once "
-            "the new run saves), or another --output_dir"
+            f"--output_dir holds {what} ({listed}); nothing was changed. {anyway} --overwrite_output_dir true to "
+            "start afresh (what the earlier run wrote is deleted once the new run saves), or another --output_dir"
+        )
+
+
+def check_resume_settings(checkpoint: str, current: dict) -> None:
+    """--resume_from_checkpoint with other settings than the checkpoint's: what resuming restores (the model and
+    its adapters, the optimizer and the learning-rate schedule) would silently stay the checkpoint's, so a change
+    there is refused; any other change (data, objective, seed) applies from the resumed step on, and is said."""
+    changed = settings_changed(checkpoint, current)
+    if changed is None:
+        raise ConfigError(
+            f"--resume_from_checkpoint {checkpoint}: it has no {RUN_CONFIG_NAME}, so nothing tells the settings it "
+            "was trained with; resume from a checkpoint saved by hncse"
+        )
+    restored = {k: v for k, v in changed.items() if k in RESTORED_ON_RESUME}
+    if restored:
+        listed = "; ".join(f"{k}: {v}" for k, v in restored.items())
+        raise ConfigError(
+            f"--resume_from_checkpoint {checkpoint}: resuming restores its {', '.join(restored)} ({listed}), so the "
+            "new value would not apply; resume with the checkpoint's value, or start afresh in another --output_dir"
+        )
+    if changed:
+        logger.warning(
+            "Resuming %s with other settings, which apply from its step on: %s",
+            checkpoint,
+            "; ".join(f"{k}: {v}" for k, v in changed.items()),
         )
 
 
@@ -177,11 +225,9 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 def is_model_only(folder: str) -> bool:
     """A checkpoint saved to the end without what resuming needs: a new best between two resumable saves
-    (--resume_state_steps), or --save_only_model. Told apart from a save cut short by its trainer_state.json, which
-    the Trainer writes after the optimizer, scheduler and RNG state."""
-    if glob.glob(os.path.join(folder, "rng_state*.pth")) or os.path.isfile(os.path.join(folder, DEEPSPEED_LATEST)):
-        return False
-    return os.path.isfile(os.path.join(folder, WEIGHTS_NAME)) and read_trainer_state(folder) is not None
+    (--resume_state_steps), or --save_only_model. Its manifest says so."""
+    manifest = read_manifest(folder)
+    return manifest is not None and not manifest.get("resumable", True) and not manifest_gaps(folder, manifest)
 
 
 def best_recorded(folder: str) -> str | None:
@@ -221,22 +267,74 @@ def written_at(folder: str) -> float:
     return os.path.getmtime(state if os.path.isfile(state) else folder)
 
 
+def checkpoint_files(folder: str) -> dict[str, int]:
+    """Every file under a checkpoint folder (relative path → size), its manifest and temporary files left out."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, folder)
+            if relative != MANIFEST_NAME and not name.endswith(".tmp"):
+                files[relative] = os.path.getsize(path)
+    return dict(sorted(files.items()))
+
+
+def write_manifest(folder: str, step: int, resumable: bool) -> None:
+    """The end of a checkpoint's save, once every process has written its files: what it holds."""
+    manifest = {"step": step, "resumable": resumable, "files": checkpoint_files(folder)}
+    write_json_atomically(os.path.join(folder, MANIFEST_NAME), manifest)
+
+
+def read_manifest(folder: str) -> dict | None:
+    try:
+        with open(os.path.join(folder, MANIFEST_NAME), encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def manifest_gaps(folder: str, manifest: dict) -> list[str]:
+    """The files a checkpoint's manifest lists that are gone or no longer of the size written."""
+    gaps = []
+    for relative, size in manifest["files"].items():
+        path = os.path.join(folder, relative)
+        if not os.path.isfile(path):
+            gaps.append(f"no {relative}")
+        elif os.path.getsize(path) < size:
+            gaps.append(f"{relative} cut short")
+        elif os.path.getsize(path) > size:
+            gaps.append(f"{relative} changed since it was saved")
+    return gaps
+
+
 def missing_checkpoint_files(folder: str) -> list[str]:
-    """What a checkpoint folder lacks to be resumed from ("no <file>", "<file> cut short"): a file that was not
-    written to its end (`damaged_files`, or a trainer_state.json that is not whole JSON) counts too. A DeepSpeed
-    checkpoint keeps the scheduler and optimizer in the folder its `latest` file names (with optimizer offload
-    too), instead of scheduler.pt."""
+    """What a checkpoint folder lacks to be resumed from: one rule, used by resume, rotation and the final folder.
+    Complete means: a manifest (written last, so a save cut short has none), every file it lists there at the size
+    written, the files every resumable checkpoint has (`CHECKPOINT_FILES`; a DeepSpeed one keeps the scheduler and
+    optimizer in the folder its `latest` file names), no file cut short (`damaged_files`) and a trainer state
+    that says its step."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return [f"no {MANIFEST_NAME}: its save did not reach the end"]
+    missing = manifest_gaps(folder, manifest)
+    if not manifest.get("resumable", True):
+        return missing + ["a model only, saved without the state to resume"]
     required = list(CHECKPOINT_FILES)
     latest = os.path.join(folder, DEEPSPEED_LATEST)
     if os.path.isfile(latest):
         with open(latest, encoding="utf-8") as f:
             tag = f.read().strip()
-        required.remove("scheduler.pt")
+        required = [name for name in required if name not in ("scheduler.pt", "optimizer.pt")]
         required += [os.path.join(tag, "mp_rank_*_model_states.pt"), os.path.join(tag, "*optim_states.pt")]
-    missing = [f"no {name}" for name in required if not glob.glob(os.path.join(folder, name))]
-    if os.path.isfile(os.path.join(folder, TRAINER_STATE_NAME)) and read_trainer_state(folder) is None:
-        missing.append(f"{TRAINER_STATE_NAME} cut short")
-    return missing + [f"{os.path.basename(path)} cut short" for path in damaged_files(folder)]
+    missing += [f"no {name}" for name in required if not glob.glob(os.path.join(folder, name))]
+    state = read_trainer_state(folder)
+    if os.path.isfile(os.path.join(folder, TRAINER_STATE_NAME)) and not isinstance(
+        (state or {}).get("global_step"), int
+    ):
+        missing.append(f"{TRAINER_STATE_NAME} cut short or without global_step")
+    missing += [f"{os.path.relpath(path, folder)} cut short" for path in damaged_files(folder)]
+    return list(dict.fromkeys(missing))
 
 
 def damaged_files(folder: str) -> list[str]:
@@ -284,12 +382,6 @@ def check_resumable(path: str) -> None:
         raise ConfigError(f"--resume_from_checkpoint: {path} is not a complete checkpoint ({', '.join(missing)})")
 
 
-def remove_checkpoints(output_dir: str) -> None:
-    """--overwrite_output_dir: delete every checkpoint folder of the old run."""
-    for folder in glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
-        shutil.rmtree(folder)
-
-
 def copy_model_folder(checkpoint: str, output_dir: str) -> None:
     """Make output_dir the model of `checkpoint` (what the Hub receives during training), resume state left out."""
     shutil.copytree(checkpoint, output_dir, ignore=shutil.ignore_patterns(*RESUME_STATE), dirs_exist_ok=True)
@@ -300,33 +392,45 @@ class RunFinished(Exception):
 
 
 def checkpoint_to_resume(training_args, settings: dict) -> str | None:
-    """The checkpoint this run continues from: --resume_from_checkpoint (checked to be whole), else the newest
-    complete checkpoint in output_dir if it has this run's settings (another run's is refused), else None.
+    """The checkpoint this run continues from: --resume_from_checkpoint (checked to be whole and of settings that
+    resuming can keep), else the newest complete checkpoint in output_dir if it has this run's settings (another
+    run's is refused), else None.
 
-    Raises RunFinished if output_dir holds this run's finished model (its final folder written after training to
-    the same step), and ConfigError if it holds another run's model or checkpoints. --overwrite_output_dir skips
-    these checks: the trainer deletes the old checkpoints when it first saves (`HNCSETrainer`), so that a run
-    failing before then loses nothing."""
-    if training_args.resume_from_checkpoint is not None:
-        check_resumable(training_args.resume_from_checkpoint)
-        return training_args.resume_from_checkpoint
+    A finished run (`OutputFolder.finished`) is never written over: the same command again raises RunFinished
+    (nothing to do), any other ConfigError. --overwrite_output_dir skips these checks: the trainer deletes what the
+    earlier run wrote when it first saves (`HNCSETrainer`), so that a run failing before then loses nothing."""
     output_dir = training_args.output_dir
+    explicit = training_args.resume_from_checkpoint
+    folder = OutputFolder(output_dir)
+    finished = folder.finished if not training_args.overwrite_output_dir else None
+    if finished is not None:
+        newest = last_complete_checkpoint(output_dir)
+        changed = settings_changed(output_dir, settings) or {}
+        if not changed and explicit is None and finished_at(output_dir, training_args) == finished["step"]:
+            raise RunFinished(
+                f"{output_dir} holds this run, finished at step {finished['step']}: nothing to do "
+                "(--overwrite_output_dir true trains it again)"
+            )
+        further = (
+            f"To train it further, resume its last checkpoint into another folder (--resume_from_checkpoint {newest} "
+            "--output_dir OTHER); "
+            if newest
+            else ""
+        )
+        listed = f" of other settings ({'; '.join(f'{k}: {v}' for k, v in changed.items())})" if changed else ""
+        raise ConfigError(
+            f"--output_dir {output_dir} holds a finished run (step {finished['step']}){listed}, which this command "
+            f"would change; nothing was changed. {further}--overwrite_output_dir true trains afresh in it"
+        )
+    if explicit is not None:
+        check_resumable(explicit)
+        check_resume_settings(explicit, settings)
+        return explicit
     if training_args.overwrite_output_dir or not os.path.isdir(output_dir):
         return None
-    newest = last_complete_checkpoint(output_dir)
-    if os.path.isfile(os.path.join(output_dir, WEIGHTS_NAME)):  # a model folder, finished or not
-        if not os.path.isfile(os.path.join(output_dir, RUN_CONFIG_NAME)):
-            raise ConfigError(
-                f"--output_dir {output_dir} holds a model that this run did not write (no {RUN_CONFIG_NAME}); "
-                "nothing was changed. Pass another --output_dir, or --overwrite_output_dir true to replace it"
-            )
+    if os.path.isfile(os.path.join(output_dir, RUN_CONFIG_NAME)):  # a final folder saved, its run not finished
         check_same_run(output_dir, settings)
-        step = finished_at(output_dir, training_args)
-        if step is not None and os.path.isfile(os.path.join(output_dir, "train_results.json")):
-            raise RunFinished(
-                f"{output_dir} holds this run, finished at step {step}: nothing to do (--overwrite_output_dir true "
-                "trains it again; a larger --max_steps or --num_train_epochs continues it)"
-            )
+    newest = last_complete_checkpoint(output_dir)
     if newest is None:
         return None
     check_same_run(newest, settings)

@@ -6,6 +6,7 @@ The YAML header follows sentence-transformers' cards (`library_name`, `pipeline_
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -69,6 +70,8 @@ def model_index(name: str, dev_results: dict[str, float], senteval: dict | None)
         if spec is not None:
             results += spec.kind.dev_index_results(spec, value)
     results += index_results(senteval or {}, "test")
+    # A NaN or infinite score is no result to publish (the Hub's YAML would say `.nan`): left out.
+    results = [r for r in results if all(math.isfinite(m.get("value", 0.0)) for m in r.get("metrics", []))]
     return [{"name": name, "results": results}] if results else []
 
 

@@ -5,11 +5,12 @@ Each argument's own values (types, ranges, an objective's hyper-parameters) are 
 parsed, by the dataclasses' `__post_init__`. What spans several arguments, the files and the machine is checked
 here, in this order (`CHECKS`; the first that fails stops the run with one line):
 
-1. output folder — `--output_dir` can be created and written;
+1. output folder — `--output_dir` can be created and written, and holds no files but an hncse run's;
 2. arguments — the metric that picks the best checkpoint is one the dev sets produce, a stream is counted in
    steps, the cached step is not asked of DeepSpeed;
 3. optimizer — the optimizer and the learning-rate schedule take their values (`--lr_scheduler_kwargs` too);
-4. launch — one process per GPU, and no `accelerate launch --cpu` that would start fewer processes than asked;
+4. launch — one process per GPU, no `accelerate launch --cpu` that would start fewer processes than asked, no
+   --fp16 without a GPU;
 5. data — the training data (file, encoding, columns, bad rows) is read, and its shape suits the objective, which
    is built here, once, and handed to the trainer;
 6. steps — the data makes at least one training step;
@@ -39,6 +40,7 @@ from hncse.losses import get_objective
 from hncse.modeling.backbone import check_pooler, check_views_differ, load_config, prepare_config
 from hncse.modeling.lora import check_target_modules, import_peft
 from hncse.training.checkpoints import check_output_dir_writable
+from hncse.training.output_folder import OutputFolder
 from hncse.training.views import takes_negatives
 
 
@@ -55,6 +57,8 @@ class Preflight:
 
 def check_output_folder(model_args, data_args, training_args, found: Preflight) -> None:
     check_output_dir_writable(training_args.output_dir)
+    if training_args.should_save:
+        OutputFolder(training_args.output_dir).check_owned()  # with --overwrite_output_dir too
 
 
 def check_arguments(model_args, data_args, training_args, found: Preflight) -> None:
@@ -70,6 +74,8 @@ def check_optimizer(model_args, data_args, training_args, found: Preflight) -> N
 
 def check_launch(model_args, data_args, training_args, found: Preflight) -> None:
     check_accelerate_cpu_launch()
+    if training_args.fp16 and training_args.use_cpu:
+        raise ConfigError("--fp16 needs a GPU: on CPU, use --bf16 true (CPU autocast) or neither")
     if not training_args.use_cpu:
         check_one_process_per_gpu(torch.cuda.device_count())
 

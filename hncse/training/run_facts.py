@@ -17,7 +17,15 @@ DATA_RUN_KEYS = (
     "train_file", "dataset_name", "dataset_config_name", "text_column", "anchor_column", "positive_column",
     "negative_columns", "skip_bad_rows", "max_seq_length", "max_train_samples", "streaming", "shuffle_buffer_size",
 )  # fmt: skip
-TRAINING_RUN_KEYS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "seed")
+# What the optimizer and the learning-rate schedule are made of: their states in a checkpoint keep these.
+OPTIMIZER_RUN_KEYS = (
+    "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim", "adam_beta1", "adam_beta2",
+    "adam_epsilon",
+)  # fmt: skip
+TRAINING_RUN_KEYS = (*OPTIMIZER_RUN_KEYS, "per_device_train_batch_size", "gradient_accumulation_steps", "seed")
+# What resuming restores from a checkpoint whatever the command says: a change to one of these cannot apply to a
+# resumed run. The base model's name may change (a moved folder); its weights are checked when they load.
+RESTORED_ON_RESUME = (*(key for key in MODEL_RUN_KEYS if key != "model_name_or_path"), *OPTIMIZER_RUN_KEYS)
 
 
 def run_settings(model_args, data_args, training_args) -> dict:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
 from hncse.distributed import batch_exchange
+from hncse.errors import TrainingDivergedError
 from hncse.losses import get_objective
 from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.training.views import objective_loss
@@ -88,6 +89,7 @@ class HNCSELoss(nn.Module):
         self.objective = self.spec.loss.from_params(self.params, seed=seed)
         self.gather_across_devices = gather_across_devices
         self.last_statistics: dict[str, Tensor] = {}
+        self.batches = 0  # training batches seen, for the step a divergence names (`stop_if_diverged`)
 
     def exchange(self):
         return batch_exchange(self.gather_across_devices)
@@ -107,7 +109,32 @@ class HNCSELoss(nn.Module):
         embeddings = self.model(features)["sentence_embedding"]  # (C·N, d)
         loss, stats = objective_loss(self.objective, embeddings, columns, self.exchange())
         self.last_statistics = {name: value.detach() for name, value in stats.items()}
+        self.stop_if_diverged(loss, lambda: bool(torch.isfinite(embeddings.detach()).all()))
         return loss
+
+    def stop_if_diverged(self, loss: Tensor, embeddings_finite: Callable[[], bool]) -> None:
+        """A NaN or infinite loss stops training with one line before its gradients reach the weights.
+
+        The Trainer reads every step's loss on the host anyway (`logging_nan_inf_filter`, on by default, which
+        would leave a NaN step out of the logged mean while its update still turned the weights into NaN); this
+        reads the same scalar one backward pass earlier, and looks at the embeddings only once it is bad.
+        `batches` counts the calls with gradients (training batches, gradient accumulation's micro-batches)."""
+        if not torch.is_grad_enabled():
+            return  # an evaluation loss: the Trainer reports it; training is what must not go on
+        self.batches += 1
+        if bool(torch.isfinite(loss.detach()).all()):
+            return
+        value = loss.detach().float().item()
+        if embeddings_finite():
+            what = f"the loss became {value} with finite embeddings"
+            fix = "raise temperature, lower the learning rate, or train in float32 or bf16 rather than fp16"
+        else:
+            what = "the embeddings became non-finite (nan or inf: the model's output)"
+            fix = "lower the learning rate, train in float32 or bf16 rather than fp16, or check the model's weights"
+        raise TrainingDivergedError(
+            f"{type(self).__name__}: {what} in training batch {self.batches}; stopped before its update, so the "
+            f"weights and saved checkpoints are from before it ({fix})"
+        )
 
     def get_config_dict(self) -> dict:
         return {**self.objective.get_config_dict(), "gather_across_devices": self.gather_across_devices}
@@ -133,8 +160,13 @@ class CachedHNCSELoss(HNCSELoss):
         features, columns = self.stacked(sentence_features)
         encoder = self.unwrapped_model
 
+        finite = []  # per mini-batch of the first pass, on the device: read only if the loss is not finite
+
         def encode(**batch: Tensor) -> Tensor:
-            return encoder(batch)["sentence_embedding"]
+            embeddings = encoder(batch)["sentence_embedding"]
+            if not torch.is_grad_enabled():
+                finite.append(torch.isfinite(embeddings).all())
+            return embeddings
 
         average = None  # the mini-batch passes bypass DDP's reducer: the gradients are averaged here
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -143,6 +175,7 @@ class CachedHNCSELoss(HNCSELoss):
             encode, features, self.objective, self.mini_batch_size, self.exchange(), average, columns
         )
         self.last_statistics = {name: value.detach() for name, value in stats.items()}
+        self.stop_if_diverged(loss, lambda: bool(torch.stack(finite).all()))
         return loss
 
     def get_config_dict(self) -> dict:

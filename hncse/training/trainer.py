@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
+import math
 import os
 import shutil
 from collections import defaultdict
@@ -18,7 +20,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, Inter
 
 from hncse.data import SentenceStream
 from hncse.distributed import batch_exchange
-from hncse.errors import TrainingDivergedError, first_line
+from hncse.errors import ConfigError, DiskFullError, TrainingDivergedError, first_line
 from hncse.evaluation import EvalSuite, flat_metrics, run_suite
 from hncse.plots import CURVES_NAME, draw_training_curves, plotting_unavailable
 from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
@@ -30,13 +32,14 @@ from hncse.training.checkpoints import (
     is_checkpoint_folder,
     last_complete_checkpoint,
     load_loss_state,
-    remove_checkpoints,
     rotate_checkpoints,
     save_loss_state,
     save_training_state,
+    write_manifest,
 )
 from hncse.training.hub import explain_repo_failure
 from hncse.training.model_card import write_model_card
+from hncse.training.output_folder import TRAINER_RESULT_FILES, OutputFolder
 from hncse.training.preflight import build_loss, check_cached_step_backend
 from hncse.training.run_facts import MODEL_RUN_KEYS, RunFacts, run_settings
 from hncse.training.sampler import PermutationSampler
@@ -55,19 +58,6 @@ class DivergenceCheck(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if control.should_log or control.should_evaluate or control.should_save or control.should_training_stop:
             self.trainer._check_diverged()
-
-
-class SaveLossStatePerProcess(TrainerCallback):
-    """Each process other than the main one (whose state `_save` writes) keeps its objective state in a resumable
-    checkpoint, so that a resumed run on several GPUs continues every process's sampler."""
-
-    def __init__(self, trainer: HNCSETrainer):
-        self.trainer = trainer
-
-    def on_save(self, args, state, control, **kwargs):
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if args.process_index > 0 and self.trainer.writes_resume_state and os.path.isdir(folder):
-            save_loss_state(folder, self.trainer.loss_fn, args.process_index)
 
 
 @contextlib.contextmanager
@@ -114,8 +104,8 @@ class HNCSETrainer(Trainer):
         self._earlier_run_cleared = not self.args.overwrite_output_dir
         self._training_log_length: int | None = None  # log_history entries logged by training, once it has ended
         self._said_why_no_curves = False
+        self.output_folder = OutputFolder(self.args.output_dir)  # what hncse wrote there; the main process's to write
         self.add_callback(DivergenceCheck(self))
-        self.add_callback(SaveLossStatePerProcess(self))
 
     def _facts_from_model(self) -> RunFacts:
         """Run facts for a trainer built without the script's arguments (e.g. bench/ablation.py)."""
@@ -298,8 +288,28 @@ class HNCSETrainer(Trainer):
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in flat_metrics(results, suite).items()}
         metrics[f"{metric_key_prefix}_runtime"] = round(results["seconds"], 3)
         self.log(metrics)
+        if metric_key_prefix == "eval":
+            self._refuse_nan_selection_metric(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics, results
+
+    def _refuse_nan_selection_metric(self, metrics: dict[str, float]) -> None:
+        """A NaN metric picks no checkpoint, yet the Trainer would take the first NaN as the best and never replace
+        it (nothing compares greater than NaN): stop with one line instead, the checkpoints so far kept. It means
+        every pair got the same similarity (constant or non-finite embeddings); constant gold scores are refused
+        before training (`hncse.evaluation.sts_files`)."""
+        name = self.args.metric_for_best_model
+        if name is None or self.args.eval_strategy == IntervalStrategy.NO:
+            return
+        name = name if name.startswith("eval_") else f"eval_{name}"
+        value = metrics.get(name)
+        if value is not None and not math.isfinite(value):
+            last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            raise TrainingDivergedError(
+                f"--metric_for_best_model {name} is {value} at step {self.state.global_step}: the dev set cannot rank "
+                "these embeddings (every pair gets the same similarity), so no checkpoint can be chosen by it. Last "
+                f"checkpoint: {last or 'none'} (check the model's output, or choose another metric)"
+            )
 
     @property
     def zero3(self) -> bool:
@@ -373,10 +383,44 @@ class HNCSETrainer(Trainer):
         always = self.is_deepspeed_enabled or self.args.hub_strategy == HubStrategy.CHECKPOINT
         if (resume_state_due or always) and not self.args.save_only_model:
             self._resume_state_step = step
-        with arguments_set(self.args, save_only_model=not self.writes_resume_state, save_total_limit=None):
-            super()._save_checkpoint(model, trial)
+        folder = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
         if self.args.should_save:
+            self.output_folder.claim(os.path.basename(folder))  # before its first byte
+        with (
+            self._saving(folder),
+            arguments_set(self.args, save_only_model=not self.writes_resume_state, save_total_limit=None),
+        ):
+            super()._save_checkpoint(model, trial)
+            if self.args.process_index > 0 and self.writes_resume_state and os.path.isdir(folder):
+                save_loss_state(folder, self.loss_fn, self.args.process_index)  # the main process's: in `_save`
+        # The manifest is written last, once every process has written its files: then the checkpoint is complete.
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if os.path.isdir(folder):
+                write_manifest(folder, step, resumable=self.writes_resume_state)
+            self.output_folder.sweep()
             rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+
+    @contextlib.contextmanager
+    def _saving(self, folder: str):
+        """A full disk or the file-size limit while saving: one line that says what is complete (the folder cut
+        short has no manifest, so resume and rotation pass it over)."""
+        try:
+            yield
+        except (OSError, RuntimeError) as error:
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                reason = os.strerror(error.errno).lower()
+            elif isinstance(error, RuntimeError) and "inline_container" in str(error):
+                # torch.save's zip writer reports a refused write (no space, the file-size limit) this way
+                reason = "a write was refused (a full disk or the file-size limit)"
+            else:
+                raise
+            last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            raise DiskFullError(
+                f"{reason} while saving {folder} at step {self.state.global_step}: it is "
+                f"incomplete and will be passed over. Last complete checkpoint: {last or 'none'}; make room and run "
+                "the same command again to resume from it"
+            ) from None
 
     @property
     def writes_resume_state(self) -> bool:
@@ -384,35 +428,55 @@ class HNCSETrainer(Trainer):
         return self._resume_state_step == self.state.global_step
 
     def _clear_earlier_run(self, every_process: bool) -> None:
-        """--overwrite_output_dir: the earlier run's checkpoints are deleted when this run first writes into
-        output_dir, not before, so that a run that fails before then (a bad value found late, a crash) loses
-        nothing. `every_process`: called by all processes, which then wait until it is done (a checkpoint, where
-        each writes its own files)."""
+        """--overwrite_output_dir: what the earlier run wrote is deleted when this run first writes into output_dir,
+        not before, so that a run that fails before then (a bad value found late, a crash) loses nothing; files no
+        hncse run wrote are never deleted (the run's start refuses a folder that has them). `every_process`:
+        called by all processes, which then wait until it is done (a checkpoint, where each writes its own files)."""
         if self._earlier_run_cleared:
             return
         self._earlier_run_cleared = True
         if self.args.should_save and os.path.isdir(self.args.output_dir):
-            remove_checkpoints(self.args.output_dir)
-            logger.info("--overwrite_output_dir: removed the earlier run's checkpoints in %s", self.args.output_dir)
+            removed = self.output_folder.remove_written()
+            logger.info("--overwrite_output_dir: removed what the earlier run wrote in %s: %s", self.args.output_dir,
+                        ", ".join(removed) or "nothing")  # fmt: skip
         if every_process:
             self.accelerator.wait_for_everyone()
 
+    def save_metrics(self, split, metrics, combined=True) -> None:
+        if self.args.should_save:
+            self._clear_earlier_run(every_process=False)
+            self.output_folder.claim(*TRAINER_RESULT_FILES)
+        super().save_metrics(split, metrics, combined)
+
+    def save_state(self) -> None:
+        if self.args.should_save:
+            self._clear_earlier_run(every_process=False)
+            self.output_folder.claim(*TRAINER_RESULT_FILES)
+        super().save_state()
+
+    def mark_finished(self) -> None:
+        """The run has written everything it writes: output_dir is now a finished run (`OutputFolder.finish`)."""
+        if self.args.should_save:
+            self.output_folder.finish(self.state.global_step)
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not is_checkpoint_folder(output_dir):
+        final = not is_checkpoint_folder(output_dir)
+        if final:
             self._clear_earlier_run(every_process=False)  # the final folder: the main process alone saves it
         if not self.args.should_save:
             return
         encoder = self.accelerator.unwrap_model(self.model)
         self._refuse_non_finite(state_dict if state_dict is not None else encoder.state_dict(), output_dir)
-        # A checkpoint keeps a LoRA adapter (resuming loads it); the final folder only with --save_adapter.
-        encoder.save_pretrained(
-            output_dir, state_dict=state_dict, adapter=True if is_checkpoint_folder(output_dir) else None
-        )
-        resumable = self.writes_resume_state or not is_checkpoint_folder(output_dir)
-        save_training_state(output_dir, self.args, self.loss_fn, self.run_facts.settings, resumable)
-        self._draw_curves(output_dir)
-        self._write_card(output_dir)
+        if final and os.path.abspath(output_dir) == os.path.abspath(self.args.output_dir):
+            self.output_folder.claim()  # until the run marks itself finished, whatever appears here is the run's
+        with self._saving(output_dir):
+            # A checkpoint keeps a LoRA adapter (resuming loads it); the final folder only with --save_adapter.
+            encoder.save_pretrained(output_dir, state_dict=state_dict, adapter=None if final else True)
+            resumable = self.writes_resume_state or final
+            save_training_state(output_dir, self.args, self.loss_fn, self.run_facts.settings, resumable)
+            self._draw_curves(output_dir)
+            self._write_card(output_dir)
 
     def _draw_curves(self, folder: str) -> None:
         """training_curves.png in the saved folder (its card embeds it) and, from a checkpoint, in output_dir too,
@@ -451,7 +515,13 @@ class HNCSETrainer(Trainer):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
         else:
             encoder = self.accelerator.unwrap_model(model if model is not None else self.model)
-            encoder.load_weights(resume_from_checkpoint)
+            try:
+                encoder.load_weights(resume_from_checkpoint)
+            except RuntimeError as error:  # torch's size mismatch, or weights of other names
+                raise ConfigError(
+                    f"--resume_from_checkpoint {resume_from_checkpoint}: its weights are not this model's "
+                    f"({first_line(error)[:300]}); resume with the --model_name_or_path it was trained from"
+                ) from None
 
     def _load_best_model(self) -> None:
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:

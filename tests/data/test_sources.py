@@ -110,6 +110,22 @@ def test_a_tar_without_the_layout_leaves_nothing_behind(offline_home, tmp_path):
     assert [p.name for p in (offline_home / "hncse").iterdir() if not p.name.endswith(".lock")] == []
 
 
+@pytest.mark.parametrize("compression", ["gz", "bz2", "xz"])
+def test_a_compressed_tar_cut_short_is_one_line(offline_home, senteval_dir, tmp_path, compression):
+    """Its decompressor fails (EOFError, not a TarError): a traceback before."""
+    whole = tmp_path / f"whole.tar.{compression}"
+    with tarfile.open(whole, f"w:{compression}") as archive:
+        archive.add(senteval_dir, arcname="data/downstream")
+    tar_path = tmp_path / "senteval.tar"
+    tar_path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(DataError) as error:
+        extract_senteval(str(tar_path))
+    message = str(error.value)
+    assert message.startswith(f"{tar_path}: not a readable tar archive (") and "\n" not in message
+    assert message.endswith("); download or copy it again")
+    assert [p.name for p in (offline_home / "hncse").iterdir() if not p.name.endswith(".lock")] == []
+
+
 def test_offline_with_nothing_names_the_command_and_the_variable(offline_home, tmp_path, monkeypatch):
     with pytest.raises(DataError) as info:
         resolve_train_file("wiki1m")

@@ -211,3 +211,76 @@ def test_two_processes_stream_their_share(tiny_model_dir, corpus_file, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(losses(out)) == [1, 2, 3] and (out / "checkpoint-3").is_dir()
     assert "negatives from the global batch of 2 processes" in proc.stderr
+
+
+def write_corpus(path, kind: str, rows: int = 5000) -> None:
+    sentences = [f"sentence number {i} ." for i in range(rows)]
+    if kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"text": sentences}), path, row_group_size=500)
+    elif kind == "jsonl":
+        path.write_text("".join(json.dumps({"text": s}) + "\n" for s in sentences), encoding="utf-8")
+    else:
+        path.write_text(("text\n" if kind == "csv" else "") + "".join(s + "\n" for s in sentences), encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", ["txt", "jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("change", ["deleted", "cut short"])
+def test_a_file_deleted_or_cut_short_under_the_stream_is_one_line(tmp_path, kind, change):
+    """Read in blocks as training goes: a deleted file failed with a FileNotFoundError traceback, one cut short gave a
+    shorter pass without a word (or a parser's traceback)."""
+    path = tmp_path / f"corpus.{kind}"
+    write_corpus(path, kind)
+    sentences, source = stream_sentences(train_file=str(path))
+    stream = iter(SentenceStream(sentences, source, seed=0, buffer_size=0, global_batch=4))
+    next(stream)
+    size = path.stat().st_size
+    if change == "deleted":
+        path.unlink()
+    else:
+        with open(path, "r+b") as f:
+            f.truncate(size // 3)
+    with pytest.raises(DataError) as error:
+        list(itertools.islice(stream, 20_000))
+    again = "put it back as it was and run the same command again (it resumes from the last resumable checkpoint)"
+    if change == "deleted":
+        expected = f"{path}: no longer there (deleted or moved while training streamed it); {again}"
+    else:
+        expected = f"{path}: changed while training streamed it ({size} bytes when the stream opened, {size // 3} now)"
+    assert str(error.value).startswith(expected) and "\n" not in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.txt", b"", ": no sentences (the corpus is empty or only blank lines)"),
+        ("empty.jsonl", b"\n", ": no sentences (the corpus is empty or only blank lines)"),
+        ("text.parquet", b"one sentence\n", ": not a valid parquet file (it does not start like one: another format "
+         "named .parquet? Give it its format's ending)"),
+        ("bad.jsonl", b'{"text": "a"}\n{"text": "b"\n', ":2: not valid JSON (Expecting ',' delimiter at column 13); "
+         "a JSON Lines file holds one object per line"),
+        ("quote.csv", b'text\n"one\ntwo\n', ':2: a quoted field is never closed (it runs on to the end of the file); '
+         'close the quote, or write a quote inside a quoted field as ""'),
+        ("dup.csv", b"text,text\na,b\n", ":1: column 'text' is named twice in the header (columns 1 and 2); give "
+         "each column its own name"),
+        ("corpus.txt.gz", b"\x1f\x8b\x08\x00rest", ": a gzip-compressed file, not text; decompress it first and pass "
+         "the result"),
+    ],
+)  # fmt: skip
+def test_a_bad_streamed_file_is_one_line_naming_it(tmp_path, name, content, message):
+    """When the stream opens (before a model loads): a traceback of pyarrow, pandas or StopIteration before."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError) as error:
+        sentences, source = stream_sentences(train_file=str(path))
+        texts(SentenceStream(sentences, source, seed=0, buffer_size=0, global_batch=2), 10)
+    assert str(error.value) == f"{path}{message}"
+
+
+def test_a_streamed_tsv_reads_its_quotes_as_text(tmp_path):
+    path = tmp_path / "quotes.tsv"
+    path.write_text('text\tid\n"He said, hi\t1\ntwo\t2\n"Hi," she said.\t3\n', encoding="utf-8")
+    sentences, _ = stream_sentences(train_file=str(path))
+    assert [e["text"] for e in sentences] == ['"He said, hi', "two", '"Hi," she said.']

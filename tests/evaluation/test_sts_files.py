@@ -208,6 +208,17 @@ def bad_file(tmp_path: Path, name: str, text: str) -> Path:
         ("empty.csv", 'sentence1,sentence2,score\na b,c d,1\n"",g h,2\n', None,
          r"empty.csv:3: empty 'sentence1': every pair needs two sentences"),
         ("named.csv", "a,b,c\nx,y,1\nz,w,2\n", ["a", "b", "b"], r"--sts_columns takes three different column names"),
+        # a sentence that opens a quote and never closes it would swallow the pairs after it
+        ("stray.csv", 'sentence1,sentence2,score\n"a b,c d,1\ne f,g h,2\ni j,k l,3\n', None,
+         r"stray.csv:2: a quoted field is never closed \(it runs on to the end of the file\)"),
+        ("dup.csv", "sentence1,sentence2,score,score\na,b,1,5\nc,d,2,4\n", None,
+         r"dup.csv:1: column 'score' is named twice in the header \(columns 3 and 4\)"),
+        ("wide.tsv", "sentence1\tsentence2\tscore\na\tb\t1\nc\td\te\t2\n", None,
+         r"wide.tsv:3: 4 fields, but the header names 3"),
+        ("bad.jsonl", '{"sentence1": "a", "sentence2": "b", "score": 1}\n{"sentence1": "c", "sentence2": "d" '
+         '"score": 2}\n', None, r"bad.jsonl:2: not valid JSON \(Expecting ',' delimiter at column 37\)"),
+        ("text.parquet", "sentence1,sentence2,score\na,b,1\nc,d,2\n", None,
+         r"text.parquet: not a valid parquet file \(it does not start like one"),
     ],
 )  # fmt: skip
 def test_bad_files_are_refused_with_one_line(tmp_path, name, text, columns, message):
@@ -215,6 +226,15 @@ def test_bad_files_are_refused_with_one_line(tmp_path, name, text, columns, mess
     with pytest.raises((DataError, EvalConfigError)) as refused:
         load_sts_files(parse_sts_files([str(path)]), columns, "dev")
     assert re.search(message, str(refused.value)) and "\n" not in str(refused.value), str(refused.value)
+
+
+def test_a_tsv_reads_stray_quotes_as_text(tmp_path):
+    """A TSV of pairs with quotes in its sentences (STS-B's own files are read so): every pair, quotes kept."""
+    first, second = ['"He said, hi', "c d", 'She said "no".'], ["a b", '"quoted" start', "e f"]
+    text = "".join(f"{a}\t{b}\t{i}\n" for i, (a, b) in enumerate(zip(first, second)))
+    path = bad_file(tmp_path, "quotes.tsv", "sentence1\tsentence2\tscore\n" + text)
+    (evaluator,) = load_sts_files(parse_sts_files([str(path)]), None, "dev")
+    assert evaluator.pairs.sentences1 == first and evaluator.pairs.sentences2 == second
 
 
 def test_the_same_file_twice_and_a_bad_hub_id_are_refused(tmp_path):

@@ -13,13 +13,14 @@ from tiny_run import base_argv, crash_after_step
 
 import hncse.training.trainer
 import run_hncse
-from hncse.errors import ConfigError
+from hncse.errors import ConfigError, TrainingDivergedError
 from hncse.training.checkpoints import (
     check_resumable,
     is_model_only,
     last_complete_checkpoint,
     missing_checkpoint_files,
     rotate_checkpoints,
+    write_manifest,
 )
 
 
@@ -115,11 +116,14 @@ def fake_checkpoint(out, step: int, resumable: bool, best: int | None, written: 
     folder = out / f"checkpoint-{step}"
     folder.mkdir()
     save_file({"w": torch.zeros(2)}, folder / "model.safetensors")
-    for name in ["scheduler.pt", "rng_state.pth", "optimizer.pt"] if resumable else []:
+    for name in ["scheduler.pt", "rng_state.pth", "optimizer.pt", "loss_state.pt"] if resumable else []:
         torch.save({}, folder / name)
-    state = {"best_model_checkpoint": str(out / f"checkpoint-{best}") if best else None}
+    if resumable:
+        (folder / "run_config.json").write_text("{}")
+    state = {"global_step": step, "best_model_checkpoint": str(out / f"checkpoint-{best}") if best else None}
     (folder / "trainer_state.json").write_text(json.dumps(state))
     os.utime(folder / "trainer_state.json", (written, written))
+    write_manifest(str(folder), step, resumable)  # as a save ends
     return str(folder)
 
 
@@ -140,3 +144,32 @@ def test_rotation_counts_the_last_written_as_newest(tmp_path):
     fake_checkpoint(tmp_path, 4, True, None, 500)  # written after resuming from checkpoint-3
     rotate_checkpoints(str(tmp_path), 1, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4"]
+
+
+def test_a_nan_selection_metric_stops_instead_of_choosing_no_checkpoint(
+    tiny_model_dir, corpus_file, senteval_dir, tmp_path, monkeypatch
+):
+    """The Trainer would take a first NaN as the best and never replace it (nothing compares greater than NaN),
+    while the table said "best checkpoint" and the card published `.nan`: the run stops with one line instead."""
+    original = hncse.training.trainer.flat_metrics
+    calls = []
+
+    def nan_at_the_second_evaluation(results, suite):
+        calls.append(1)
+        metrics = original(results, suite)
+        return {**metrics, "stsb_spearman": float("nan")} if len(calls) == 3 else metrics
+
+    monkeypatch.setattr(hncse.training.trainer, "flat_metrics", nan_at_the_second_evaluation)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match="eval_stsb_spearman is nan at step 2") as stopped:
+        run_hncse.main(argv(tiny_model_dir, corpus_file, senteval_dir, out, "--resume_state_steps", "1"))
+    assert "\n" not in str(stopped.value) and f"Last checkpoint: {out / 'checkpoint-1'}" in str(stopped.value)
+    assert not (out / "model.safetensors").exists() and not missing_checkpoint_files(str(out / "checkpoint-1"))
+
+
+def test_the_card_leaves_out_a_score_that_is_not_finite():
+    from hncse.training.model_card import model_index
+
+    finite = model_index("m", {"eval_stsb_spearman": 80.0}, None)
+    assert finite and finite[0]["results"]
+    assert model_index("m", {"eval_stsb_spearman": float("nan")}, None) == []

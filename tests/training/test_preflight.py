@@ -16,6 +16,7 @@ from hncse.losses.registry import Objective
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
 from hncse.training import preflight
+from hncse.training.output_folder import OutputFolder
 from hncse.training.preflight import CHECKS, run_preflight
 
 ORDER = ["output folder", "arguments", "optimizer", "launch", "data", "steps", "model", "evaluation sets"]
@@ -101,6 +102,7 @@ def test_a_refused_run_loads_no_model_and_writes_nothing(faults, fault, tmp_path
     (out / "checkpoint-2").mkdir(parents=True)
     (out / "checkpoint-2" / "model.safetensors").write_bytes(b"weights of an earlier run")
     (out / "notes.txt").write_text("mine", encoding="utf-8")
+    OutputFolder(str(out)).sweep()  # an earlier hncse run's folder: its ledger names these
     before = snapshot(out)
     loads = []
 

@@ -18,6 +18,7 @@ from tiny_run import crash_after_step
 import hncse.training.trainer
 import run_hncse
 from hncse.training.checkpoints import is_model_only, last_complete_checkpoint, missing_checkpoint_files
+from hncse.training.output_folder import OutputFolder
 
 REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
 
@@ -82,19 +83,26 @@ def test_output_dir_of_another_configuration_is_refused_untouched(tiny_model_dir
             "--load_best_model_at_end", "false", "--dataloader_pin_memory", "false", "--disable_tqdm", "true", *extra,
         ]  # fmt: skip
 
-    run_hncse.main(argv("--objective", "simcse"))
+    with crash_after_step(2), pytest.raises(RuntimeError, match="simulated crash"):  # stopped after step 2's save
+        run_hncse.main(argv("--objective", "simcse", "--max_steps", "3", "--resume_state_steps", "1"))
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    with pytest.raises(ConfigError) as error:
-        run_hncse.main(argv("--objective", "hnm", "--learning_rate", "1e-4"))
-    message = str(error.value)
-    assert "objective: 'simcse' → 'hnm'" in message and "learning_rate: 3e-05 → 0.0001" in message
-    assert "--overwrite_output_dir" in message and "\n" not in message
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing written over
+    for other, listed in (
+        (["--objective", "hnm", "--learning_rate", "1e-4"], "learning_rate: 3e-05 → 0.0001"),
+        (["--objective", "hnm"], "Pass --resume_from_checkpoint PATH to resume it with the new settings"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            run_hncse.main(argv(*other, "--max_steps", "3", "--resume_state_steps", "1"))
+        message = str(error.value)
+        assert "objective: 'simcse' → 'hnm'" in message and listed in message and "\n" not in message
+        assert "--overwrite_output_dir" in message
+        assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing written over
 
-    run_hncse.main(argv("--objective", "simcse", "--max_steps", "3"))  # same run, longer: resumes from step 2
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    run_hncse.main(argv("--objective", "simcse", "--max_steps", "3", "--resume_state_steps", "1"))  # resumes step 2
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]  # 2 kept
     kept = out / "checkpoint-2" / "model.safetensors"
     assert kept.stat().st_mtime_ns == before[kept]  # resumed from it, not retrained
+    with pytest.raises(ConfigError, match="holds a finished run \\(step 3\\) of other settings \\(objective"):
+        run_hncse.main(argv("--objective", "hnm", "--max_steps", "3"))
 
     run_hncse.main(argv("--objective", "hnm", "--hnm_k", "4", "--overwrite_output_dir", "true"))
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
@@ -133,7 +141,9 @@ def test_sigkill_mid_training_loses_only_the_steps_since_the_last_checkpoint(tin
     # Saves every 2 steps: the state to resume at steps 4, 8, …, the model only at 2, 6, … (no evaluation).
     kill_once_saved(["run_hncse.py", *argv(400)], out / "checkpoint-8")
     assert (out / "checkpoint-8" / "trainer_state.json").is_file(), "the run did not reach step 8"
-    # A folder cut short while being written (the kill may land mid-save) is skipped, not resumed from.
+    # A folder cut short while being written (the kill may land mid-save) is skipped, not resumed from. The run
+    # names a checkpoint folder in the output folder's ledger before writing it, as for these two.
+    OutputFolder(str(out)).claim("checkpoint-100000", "checkpoint-100001")
     (out / "checkpoint-100000").mkdir()
     (out / "checkpoint-100000" / "model.safetensors").write_bytes(b"")
     # ... and one killed while writing its last file: every file there, trainer_state.json empty.
