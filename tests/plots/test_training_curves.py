@@ -12,6 +12,7 @@ import hncse.training.trainer
 import run_hncse
 from hncse.plots import CURVES_NAME, draw_training_curves
 from hncse.plots.training_curves import best_evaluation, cli, recorded_best_metric, training_entries
+from hncse.training.output_folder import OutputFolder
 
 EMBEDDED = f"]({CURVES_NAME})"  # the card's Markdown image
 
@@ -143,7 +144,8 @@ def test_a_run_without_matplotlib_succeeds_and_says_once_why_there_is_no_picture
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     output_dir = tmp_path / "run"
     output_dir.mkdir()
-    (output_dir / CURVES_NAME).write_bytes(b"an earlier run's picture")  # would be embedded in this run's card
+    (output_dir / CURVES_NAME).write_bytes(b"an earlier run's picture")
+    OutputFolder(str(output_dir)).sweep()  # written by an earlier hncse run  # would be embedded in this run's card
     run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir))  # 3 checkpoints, 1 final folder
     printed = capsys.readouterr()
     said = logged(printed.err, CURVES_NAME)
@@ -168,6 +170,7 @@ def test_a_picture_that_fails_is_a_warning_and_the_checkpoints_are_kept(
     output_dir = tmp_path / "run"
     output_dir.mkdir()
     (output_dir / CURVES_NAME).write_bytes(b"an earlier run's picture")
+    OutputFolder(str(output_dir)).sweep()  # written by an earlier hncse run
     # Every save resumable: checkpoints 1-3 are written whatever the dev curve (only new bests would be otherwise).
     run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir) + ["--resume_state_steps", "1"])
     warned = logged(capsys.readouterr().err, "was not drawn")
