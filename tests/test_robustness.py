@@ -2,6 +2,7 @@
 and the earlier work in the output directory untouched. The cases are bench/robustness.py's, which writes the doc."""
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -10,6 +11,10 @@ from safetensors.torch import load_file
 
 from bench.robustness import CASES, Workspace, case_folder, run_case
 
+# The suite runs every SAMPLE_EVERY-th case (each is a process of ~10 s on 2 cores, 95 in all); `python -m
+# bench.robustness`, which writes docs/robustness.md, runs them all, as does HNCSE_ROBUSTNESS_ALL=1 here.
+ALL_CASES = os.environ.get("HNCSE_ROBUSTNESS_ALL") == "1"
+SAMPLE_EVERY = 4
 # The cases the other tests of this file read.
 OTHER_TESTS_CASES = (
     "loss or weights become NaN/inf (learning rate 1e38)",
@@ -34,7 +39,10 @@ def outcomes(tiny_model_dir, corpus_file, senteval_dir, tmp_path_factory, reques
     selected = {getattr(item.callspec.params.get("case"), "name", None) for item in request.session.items
                 if hasattr(item, "callspec")}  # fmt: skip
     named = {case.name for case in CASES}
-    wanted = [case for case in CASES if case.name in selected or not (selected & named)]
+    if selected & named:
+        wanted = [case for case in CASES if case.name in selected]
+    else:
+        wanted = [case for number, case in enumerate(CASES) if ALL_CASES or number % SAMPLE_EVERY == 0]
     wanted += [case for case in CASES if case.name in OTHER_TESTS_CASES and case not in wanted]
     with ThreadPoolExecutor(max_workers=2) as pool:  # each case is its own process
         futures = {case.name: pool.submit(run_case, case, workspace, folders[case.name]) for case in wanted}
@@ -43,6 +51,8 @@ def outcomes(tiny_model_dir, corpus_file, senteval_dir, tmp_path_factory, reques
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_bad_input_gets_one_line_and_keeps_earlier_work(outcomes, case):
+    if case.name not in outcomes:
+        pytest.skip("outside the suite's sample: HNCSE_ROBUSTNESS_ALL=1, or python -m bench.robustness, runs it")
     outcome, output_dir = outcomes[case.name]
     assert outcome.exit_code == case.exit_code, outcome.message
     assert not outcome.traceback

@@ -26,6 +26,7 @@ from hncse.modeling.folder import (
     HNCSE_CONFIG_NAME,
     MLP_WEIGHTS_NAME,
     WEIGHTS_NAME,
+    hncse_config_disagreement,
     read_sentence_transformers_modules,
     sentence_transformers_length,
     write_sentence_transformers_files,
@@ -78,6 +79,29 @@ def read_hncse_config(folder: str) -> dict:
             f"{path}: pooler_type {saved['pooler_type']!r} is not one of {', '.join(POOLER_TYPES)} (edited by hand?)"
         )
     return saved
+
+
+def check_against_sentence_transformers(folder: str, saved: dict, config, given: list[str]) -> dict:
+    """The modules that `SentenceEncoder` takes from the sentence-transformers files of a folder that also has an
+    hncse_config.json (those read from a sentence-transformers folder, else none), once both files are found to
+    describe the same embedding; else one line naming both files and the difference.
+
+    Refused rather than resolved: hncse_config.json says what the modules cannot (the MLP head trained with pooler
+    `cls`, used in training only), so after an edit to either side neither file is known to be the intended one,
+    and following one would silently score, or go on training, another function than the other loader computes.
+    The way out the message gives, deleting hncse_config.json, makes the folder a plain sentence-transformers one,
+    whose modules `from_pretrained` then reproduces. A folder that `save_pretrained` wrote agrees with itself."""
+    if not os.path.isfile(os.path.join(folder, "modules.json")):
+        return {}  # no sentence-transformers files: hncse_config.json alone describes the folder
+    modules = read_sentence_transformers_modules(folder)
+    described = {**saved, "pooler_type": saved.get("pooler_type") or default_pooler(config)}
+    why = hncse_config_disagreement(folder, described, modules, config.num_hidden_layers, tuple(given))
+    if why:
+        raise ModelNotFoundError(
+            f"{why}: SentenceEncoder and SentenceTransformer would compute different embeddings; delete "
+            f"{HNCSE_CONFIG_NAME} to load the folder as sentence-transformers does, or undo the edit"
+        )
+    return modules if saved.get("sentence_transformers_modules") else {}
 
 
 class SentenceEncoder(nn.Module):
@@ -180,7 +204,8 @@ class SentenceEncoder(nn.Module):
     ) -> SentenceEncoder:
         """Load a transformers checkpoint or a folder saved by `save_pretrained` (its pooler and head included).
 
-        Arguments left as None come from the folder's hncse_config.json, else from a sentence-transformers
+        Arguments left as None come from the folder's hncse_config.json (which must describe the embedding its
+        sentence-transformers files do: `check_against_sentence_transformers`), else from a sentence-transformers
         folder's modules (Pooling: mean → avg, CLS → cls_before_pooler, lasttoken; and the WeightedLayerPooling,
         Dense and Normalize modules, which are then part of the model), else SimCSE's defaults (cls, MLP in
         training only; lasttoken for a decoder). A `pooler_type` given for a sentence-transformers folder replaces
@@ -202,7 +227,11 @@ class SentenceEncoder(nn.Module):
         saved, modules = {}, {}
         if os.path.isfile(os.path.join(path, HNCSE_CONFIG_NAME)):
             saved = read_hncse_config(path)
-            if saved.get("sentence_transformers_modules"):
+            if pooler_type is None:  # the folder's own embedding: the one sentence-transformers computes, or refused
+                given = [k for k, v in (("max_seq_length", max_seq_length), ("prompt", prompt),
+                                        ("prompt_in_pooling", prompt_in_pooling)) if v is not None]  # fmt: skip
+                modules = check_against_sentence_transformers(path, saved, config, given)
+            elif saved.get("sentence_transformers_modules"):
                 modules = read_sentence_transformers_modules(path)
         elif pooler_type is None:  # a sentence-transformers folder computes what its modules say, or is refused
             saved = modules = read_sentence_transformers_modules(path)

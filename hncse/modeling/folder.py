@@ -40,6 +40,18 @@ ST_ACTIVATIONS = {
 }
 
 
+def pooler_layer_mix(pooler_type: str, num_hidden_layers: int) -> dict | None:
+    """The WeightedLayerPooling that computes SimCSE's two-layer poolers (two layers averaged token-wise with a
+    fixed 0/1 weighting, then mean-pooled), or None for a pooler of one layer."""
+    if pooler_type == "avg_top2":
+        return {"layer_start": num_hidden_layers - 1, "weights": torch.tensor([1.0, 1.0])}
+    if pooler_type == "avg_first_last":
+        if num_hidden_layers == 1:
+            return {"layer_start": 1, "weights": torch.tensor([2.0])}  # first and last layer are the same layer
+        return {"layer_start": 1, "weights": torch.tensor([1.0] + [0.0] * (num_hidden_layers - 2) + [1.0])}
+    return None
+
+
 def _write_json(path: str, obj: dict | list) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2)
@@ -72,17 +84,9 @@ def write_sentence_transformers_files(
     modules = [{"name": "transformer", "path": "", "type": "sentence_transformers.models.Transformer"}]
     bert_config: dict = {"max_seq_length": max_seq_length, "do_lower_case": False}
 
-    if pooler_type in ("avg_top2", "avg_first_last") or layer_mix is not None:
-        # Average two layers token-wise with a fixed 0/1 weighting, then mean-pool: exactly SimCSE's pooler.
-        if layer_mix is not None:
-            layer_start, weights = layer_mix["layer_start"], layer_mix["weights"].tolist()  # written back as read
-        elif pooler_type == "avg_top2":
-            layer_start, weights = num_hidden_layers - 1, [1.0, 1.0]
-        else:
-            layer_start = 1
-            weights = [1.0] + [0.0] * (num_hidden_layers - 2) + [1.0]
-            if num_hidden_layers == 1:
-                weights = [2.0]  # first and last layer are the same layer
+    layer_mix = layer_mix if layer_mix is not None else pooler_layer_mix(pooler_type, num_hidden_layers)
+    if layer_mix is not None:
+        layer_start, weights = layer_mix["layer_start"], layer_mix["weights"].tolist()
         bert_config["config_kwargs"] = {"output_hidden_states": True}
         layer_dir = os.path.join(output_dir, "1_WeightedLayerPooling")
         os.makedirs(layer_dir, exist_ok=True)
@@ -174,6 +178,15 @@ def write_sentence_transformers_files(
     )
 
 
+def _read_json(path: str):
+    """A JSON file of the folder, or one line naming it (not a traceback from the parser)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelNotFoundError(f"{path}: not readable JSON ({str(error).splitlines()[0]})") from None
+
+
 def _read_module_weights(path: str) -> dict[str, torch.Tensor]:
     """A module folder's weights: model.safetensors, else pytorch_model.bin (older sentence-transformers)."""
     if os.path.isfile(os.path.join(path, "model.safetensors")):
@@ -192,13 +205,15 @@ def read_sentence_transformers_modules(folder: str) -> dict:
     modules_file = os.path.join(folder, "modules.json")
     if not os.path.isfile(modules_file):
         return {}
-    with open(modules_file, encoding="utf-8") as f:
-        modules = json.load(f)
-    found: dict = {"layer_mix": None, "dense": [], "normalize": False}
-    order = []
+    modules = _read_json(modules_file)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ModelNotFoundError(f"{modules_file}: not a list of modules (edited by hand?)")
+    # `files`: where each module's settings are, so that a message can name the file that says what it says
+    found: dict = {"layer_mix": None, "dense": [], "normalize": False, "order": [], "files": {"Dense": []}}
+    order = found["order"]
     for module in modules:
-        kind = module.get("type", "").rsplit(".", 1)[-1]
-        path = os.path.join(folder, module.get("path", ""))
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        path = os.path.join(folder, str(module.get("path", "")))
         if kind not in ST_MODULES:
             raise ModelNotFoundError(
                 f"{folder}: its sentence-transformers module {kind} ({module.get('path')}) is one SentenceEncoder "
@@ -207,8 +222,13 @@ def read_sentence_transformers_modules(folder: str) -> dict:
         order.append(kind)
         config = {}
         if os.path.isfile(os.path.join(path, "config.json")) and kind != "Transformer":
-            with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-                config = json.load(f)
+            config = _read_json(os.path.join(path, "config.json"))
+            if not isinstance(config, dict):
+                raise ModelNotFoundError(f"{os.path.join(path, 'config.json')}: not a JSON object (edited by hand?)")
+        if kind == "Dense":
+            found["files"]["Dense"].append(path)
+        else:
+            found["files"][kind] = os.path.join(path, "config.json") if kind == "Pooling" else path
         if kind == "Pooling":
             # sentence-transformers ≤ 5 writes one pooling_mode_<mode> flag per mode, 6 a `pooling_mode` string
             modes = [k.removeprefix("pooling_mode_") for k, v in config.items() if k.startswith("pooling_mode_") and v]
@@ -222,8 +242,10 @@ def read_sentence_transformers_modules(folder: str) -> dict:
             found["pooler_type"] = ST_POOLING_MODES[modes[0]]
             found["prompt_in_pooling"] = bool(config.get("include_prompt", True))
         elif kind == "WeightedLayerPooling":
-            weights = _read_module_weights(path)["layer_weights"].float()
-            found["layer_mix"] = {"layer_start": int(config["layer_start"]), "weights": weights}
+            weights = _read_module_weights(path).get("layer_weights")
+            if weights is None or not isinstance(config.get("layer_start"), int):
+                raise ModelNotFoundError(f"{path}: no layer_weights or layer_start (a WeightedLayerPooling module)")
+            found["layer_mix"] = {"layer_start": config["layer_start"], "weights": weights.float()}
         elif kind == "Dense":
             activation = config.get("activation_function", "torch.nn.modules.activation.Tanh")
             if activation not in ST_ACTIVATIONS:
@@ -232,10 +254,14 @@ def read_sentence_transformers_modules(folder: str) -> dict:
                     "SentenceEncoder does not reproduce; load it with sentence-transformers"
                 )
             state = _read_module_weights(path)
+            if not all(isinstance(config.get(k), int) for k in ("in_features", "out_features")):
+                raise ModelNotFoundError(
+                    f"{os.path.join(path, 'config.json')}: no in_features and out_features (a Dense module's sizes)"
+                )
             found["dense"].append(
                 {
-                    "in_features": int(config["in_features"]),
-                    "out_features": int(config["out_features"]),
+                    "in_features": config["in_features"],
+                    "out_features": config["out_features"],
                     "bias": bool(config.get("bias", True)),
                     "activation": ST_ACTIVATIONS[activation],
                     "state": {k.removeprefix("linear."): v for k, v in state.items()},
@@ -261,8 +287,9 @@ def default_prompt(folder: str) -> str | None:
     path = os.path.join(folder, "config_sentence_transformers.json")
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        config = json.load(f)
+    config = _read_json(path)
+    if not isinstance(config, dict):
+        return None
     name = config.get("default_prompt_name")
     return (config.get("prompts") or {}).get(name) or None if name else None
 
@@ -272,6 +299,111 @@ def sentence_transformers_length(folder: str) -> int | None:
     bert_config = os.path.join(folder, "sentence_bert_config.json")
     if not os.path.isfile(bert_config):
         return None
-    with open(bert_config, encoding="utf-8") as f:
-        max_seq_length = json.load(f).get("max_seq_length")
+    config = _read_json(bert_config)
+    max_seq_length = config.get("max_seq_length") if isinstance(config, dict) else None
     return max_seq_length if isinstance(max_seq_length, int) else None
+
+
+# What each pooler is as a sentence-transformers Pooling mode (`read_sentence_transformers_modules`' pooler_type),
+# and that mode in the words of its config file.
+ST_POOLER_OF = {"cls": "cls_before_pooler", "cls_before_pooler": "cls_before_pooler", "avg": "avg",
+                "avg_top2": "avg", "avg_first_last": "avg", "lasttoken": "lasttoken"}  # fmt: skip
+POOLING_WORDS = {"avg": "mean", "cls_before_pooler": "cls", "lasttoken": "lasttoken"}
+
+
+def hncse_config_disagreement(
+    folder: str, saved: dict, modules: dict, num_hidden_layers: int, given: tuple[str, ...] = ()
+) -> str | None:
+    """Where a folder's hncse_config.json (`saved`, its pooler filled in) and its sentence-transformers files
+    (`modules`, as `read_sentence_transformers_modules` read them) describe different embeddings, as one line
+    naming both files, or None when `SentenceEncoder` and `SentenceTransformer` compute the same vectors from it.
+
+    Both files are written together by `save_pretrained`; they disagree only when one was edited (or copied in
+    from another folder) afterwards, and then neither can be assumed to be the intended one. `given`: the settings
+    the caller sets itself (max_seq_length, prompt, prompt_in_pooling), whose files are not compared.
+    """
+    config = HNCSE_CONFIG_NAME
+    pooler, files = saved["pooler_type"], modules["files"]
+    mlp_only_train = saved.get("mlp_only_train", True)
+    if ST_POOLER_OF[pooler] != modules["pooler_type"]:
+        return f"{files['Pooling']} says {POOLING_WORDS[modules['pooler_type']]} pooling but {config} says {pooler}"
+    # hncse's own modules, as its save_pretrained writes them; those read from a sentence-transformers folder
+    # (`sentence_transformers_modules`) come from these same files, so they agree by construction.
+    own = bool(saved.get("sentence_transformers_modules"))
+    head = pooler == "cls" and not mlp_only_train  # the MLP head in the embedding: the first Dense module
+    mix = modules["layer_mix"] if own else pooler_layer_mix(pooler, num_hidden_layers)
+    dense = int(head) + (len(modules["dense"]) if own else 0)
+    expected = (["Transformer"] + ["WeightedLayerPooling"] * (mix is not None) + ["Pooling"] + ["Dense"] * dense
+                + ["Normalize"] * (modules["normalize"] if own else 0))  # fmt: skip
+    if modules["order"] != expected:
+        settings = f"pooler {pooler}" + (", mlp_only_train false" if head else "")
+        return (
+            f"{os.path.join(folder, 'modules.json')} lists {' → '.join(modules['order'])} but {config} ({settings}) "
+            f"computes {' → '.join(expected)}"
+        )
+    if mix is not None and not own:
+        found = modules["layer_mix"]
+        weights, expected_weights = found["weights"], mix["weights"]
+        same = found["layer_start"] == mix["layer_start"] and weights.shape == expected_weights.shape
+        if not same or not torch.allclose(weights / weights.sum(), expected_weights / expected_weights.sum()):
+            return (
+                f"{files['WeightedLayerPooling']} weighs the layers from {found['layer_start']} by "
+                f"{[round(w, 4) for w in weights.tolist()]} but {config} says pooler {pooler} (from layer "
+                f"{mix['layer_start']}, by {expected_weights.tolist()})"
+            )
+    if head:
+        why = _head_disagreement(folder, modules["dense"][0], files["Dense"][0])
+        if why:
+            return why
+    length = modules.get("max_seq_length")
+    if "max_seq_length" not in given and None not in (length, saved.get("max_seq_length")):
+        if length != saved["max_seq_length"]:
+            return (
+                f"{os.path.join(folder, 'sentence_bert_config.json')} says max_seq_length {length} but {config} "
+                f"says {saved['max_seq_length']}"
+            )
+    if "prompt" not in given:
+        prompt = saved.get("prompt") or None
+        if prompt != modules.get("prompt"):
+            said = [repr(p) if p else "none" for p in (modules.get("prompt"), prompt)]
+            return (
+                f"{os.path.join(folder, 'config_sentence_transformers.json')}'s default prompt is {said[0]} but "
+                f"{config}'s prompt is {said[1]}"
+            )
+        in_pooling = bool(saved.get("prompt_in_pooling", True))
+        if prompt and "prompt_in_pooling" not in given and in_pooling != modules["prompt_in_pooling"]:
+            return (
+                f"{files['Pooling']} says include_prompt {str(modules['prompt_in_pooling']).lower()} but {config} "
+                f"says prompt_in_pooling {str(in_pooling).lower()}"
+            )
+    return None
+
+
+def _head_disagreement(folder: str, dense: dict, dense_path: str) -> str | None:
+    """Whether the Dense module after the Pooling is the MLP head that hncse_config.json puts in the embedding
+    (pooler cls, mlp_only_train false): its sizes, activation and weights, those of mlp_head.safetensors."""
+    head_file = os.path.join(folder, MLP_WEIGHTS_NAME)
+    if not os.path.isfile(head_file):
+        return (
+            f"{head_file} is missing but {HNCSE_CONFIG_NAME} says the MLP head is part of the embedding (pooler cls, "
+            f"mlp_only_train false) and {dense_path} holds one"
+        )
+    head = load_file(head_file)
+    weight, bias = head.get("weight"), head.get("bias")
+    if weight is None or bias is None or weight.dim() != 2:
+        return f"{head_file}: not the MLP head's weights (weight and bias)"
+    size = f"{weight.shape[1]} → {weight.shape[0]}"
+    shape = f"{dense['in_features']} → {dense['out_features']}"
+    if (shape, dense["activation"], dense["bias"]) != (size, "Tanh", True):
+        return (
+            f"{os.path.join(dense_path, 'config.json')} says {shape} with {dense['activation']} but the MLP head "
+            f"that {HNCSE_CONFIG_NAME} puts in the embedding ({MLP_WEIGHTS_NAME}) is {size} with Tanh"
+        )
+    state = dense["state"]
+    for name, value in (("weight", weight), ("bias", bias)):
+        if state.get(name) is None or state[name].shape != value.shape or not torch.allclose(state[name], value):
+            return (
+                f"{dense_path}'s weights are not those of {MLP_WEIGHTS_NAME}, the MLP head that {HNCSE_CONFIG_NAME} "
+                "puts in the embedding (pooler cls, mlp_only_train false)"
+            )
+    return None

@@ -14,7 +14,9 @@ import argparse
 import json
 import math
 import os
+import tempfile
 
+from hncse.errors import ConfigError, first_line, run_cli
 from hncse.evaluation.evaluator import dev_metrics_in
 
 CURVES_NAME = "training_curves.png"
@@ -31,6 +33,9 @@ PM_CASES = {
     "pm_case_c": "case C: hardest above the positive",
     "pm_ratio": "mixing ratio w2/w1",
 }
+
+
+DRAWN = ("loss", "learning_rate", *SIMILARITIES, *PM_CASES)  # the logged values that become points
 
 
 def plotting_unavailable() -> str | None:
@@ -194,30 +199,92 @@ def recorded_best_metric(state: dict) -> str | None:
     return None
 
 
+def read_trainer_state(folder: str) -> tuple[str, dict]:
+    """(the path of `folder`'s trainer_state.json, its contents) when it holds a log history to draw, else one line
+    naming the folder or the file and what is wrong with it."""
+    if not os.path.exists(folder):
+        raise ConfigError(f"{folder}: no such folder (hncse-plot takes a run's output folder or a checkpoint)")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{folder}: not a folder (hncse-plot takes the folder that holds trainer_state.json)")
+    path = os.path.join(folder, "trainer_state.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{folder}: no trainer_state.json (a run's output folder or checkpoint has one)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not readable JSON ({first_line(error)}); cut short or edited by hand?") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: not a JSON object (the Trainer writes one); edited by hand?")
+    history = state.get("log_history")
+    if history is None:
+        raise ConfigError(f"{path}: no log_history (the Trainer's record of the logged steps); nothing to draw")
+    if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+        raise ConfigError(f"{path}: log_history is not a list of entries (the Trainer writes one); edited by hand?")
+    if not history:
+        raise ConfigError(f"{path}: log_history is empty (the run stopped before it logged a step); nothing to draw")
+    drawn = {*DRAWN, *dev_metrics(history)}
+    for i, entry in enumerate(history):
+        for key, value in entry.items():
+            if (key == "step" and not _is_number(value, int)) or (key in drawn and not _is_number(value, float)):
+                raise ConfigError(f"{path}: log_history entry {i} has {key} {value!r}, not a number; edited by hand?")
+    entries = training_entries(history)
+    if not any("loss" in e for e in entries) and not dev_metrics(entries):
+        raise ConfigError(
+            f"{path}: no entry of its log_history ({len(entries)} logged while training) has a loss or a dev metric; "
+            "nothing to draw"
+        )
+    return path, state
+
+
+def _is_number(value, kind: type) -> bool:
+    return isinstance(value, (int, kind)) and not isinstance(value, bool)
+
+
+def check_writable(path: str) -> None:
+    """The picture can be written at `path`, checked before it is drawn (one line, not a traceback)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path} is a folder")
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"no folder {folder}")
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".hncse-write-check-"):
+            pass
+    except OSError as error:
+        why = error.strerror or first_line(error)
+        raise ConfigError(
+            f"{path}: the picture cannot be written there ({why}; --output writes it elsewhere)"
+        ) from None
+
+
 def draw_from_trainer_state(folder: str, path: str | None = None) -> str:
     """Draw `folder`'s curves from its trainer_state.json (a run's output folder or a checkpoint); returns the
-    picture's path."""
-    state_path = os.path.join(folder, "trainer_state.json")
-    if not os.path.isfile(state_path):
-        raise FileNotFoundError(f"{folder}: no trainer_state.json (a run's output folder or checkpoint has one)")
-    with open(state_path, encoding="utf-8") as f:
-        state = json.load(f)
+    picture's path. A folder or file that cannot be drawn from, or a picture that cannot be written, is one line."""
+    _, state = read_trainer_state(folder)
     name = os.path.basename(os.path.abspath(folder))
     settings_path = os.path.join(folder, "run_config.json")
-    if os.path.isfile(settings_path):
+    try:  # the objective in the title only: a run_config.json that cannot be read leaves it out
         with open(settings_path, encoding="utf-8") as f:
             objective = json.load(f).get("objective")
-        name = f"{name} ({objective})" if objective else name
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        objective = None
+    name = f"{name} ({objective})" if isinstance(objective, str) and objective else name
     path = path or os.path.join(folder, CURVES_NAME)
+    check_writable(path)
     # The recorded best step is marked as is (the direction of the metric matters only when searching for it).
-    draw_training_curves(
-        state.get("log_history", []), path, recorded_best_metric(state), best_step=state.get("best_global_step"),
-        title=name,
-    )  # fmt: skip
+    best_step = state.get("best_global_step")
+    try:
+        draw_training_curves(
+            state["log_history"], path, recorded_best_metric(state),
+            best_step=best_step if isinstance(best_step, int) else None, title=name,
+        )  # fmt: skip
+    except OSError as error:  # e.g. the disk filled while writing: no picture, no partial file
+        raise ConfigError(f"{path}: the picture could not be written ({first_line(error)})") from None
     return path
 
 
-def cli(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(prog="hncse-plot", description="Draw a run's training_curves.png from its logs.")
     parser.add_argument("folder", help="a run's output folder or a checkpoint (it holds trainer_state.json)")
     parser.add_argument("-o", "--output", help=f"the PNG to write (default: FOLDER/{CURVES_NAME})")
@@ -225,10 +292,14 @@ def cli(argv: list[str] | None = None) -> None:
     reason = plotting_unavailable()
     if reason:
         parser.exit(1, f"hncse-plot: {reason}\n")
-    try:
-        print(draw_from_trainer_state(args.folder, args.output))
-    except (FileNotFoundError, json.JSONDecodeError) as error:
-        parser.exit(1, f"hncse-plot: {error}\n")
+    path = draw_from_trainer_state(args.folder, args.output)
+    print(path)
+    return path
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """`hncse-plot`: a folder or file it cannot draw from is `hncse-plot: error: <one line>`, exit status 2."""
+    run_cli(lambda: main(argv), "hncse-plot")
 
 
 if __name__ == "__main__":

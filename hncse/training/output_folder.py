@@ -22,7 +22,7 @@ from hncse.training.output_lock import LOCK_NAME
 
 logger = logging.getLogger(__name__)
 
-LEDGER_NAME = "_hncse_files.json"
+LEDGER_NAME = "_hncse_files.json"  # "_": the Trainer never pushes such a name, so it stays on this machine
 # What the Trainer writes at the top of output_dir outside the model save (`save_metrics`, `save_state`), recorded
 # before the run's first save so that a kill while one is written leaves nothing unknown.
 TRAINER_RESULT_FILES = (

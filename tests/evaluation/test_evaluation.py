@@ -360,6 +360,29 @@ def test_sentence_transformers_folder_brings_its_pooling(tiny_model_dir, tmp_pat
     assert SentenceEncoder.from_pretrained(str(tiny_model_dir)).pooler_type == "cls"  # plain checkpoint
 
 
+def test_cli_refuses_a_folder_whose_sentence_transformers_files_were_edited(tiny_model_dir, senteval_small, tmp_path):
+    """hncse_config.json says cls_before_pooler, 1_Pooling/config.json now says mean: the evaluation would score
+    another function than `SentenceTransformer(path)` computes, so it stops with one line naming both files."""
+    folder = tmp_path / "edited"
+    SentenceEncoder.from_pretrained(str(tiny_model_dir), pooler_type="cls_before_pooler").save_pretrained(folder)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    pooling.write_text(json.dumps({**config, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))
+    argv = [str(folder), "--senteval_dir", str(senteval_small), "--tasks", "stsb", "--mode", "dev",
+            "--output_json", str(tmp_path / "r.json")]  # fmt: skip
+    refused = subprocess.run(
+        [sys.executable, "-m", "hncse.evaluate", *argv],
+        capture_output=True, text=True, cwd=REPO, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0, refused.stderr
+    assert refused.stderr.startswith(
+        f"hncse-evaluate: error: {pooling} says mean pooling but hncse_config.json says cls_before_pooler: "
+    )
+    assert not (tmp_path / "r.json").exists()
+    (folder / "hncse_config.json").unlink()  # as the message says: the folder is now what sentence-transformers reads
+    assert evaluate_cli.main(argv)["pooler"] == "avg"
+
+
 def test_cli_results_are_never_lost_to_the_output_json(tiny_model_dir, senteval_small, tmp_path, capsys, monkeypatch):
     """An --output_json that cannot be written is refused before anything is encoded; one that fails while being
     written leaves no half file, and the results are printed first."""

@@ -2,6 +2,8 @@
 still succeeds and says once why there is no picture; `hncse-plot` draws it again from trainer_state.json."""
 
 import json
+import os
+import re
 import sys
 
 import pytest
@@ -128,9 +130,95 @@ def test_hncse_plot_draws_it_again_from_the_saved_state(run_with_curves, tmp_pat
 
     with pytest.raises(SystemExit) as exit_info:
         cli([str(tmp_path)])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "no trainer_state.json" in error and str(tmp_path) in error
+    expected = f"{tmp_path}: no trainer_state.json (a run's output folder or checkpoint has one)"
+    assert error == f"hncse-plot: error: {expected}\n"
+
+
+def state_with(log_history) -> str:
+    return json.dumps({"global_step": 6, "log_history": log_history})
+
+
+ODD_STATES = {
+    "not JSON": ("this is not JSON", r"trainer_state\.json: not readable JSON \(Expecting value: line 1 column 1"),
+    "cut short": (state_with(history())[:100], r"trainer_state\.json: not readable JSON \("),
+    "not an object": ("[1, 2]", r"trainer_state\.json: not a JSON object"),
+    "no log_history": ('{"global_step": 6}', r"trainer_state\.json: no log_history \("),
+    "empty log_history": (state_with([]), r"trainer_state\.json: log_history is empty"),
+    "log_history not a list": ('{"log_history": {"loss": 1}}', r"log_history is not a list of entries"),
+    "no loss": (state_with([{"learning_rate": 0.1, "step": 1}, {"step": 2}]),
+                r"trainer_state\.json: no entry of its log_history \(2 logged while training\) has a loss or a dev"),
+    "a loss that is not a number": (state_with([{"loss": "high", "step": 1}]),
+                                    r"log_history entry 0 has loss 'high', not a number"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ODD_STATES)
+def test_hncse_plot_on_a_state_it_cannot_draw_is_one_line_naming_the_file(tmp_path, capsys, case):
+    text, message = ODD_STATES[case]
+    (tmp_path / "trainer_state.json").write_text(text, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        cli([str(tmp_path)])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.count("\n") == 1, error
+    assert error.startswith(f"hncse-plot: error: {tmp_path / 'trainer_state.json'}: ") and re.search(message, error)
+    assert list(tmp_path.iterdir()) == [tmp_path / "trainer_state.json"]  # no picture, no partial file
+
+
+def test_hncse_plot_on_a_path_or_an_output_it_cannot_use_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "trainer_state.json").write_text(state_with(history()), encoding="utf-8")
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    cases = [
+        ([str(tmp_path / "nowhere")], f"{tmp_path / 'nowhere'}: no such folder"),
+        ([str(tmp_path / "a-file")], f"{tmp_path / 'a-file'}: not a folder"),
+        ([str(tmp_path / "run"), "-o", str(tmp_path / "no" / "c.png")],
+         f"{tmp_path / 'no' / 'c.png'}: the picture cannot be written there (no folder {tmp_path / 'no'}; "),
+        ([str(tmp_path / "run"), "-o", str(tmp_path / "a-file" / "c.png")],
+         f"{tmp_path / 'a-file' / 'c.png'}: the picture cannot be written there (no folder"),
+        ([str(tmp_path / "run"), "-o", str(tmp_path)], f"{tmp_path}: the picture cannot be written there ("),
+    ]  # fmt: skip
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            cli(argv)
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and error.count("\n") == 1, error
+        assert error.startswith(f"hncse-plot: error: {message}"), error
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / "run").chmod(0o555)
+        try:
+            with pytest.raises(SystemExit):
+                cli([str(tmp_path / "run")])
+        finally:
+            (tmp_path / "run").chmod(0o755)
+        assert "training_curves.png: the picture cannot be written there (Permission denied" in capsys.readouterr().err
+    from matplotlib.figure import Figure
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    with pytest.raises(SystemExit):
+        cli([str(tmp_path / "run")])
+    expected = (
+        f"{tmp_path / 'run' / CURVES_NAME}: the picture could not be written ([Errno 28] No space left on device)"
+    )
+    assert capsys.readouterr().err == f"hncse-plot: error: {expected}\n"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["trainer_state.json"]
+
+
+def test_the_hncse_plot_command_prints_one_line_and_no_traceback(tmp_path):
+    """The console script itself (pyproject.toml's entry point), through `hncse.errors.run_cli`."""
+    import shutil
+    import subprocess
+
+    (tmp_path / "trainer_state.json").write_text('{"log_history": [{"loss": 0.5, "st', encoding="utf-8")
+    command = shutil.which("hncse-plot", path=os.path.dirname(sys.executable)) or "hncse-plot"
+    done = subprocess.run([command, str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr.startswith(f"hncse-plot: error: {tmp_path / 'trainer_state.json'}: not readable JSON (")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
 def logged(stderr: str, text: str) -> list[str]:

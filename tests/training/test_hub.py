@@ -11,6 +11,7 @@ from hub_standin import HubStandIn, hub_env
 from tiny_run import REPO, base_argv
 
 from hncse.modeling import SentenceEncoder
+from hncse.training.output_folder import LEDGER_NAME
 
 ST_FILES = {"modules.json", "1_Pooling/config.json", "sentence_bert_config.json", "config.json", "model.safetensors"}
 
@@ -52,14 +53,17 @@ def test_push_sends_the_loadable_folder_with_weights_card_and_results_once(
     assert resumable and all("last-checkpoint/optimizer.pt" in repo["trees"][i] for i in resumable)
 
     # The final push is the local output folder, byte for byte, checkpoints left out; resume state in
-    # last-checkpoint/ (hub_strategy checkpoint).
+    # last-checkpoint/ (hub_strategy checkpoint). The folder's ledger of what hncse wrote there stays local: it
+    # names this machine's files, and the Trainer pushes no "_*" name.
     local = {
         path.relative_to(out).as_posix(): path.read_bytes()
         for path in out.rglob("*")
         if path.is_file() and not path.relative_to(out).parts[0].startswith("checkpoint-")
     }
+    assert local.pop(LEDGER_NAME)
     pushed = {path: data for path, data in repo["files"].items() if not path.startswith("last-checkpoint/")}
     assert pushed.keys() == local.keys() and all(pushed[path] == local[path] for path in local)
+    assert not any(path.endswith(LEDGER_NAME) for path in repo["files"])
     assert ST_FILES <= local.keys() and "senteval_results.json" in local
     for name in ("trainer_state.json", "optimizer.pt", "loss_state.pt", "run_config.json", "model.safetensors"):
         assert f"last-checkpoint/{name}" in repo["files"], name
