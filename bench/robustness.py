@@ -10,8 +10,10 @@ case needs earlier work in it. tests/test_robustness.py runs the same cases on a
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -741,6 +743,181 @@ MESSAGE_CASES = [
     ),
 ]
 CASES += MESSAGE_CASES
+
+
+def _sts_pairs(w: Workspace, name: str = "dev_pairs.csv", constant: bool = False) -> str:
+    """A small valid STS file of the workspace's sentences (a score that varies, unless `constant`)."""
+    sentences = w.corpus.read_text(encoding="utf-8").splitlines()[:24]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["sentence1", "sentence2", "score"])
+    for i, pair in enumerate(zip(sentences[::2], sentences[1::2])):
+        writer.writerow([*pair, 1.0 if constant else i % 5])
+    return w.text_file(name, text.getvalue().encode())
+
+
+def _evaluate(folder: str, *flags: str) -> Callable[[Workspace], list[str]]:
+    """hncse-evaluate of the case's output folder `folder` on a small STS file, its results beside it."""
+    return lambda w: [str(w.root / folder), "--sts_files", _sts_pairs(w), "--output_json",
+                      str(w.root / f"{folder}.json"), *flags]  # fmt: skip
+
+
+def _edit_json(relative: str, edit: Callable[[dict | list], dict | list]) -> Callable[[Path], None]:
+    def damage(output_dir: Path) -> None:
+        path = output_dir / relative
+        path.write_text(json.dumps(edit(json.loads(path.read_text(encoding="utf-8")))), encoding="utf-8")
+
+    return damage
+
+
+def _pooling_to_mean(config: dict) -> dict:
+    return {
+        **{k: False for k in config if k.startswith("pooling_mode_")},
+        **{k: v for k, v in config.items() if not k.startswith("pooling_mode_")},
+        "pooling_mode_mean_tokens": True,
+    }
+
+
+def _dense_added(output_dir: Path) -> None:
+    """A Dense module added after the Pooling (sentence-transformers' format), as an edit by hand would."""
+    import torch
+    from safetensors.torch import save_file
+
+    width = json.loads((output_dir / "config.json").read_text(encoding="utf-8"))["hidden_size"]
+    (output_dir / "9_Dense").mkdir()
+    (output_dir / "9_Dense" / "config.json").write_text(json.dumps({
+        "in_features": width, "out_features": 8, "bias": True,
+        "activation_function": "torch.nn.modules.linear.Identity"}), encoding="utf-8")  # fmt: skip
+    save_file({"linear.weight": torch.zeros(8, width), "linear.bias": torch.zeros(8)},
+              str(output_dir / "9_Dense" / "model.safetensors"))  # fmt: skip
+    modules = json.loads((output_dir / "modules.json").read_text(encoding="utf-8"))
+    after_pooling = 1 + max(i for i, m in enumerate(modules) if m["type"].endswith("Pooling"))
+    modules.insert(after_pooling, {"idx": 9, "name": "9", "path": "9_Dense",
+                                   "type": "sentence_transformers.models.Dense"})  # fmt: skip
+    (output_dir / "modules.json").write_text(json.dumps(modules), encoding="utf-8")
+
+
+def _cut_in_half(relative: str) -> Callable[[Path], None]:
+    def damage(output_dir: Path) -> None:
+        path = output_dir / relative
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    return damage
+
+
+# The other tools, on a folder a run left (or none): hncse-evaluate and hncse-plot keep the same one-line discipline.
+TOOL_CASES = [
+    Case(
+        "hncse-evaluate of a folder that does not exist",
+        lambda w: [str(w.root / "no_such_run"), "--sts_files", _sts_pairs(w), "--output_json", str(w.root / "e.json")],
+        "no_such_run",
+        tool="hncse-evaluate",
+    ),
+    Case(
+        "hncse-evaluate of a run whose 1_Pooling/config.json was edited to mean pooling",
+        _evaluate("eval-pooling-edited"),
+        "1_Pooling/config.json says mean pooling but hncse_config.json says",
+        folder="eval-pooling-edited",
+        prepare=[],
+        damage=_edit_json("1_Pooling/config.json", _pooling_to_mean),
+        tool="hncse-evaluate",
+    ),
+    Case(
+        "hncse-evaluate of a run with a Dense module added to modules.json",
+        _evaluate("eval-dense-added"),
+        "modules.json lists Transformer → Pooling → Dense but hncse_config.json",
+        folder="eval-dense-added",
+        prepare=[],
+        damage=_dense_added,
+        tool="hncse-evaluate",
+    ),
+    Case(
+        "hncse-evaluate of a run whose modules.json is cut short",
+        _evaluate("eval-modules-cut"),
+        "modules.json",
+        folder="eval-modules-cut",
+        prepare=[],
+        damage=_cut_in_half("modules.json"),
+        tool="hncse-evaluate",
+    ),
+    Case(
+        "hncse-evaluate --output_json below a file",
+        lambda w: [
+            str(w.model),
+            "--sts_files",
+            _sts_pairs(w),
+            "--output_json",
+            str(Path(w.text_file("a_file.txt", b"not a folder\n")) / "results.json"),
+        ],  # fmt: skip
+        "--output_json",
+        tool="hncse-evaluate",
+    ),
+    Case(
+        "hncse-evaluate --device cuda on a machine without a GPU",
+        lambda w: [
+            str(w.model),
+            "--sts_files",
+            _sts_pairs(w),
+            "--output_json",
+            str(w.root / "e.json"),
+            "--device",
+            "cuda",
+        ],  # fmt: skip
+        "--device cuda: no CUDA device here",
+        tool="hncse-evaluate",
+    ),
+    Case(
+        "hncse-evaluate of an STS file whose scores are all equal",
+        lambda w: [
+            str(w.model),
+            "--sts_files",
+            _sts_pairs(w, "constant.csv", constant=True),
+            "--output_json",
+            str(w.root / "e.json"),
+        ],  # fmt: skip
+        "Spearman is undefined for a constant score",
+        tool="hncse-evaluate",
+    ),
+    Case(
+        "hncse-evaluate --mteb of a task MTEB does not have",
+        lambda w: [str(w.model), "--mteb", "NoSuchTask", "--output_json", str(w.root / "e.json")],
+        "NoSuchTask",
+        tool="hncse-evaluate",
+    ),
+    Case(
+        "hncse-plot of a folder that does not exist",
+        lambda w: [str(w.root / "no_such_run")],
+        "no_such_run",
+        tool="hncse-plot",
+    ),
+    Case(
+        "hncse-plot of a run whose trainer_state.json is cut short",
+        lambda w: [str(w.root / "plot-state-cut"), "-o", str(w.root / "plot-state-cut.png")],
+        "trainer_state.json",
+        folder="plot-state-cut",
+        prepare=[],
+        damage=_cut_in_half("trainer_state.json"),
+        tool="hncse-plot",
+    ),
+    Case(
+        "hncse-plot of a trainer_state.json without log_history",
+        lambda w: [str(w.root / "plot-no-history"), "-o", str(w.root / "plot-no-history.png")],
+        "log_history",
+        folder="plot-no-history",
+        prepare=[],
+        damage=_edit_json("trainer_state.json", lambda state: {k: v for k, v in state.items() if k != "log_history"}),
+        tool="hncse-plot",
+    ),
+    Case(
+        "hncse-plot -o below a file",
+        lambda w: [str(w.root / "plot-unwritable"), "-o", str(Path(w.text_file("a_file.txt", b"x\n")) / "c.png")],
+        "a_file.txt",
+        folder="plot-unwritable",
+        prepare=[],
+        tool="hncse-plot",
+    ),
+]
+CASES += TOOL_CASES
 
 
 def _wider_model(w: Workspace) -> list[str]:

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from bench.robustness import CASES, Workspace, case_folder, run_case
 
-# The suite runs every SAMPLE_EVERY-th case (each is a process of ~10 s on 2 cores, 95 in all); `python -m
+# The suite runs every SAMPLE_EVERY-th case (each is a process of ~10 s on 2 cores, over 100 in all); `python -m
 # bench.robustness`, which writes docs/robustness.md, runs them all, as does HNCSE_ROBUSTNESS_ALL=1 here.
 ALL_CASES = os.environ.get("HNCSE_ROBUSTNESS_ALL") == "1"
 SAMPLE_EVERY = 4
