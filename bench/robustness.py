@@ -1,8 +1,9 @@
 """Every bad input we know of, tried on the command line: the message seen and what was left on disk.
 
     python -m bench.robustness        # runs run_hncse.py on the quickstart setup; writes docs/robustness.md
+    python -m bench.robustness --fresh_processes      # the same, each command in a new interpreter (~10x slower)
 
-Each case runs `python run_hncse.py configs/quickstart.yaml …` in a fresh process (the bundled
+Each case runs `python run_hncse.py configs/quickstart.yaml …` in a process of its own (the bundled
 all-MiniLM-L6-v2, 2 training steps when a case gets that far), after preparing the output directory where the
 case needs earlier work in it. tests/test_robustness.py runs the same cases on a tiny model and checks them.
 """
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.warm_processes import WarmProcess
 from hncse.data.sources import resolve_train_file
 from hncse.modeling.resolve import resolve_model_path
 from hncse.training.output_folder import LEDGER_NAME
@@ -35,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 ERROR_PREFIX = "run_hncse.py: error: "
 # The other command-line tools a case may run (`Case.tool`): how each is started and the name its errors carry.
 TOOLS = {"run_hncse.py": ["run_hncse.py"], "hncse-evaluate": ["-m", "hncse.evaluate"],
-         "hncse-plot": ["-m", "hncse.plots.training_curves"]}  # fmt: skip
+         "hncse-plot": ["-m", "hncse.plots"]}  # fmt: skip
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # the quickstart's, from the package that ships it
 
 
@@ -943,18 +945,21 @@ def snapshot(folder: Path) -> dict[str, str]:
     return out
 
 
+def cli_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment every case's command runs in, plus the case's own."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **env}
+
+
 def run_cli(
     argv: list[str], env: dict[str, str], file_size_limit: int | None = None, tool: str = "run_hncse.py"
 ) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **env}
-
     def limit_file_size() -> None:  # in the child, before it starts: a disk that fills up at that size
         import resource
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
     return subprocess.run(
-        [sys.executable, *TOOLS[tool], *argv], cwd=REPO, env=full_env, capture_output=True, text=True,
+        [sys.executable, *TOOLS[tool], *argv], cwd=REPO, env=cli_env(env), capture_output=True, text=True,
         preexec_fn=limit_file_size if file_size_limit is not None else None,
     )  # fmt: skip
 
@@ -974,9 +979,17 @@ def message_of(case: Case, stderr: str) -> str:
     return re.sub(r"^\S+ \S+ (WARNING|INFO) \S+: ", "", found[-1]) if found else (lines[-1] if lines else "")
 
 
-def run_case(case: Case, workspace: Workspace, output_dir: Path) -> Outcome:
+def run_case(case: Case, workspace: Workspace, output_dir: Path, warm: WarmProcess | None = None) -> Outcome:
+    """`warm`: run the commands in children of that process (bench.warm_processes: no import time), except those
+    of a case with its own environment, which is read at import."""
+
+    def run(argv: list[str], limit: int | None = None, tool: str = "run_hncse.py") -> subprocess.CompletedProcess:
+        if warm is not None and not case.env:
+            return warm.run(tool, argv, limit)
+        return run_cli(argv, case.env, limit, tool)
+
     if case.prepare is not None:
-        earlier = run_cli([*workspace.base_argv, "--output_dir", str(output_dir), *case.prepare], {})
+        earlier = run([*workspace.base_argv, "--output_dir", str(output_dir), *case.prepare])
         if earlier.returncode != 0:
             raise RuntimeError(f"{case.name}: preparing the earlier run failed:\n{earlier.stderr[-2000:]}")
     if case.damage is not None:
@@ -987,7 +1000,7 @@ def run_case(case: Case, workspace: Workspace, output_dir: Path) -> Outcome:
     argv = case.argv(workspace)
     if case.tool == "run_hncse.py":
         argv = [*workspace.base_argv, "--output_dir", str(output_dir), *argv]
-    proc = run_cli(argv, case.env, limit, case.tool)
+    proc = run(argv, limit, case.tool)
     return Outcome(
         exit_code=proc.returncode,
         message=message_of(case, proc.stderr),
@@ -1033,16 +1046,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="outputs/robustness", help="scratch folder (emptied first)")
     parser.add_argument("--out", default="docs/robustness.md")
+    parser.add_argument(
+        "--fresh_processes", action="store_true",
+        help="start each command in a new interpreter, imports and all (default: fork it from a warm one)",
+    )  # fmt: skip
     args = parser.parse_args()
     root = Path(args.workdir).resolve()
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     workspace = quickstart_workspace(root)
+    warm = None if args.fresh_processes else WarmProcess(cli_env({}))
     rows = []
     for number, case in enumerate(CASES, start=1):
         output_dir = case_folder(case, root, number)
-        outcome = run_case(case, workspace, output_dir)
+        outcome = run_case(case, workspace, output_dir, warm)
         ok = outcome.exit_code == case.exit_code and case.expect in outcome.message and not outcome.traceback
         ok = ok and (not case.unchanged or outcome.before == outcome.after)
         print(f"{'ok ' if ok else 'BAD'} {case.name}: exit {outcome.exit_code}, {outcome.seconds:.1f} s", flush=True)
@@ -1059,8 +1077,8 @@ def main() -> None:
         "# Bad input: what you see and what is kept",
         "",
         "Generated by `python -m bench.robustness` (do not edit by hand). Each row runs",
-        f"`python run_hncse.py {' '.join(workspace.base_argv)} --output_dir …` plus the row's arguments, in a fresh",
-        'process on the bundled all-MiniLM-L6-v2. "An earlier 2-step run" means the same command without the',
+        f"`python run_hncse.py {' '.join(workspace.base_argv)} --output_dir …` plus the row's arguments, in a process",
+        'of its own on the bundled all-MiniLM-L6-v2. "An earlier 2-step run" means the same command without the',
         'row\'s arguments ran first in that output directory. "…" stands for the scratch folder. Every error is',
         "one line on stderr, starting `run_hncse.py: error:` (or the tool's name, in the rows that run another",
         "tool alone), with exit status 2 and no traceback;",
@@ -1078,6 +1096,8 @@ def main() -> None:
         *rows,
         "",
     ]
+    if warm is not None:
+        warm.close()
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}")
 

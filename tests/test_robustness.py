@@ -2,19 +2,16 @@
 and the earlier work in the output directory untouched. The cases are bench/robustness.py's, which writes the doc."""
 
 import json
-import os
+import queue
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from bench.robustness import CASES, Workspace, case_folder, run_case
+from bench.robustness import CASES, Workspace, case_folder, cli_env, run_case
+from bench.warm_processes import WarmProcess
 
-# The suite runs every SAMPLE_EVERY-th case (each is a process of ~10 s on 2 cores, over 100 in all); `python -m
-# bench.robustness`, which writes docs/robustness.md, runs them all, as does HNCSE_ROBUSTNESS_ALL=1 here.
-ALL_CASES = os.environ.get("HNCSE_ROBUSTNESS_ALL") == "1"
-SAMPLE_EVERY = 4
 # The cases the other tests of this file read.
 OTHER_TESTS_CASES = (
     "loss or weights become NaN/inf (learning rate 1e38)",
@@ -35,24 +32,34 @@ def outcomes(tiny_model_dir, corpus_file, senteval_dir, tmp_path_factory, reques
     ]  # fmt: skip
     workspace = Workspace(root=root, base_argv=base, corpus=corpus_file, model=tiny_model_dir)
     folders = {case.name: case_folder(case, root, number) for number, case in enumerate(CASES)}
-    # Only the cases the session runs (`-k` selects some): each is a process of a few seconds.
+    # Only the cases the session runs (`-k` selects some), else all; each in a process of its own.
     selected = {getattr(item.callspec.params.get("case"), "name", None) for item in request.session.items
                 if hasattr(item, "callspec")}  # fmt: skip
-    named = {case.name for case in CASES}
-    if selected & named:
-        wanted = [case for case in CASES if case.name in selected]
-    else:
-        wanted = [case for number, case in enumerate(CASES) if ALL_CASES or number % SAMPLE_EVERY == 0]
+    wanted = [case for case in CASES if case.name in selected] or list(CASES)
     wanted += [case for case in CASES if case.name in OTHER_TESTS_CASES and case not in wanted]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # each case is its own process
-        futures = {case.name: pool.submit(run_case, case, workspace, folders[case.name]) for case in wanted}
-    return {name: (future.result(), folders[name]) for name, future in futures.items()}
+    # Two at a time, each case's commands in processes forked from a warm one (bench.warm_processes).
+    servers = queue.SimpleQueue()
+    for _ in range(2):
+        servers.put(WarmProcess(cli_env({})))
+
+    def run(case):
+        warm = servers.get()
+        try:
+            return run_case(case, workspace, folders[case.name], warm)
+        finally:
+            servers.put(warm)
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {case.name: pool.submit(run, case) for case in wanted}
+        return {name: (future.result(), folders[name]) for name, future in futures.items()}
+    finally:
+        while not servers.empty():
+            servers.get().close()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_bad_input_gets_one_line_and_keeps_earlier_work(outcomes, case):
-    if case.name not in outcomes:
-        pytest.skip("outside the suite's sample: HNCSE_ROBUSTNESS_ALL=1, or python -m bench.robustness, runs it")
     outcome, output_dir = outcomes[case.name]
     assert outcome.exit_code == case.exit_code, outcome.message
     assert not outcome.traceback
