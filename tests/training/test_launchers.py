@@ -147,16 +147,15 @@ def test_launch_summary_gives_the_global_batch_and_idle_gpus(monkeypatch):
 
 
 def test_two_processes_resume_every_process_objective_state(tiny_model_dir, corpus_file, tmp_path):
-    """HNM's sampler state of each process is in the checkpoint (loss_state.pt, loss_state_rank1.pt): a 3-step
-    run's checkpoint resumed to step 6 (in a new folder: a finished run is never changed in place), 2 processes
+    """HNM's sampler state of each process is in the checkpoint (loss_state.pt, loss_state_rank1.pt): the 6-step
+    run's checkpoint-3 resumed to step 6 (in a new folder: a finished run is never changed in place), 2 processes
     repeat the loss curve of the uninterrupted 2-process run."""
 
     def run(out, max_steps, *extra):
         return torchrun_losses("29535", tiny_model_dir, corpus_file, out, max_steps, 3, *extra)[0]
 
-    expected = run(tmp_path / "uninterrupted", 6)
-    run(tmp_path / "first", 3)
-    checkpoint = tmp_path / "first" / "checkpoint-3"
+    expected = run(tmp_path / "uninterrupted", 6, "--resume_state_steps", "3")  # checkpoint-3 can be resumed
+    checkpoint = tmp_path / "uninterrupted" / "checkpoint-3"
     states = [torch.load(checkpoint / name, weights_only=True) for name in ("loss_state.pt", "loss_state_rank1.pt")]
     assert all(any(key.endswith("_extra_state") for key in state) for state in states)
     assert run(tmp_path / "resumed", 6, "--resume_from_checkpoint", str(checkpoint)) == expected
@@ -233,16 +232,15 @@ def test_the_multi_node_launcher_file_is_read_by_accelerate():
 
 def test_zero2_offload_checkpoints_resume_on_two_processes(tiny_model_dir, corpus_file, tmp_path):
     """ZeRO-2 with the optimizer offloaded to the CPU keeps its scheduler and optimizer in global_step<N>/ (no
-    scheduler.pt): such a checkpoint counts as complete, and a 2-step run's checkpoint resumed to step 4 (in a new
-    folder) repeats the uninterrupted run's loss curve (to 1e-5)."""
+    scheduler.pt): such a checkpoint counts as complete, and the 4-step run's checkpoint-2 resumed to step 4 (in a
+    new folder) repeats the uninterrupted run's loss curve (to 1e-5)."""
 
     def run(out, max_steps, *extra):
         offload = ("--deepspeed", "ds_configs/zero2_offload.json")
         return torchrun_losses("29547", tiny_model_dir, corpus_file, out, max_steps, 2, *offload, *extra)
 
-    expected, _ = run(tmp_path / "uninterrupted", 4)
-    run(tmp_path / "first", 2)
-    checkpoint = tmp_path / "first" / "checkpoint-2"
+    expected, _ = run(tmp_path / "uninterrupted", 4, "--resume_state_steps", "2")  # checkpoint-2 can be resumed
+    checkpoint = tmp_path / "uninterrupted" / "checkpoint-2"
     assert not (checkpoint / "scheduler.pt").exists() and missing_checkpoint_files(str(checkpoint)) == []
     resumed, _ = run(tmp_path / "resumed", 4, "--resume_from_checkpoint", str(checkpoint))
     # Steps 1-3 repeat exactly; the update after the resume differs in the last bits (DeepSpeed's CPU Adam on the
