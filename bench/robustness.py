@@ -100,18 +100,27 @@ def _long_line(workspace: Workspace) -> list[str]:
     return ["--train_file", workspace.text_file("long_line.txt", "\n".join([*sentences, long]).encode() + b"\n")]
 
 
-def _cut_weights_short(output_dir: Path) -> None:
-    """A copy or a full disk that stopped half way through the newest checkpoint's weights."""
-    weights = output_dir / "checkpoint-2" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+def _cut_in_half(relative: str) -> Callable[[Path], None]:
+    """A copy or a full disk that stopped half way through a file of the output folder."""
+
+    def damage(output_dir: Path) -> None:
+        path = output_dir / relative
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    return damage
 
 
 def _empty_weights(output_dir: Path) -> None:
     (output_dir / "checkpoint-2" / "model.safetensors").write_bytes(b"")
 
 
+def _below_a_file(workspace: Workspace, name: str) -> str:
+    """A path `name` inside a_file.txt, a file: no folder can be made there."""
+    return str(Path(workspace.text_file("a_file.txt", b"not a folder\n")) / name)
+
+
 def _under_a_file(workspace: Workspace) -> list[str]:
-    return ["--output_dir", str(Path(workspace.text_file("a_file.txt", b"not a folder\n")) / "run")]
+    return ["--output_dir", _below_a_file(workspace, "run")]
 
 
 def _model_without_tokenizer(workspace: Workspace) -> list[str]:
@@ -285,7 +294,7 @@ CASES = [
         "checkpoint-2 is incomplete (model.safetensors cut short)",
         exit_code=0,
         prepare=[],
-        damage=_stopped_and(_cut_weights_short),
+        damage=_stopped_and(_cut_in_half("checkpoint-2/model.safetensors")),
     ),
     Case(
         "newest checkpoint's weights empty",
@@ -773,11 +782,7 @@ def _edit_json(relative: str, edit: Callable[[dict | list], dict | list]) -> Cal
 
 
 def _pooling_to_mean(config: dict) -> dict:
-    return {
-        **{k: False for k in config if k.startswith("pooling_mode_")},
-        **{k: v for k, v in config.items() if not k.startswith("pooling_mode_")},
-        "pooling_mode_mean_tokens": True,
-    }
+    return {k: k == "pooling_mode_mean_tokens" if k.startswith("pooling_mode_") else v for k, v in config.items()}
 
 
 def _dense_added(output_dir: Path) -> None:
@@ -797,14 +802,6 @@ def _dense_added(output_dir: Path) -> None:
     modules.insert(after_pooling, {"idx": 9, "name": "9", "path": "9_Dense",
                                    "type": "sentence_transformers.models.Dense"})  # fmt: skip
     (output_dir / "modules.json").write_text(json.dumps(modules), encoding="utf-8")
-
-
-def _cut_in_half(relative: str) -> Callable[[Path], None]:
-    def damage(output_dir: Path) -> None:
-        path = output_dir / relative
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-    return damage
 
 
 # The other tools, on a folder a run left (or none): hncse-evaluate and hncse-plot keep the same one-line discipline.
@@ -849,7 +846,7 @@ TOOL_CASES = [
             "--sts_files",
             _sts_pairs(w),
             "--output_json",
-            str(Path(w.text_file("a_file.txt", b"not a folder\n")) / "results.json"),
+            _below_a_file(w, "results.json"),
         ],  # fmt: skip
         "--output_json",
         tool="hncse-evaluate",
@@ -912,7 +909,7 @@ TOOL_CASES = [
     ),
     Case(
         "hncse-plot -o below a file",
-        lambda w: [str(w.root / "plot-unwritable"), "-o", str(Path(w.text_file("a_file.txt", b"x\n")) / "c.png")],
+        lambda w: [str(w.root / "plot-unwritable"), "-o", _below_a_file(w, "c.png")],
         "a_file.txt",
         folder="plot-unwritable",
         prepare=[],

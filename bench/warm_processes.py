@@ -97,7 +97,6 @@ class WarmProcess:
 
     def __init__(self, env: dict[str, str]):
         self.scratch = tempfile.TemporaryDirectory(prefix="hncse-warm-")
-        self.env = env
         self.server = subprocess.Popen(
             [sys.executable, "-m", "bench.warm_processes"], cwd=REPO, env=env, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True,
