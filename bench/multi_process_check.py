@@ -6,13 +6,14 @@ GPU under NCCL through the shipped launcher files; without them, the same checks
 - Training through the launchers: `accelerate launch` with configs/accelerate/{multi_gpu,zero2,zero3}.yaml (CPU:
   torchrun, and DeepSpeed's ZeRO-2/3 through --deepspeed), 6 steps each on the same data and seed: every launcher's
   loss curve against DDP's.
-- Resume: a 3-step DDP run's checkpoint resumed to step 6 (in a new folder) repeats the uninterrupted curve.
+- Resume: the DDP run's step-3 checkpoint resumed to step 6 (in a new folder) repeats its uninterrupted curve.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -124,12 +125,17 @@ def docker_launcher(image: str, world: int, folders: list[str]) -> tuple[list[st
     ], []  # fmt: skip
 
 
-def train(command: list[str], argv: list[str], extra: list[str], port: int) -> tuple[dict[int, float], str]:
+def free_port() -> int:
+    """A port no process listens on now: launches running side by side (the suite's workers) never share one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train(command: list[str], argv: list[str], extra: list[str]) -> tuple[dict[int, float], str]:
     """Run one training; ({step: loss}, the error's last line or "")."""
-    if "torch.distributed.run" in command:
-        command = [*command, "--master_port", str(port)]
-    else:
-        command = [*command, "--main_process_port", str(port)]
+    port = "--master_port" if "torch.distributed.run" in command else "--main_process_port"
+    command = [*command, port, str(free_port())]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if "torch.distributed.run" in command:  # the CPU form, also on a machine with one GPU
         env |= {"CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu"}
@@ -164,18 +170,16 @@ def launcher_runs(
         )
     for i, (name, (command, extra)) in enumerate(runs.items()):
         out = os.path.join(workdir, f"launcher{i}")
-        curve, error = train(command, training_argv(model, corpus, out, 6, batch), extra, 29600 + i)
+        curve, error = train(command, training_argv(model, corpus, out, 6, batch), extra)
         reference = curve if reference is None else reference
         shown = error or f"{curve[1]:.4f} → {curve[6]:.4f}"
         rows.append([name, world, shown, "reference" if curve is reference else relative_gap(curve, reference)])
-    # A 3-step run, then its step-3 checkpoint resumed to step 6 in a new folder (how hncse continues a finished
-    # run, which it never changes in place): the curve must be the uninterrupted one's.
+    # The DDP run's step-3 checkpoint (--resume_state_steps 3 keeps its resume state) resumed to step 6 in a new
+    # folder (how hncse continues a run, which it never changes in place): the curve must be the uninterrupted one's.
     command, extra = next(iter(launchers(world, cuda).values()))
-    first = os.path.join(workdir, "first3")
-    _, error = train(command, training_argv(model, corpus, first, 3, batch), extra, 29650)
-    resume = ["--resume_from_checkpoint", os.path.join(first, "checkpoint-3")]
+    resume = ["--resume_from_checkpoint", os.path.join(workdir, "launcher0", "checkpoint-3")]
     argv = training_argv(model, corpus, os.path.join(workdir, "resumed"), 6, batch)
-    curve, error = train(command, argv, [*extra, *resume], 29651) if not error else ({}, error)
+    curve, error = train(command, argv, [*extra, *resume]) if reference else ({}, "the DDP run failed")
     rows.append([
         f"{next(iter(launchers(world, cuda)))}, its step-3 checkpoint resumed to step 6", world,
         error or f"{curve[1]:.4f} → {curve[6]:.4f}", relative_gap(curve, reference or {}),

@@ -56,3 +56,7 @@ def test_ci_and_the_pre_commit_hook_run_the_same_ruff():
     assert set(re.findall(r'"ruff==([0-9.]+)"', hooks)) == {next(iter(pin.specifier)).version}
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert ci.index("ruff check .") < ci.index("ruff format --check .") < ci.index("pytest tests")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    command_2 = next(line for line in readme.splitlines() if "-r requirements-dev.txt" in line and "pytest" in line)
+    tests = command_2[command_2.index("python -m pytest") :]
+    assert f".venv/bin/{tests}\n" in ci  # CI runs README command 2's tests as written

@@ -202,7 +202,7 @@ def test_bad_utf8_in_a_stream_is_one_line_naming_the_file(tmp_path):
 def test_two_processes_stream_their_share(tiny_model_dir, corpus_file, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
         "run_hncse.py", *streaming_argv(tiny_model_dir, ["--train_file", str(corpus_file)], out, "--max_steps", "3"),
     ]  # fmt: skip
     proc = subprocess.run(

@@ -15,22 +15,20 @@ from hub_standin import HubStandIn, hub_env
 from safetensors.torch import load_file
 
 import run_hncse
+from bench.multi_process_check import free_port
 from hncse.errors import ConfigError
 from hncse.parser import parse_args
 from hncse.training.checkpoints import missing_checkpoint_files
 from hncse.training.preflight import Preflight, check_launch
 
 REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
-PORTS = {"zero2": "29521", "zero3": "29523"}
 
 
-def torchrun_with_hub(
-    port, tiny_model_dir, corpus_file, senteval_dir, out, repo_id, *extra
-) -> subprocess.CompletedProcess:
+def torchrun_with_hub(tiny_model_dir, corpus_file, senteval_dir, out, repo_id, *extra) -> subprocess.CompletedProcess:
     """2 gloo processes of run_hncse.py (4 steps, evaluation and checkpoints every 2) pushing to a Hub stand-in;
     checks the run succeeded and that only the main process pushed, once at the end, the folder it saved."""
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
         "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
         "--senteval_dir", str(senteval_dir), "--output_dir", str(out), "--per_device_train_batch_size", "8",
         "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
@@ -51,10 +49,10 @@ def torchrun_with_hub(
     return proc
 
 
-def torchrun_losses(port, tiny_model_dir, corpus_file, out, max_steps, save_steps, *extra):
+def torchrun_losses(tiny_model_dir, corpus_file, out, max_steps, save_steps, *extra):
     """2 gloo processes of run_hncse.py (hybrid, constant learning rate, no evaluation): {step: loss} and the run."""
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
         "run_hncse.py", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file),
         "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", str(max_steps),
         "--save_steps", str(save_steps), "--logging_steps", "1", "--eval_strategy", "no",
@@ -73,7 +71,7 @@ def test_torchrun_two_processes_train_one_model(tiny_model_dir, corpus_file, sen
     from sentence_transformers import SentenceTransformer
 
     out = tmp_path / "ddp"
-    proc = torchrun_with_hub("29517", tiny_model_dir, corpus_file, senteval_dir, out, "standin-user/ddp")
+    proc = torchrun_with_hub(tiny_model_dir, corpus_file, senteval_dir, out, "standin-user/ddp")
     state = json.loads((out / "trainer_state.json").read_text())
     # 200 sentences, 2 processes x 8 per step, last batch dropped: 12 steps per epoch (one process alone: 25).
     assert state["global_step"] == 4 and abs(state["epoch"] - 4 / 12) < 1e-6
@@ -91,9 +89,7 @@ def test_deepspeed_two_processes_write_a_folder_that_loads(tiny_model_dir, corpu
 
     out = tmp_path / stage
     deepspeed = ("--deepspeed", f"ds_configs/{stage}.json")
-    torchrun_with_hub(
-        PORTS[stage], tiny_model_dir, corpus_file, senteval_dir, out, f"standin-user/{stage}", *deepspeed
-    )
+    torchrun_with_hub(tiny_model_dir, corpus_file, senteval_dir, out, f"standin-user/{stage}", *deepspeed)
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
     assert state["global_step"] == 4 and len(losses) == 4 and all(math.isfinite(x) and x > 0 for x in losses)
@@ -152,7 +148,7 @@ def test_two_processes_resume_every_process_objective_state(tiny_model_dir, corp
     repeat the loss curve of the uninterrupted 2-process run."""
 
     def run(out, max_steps, *extra):
-        return torchrun_losses("29535", tiny_model_dir, corpus_file, out, max_steps, 3, *extra)[0]
+        return torchrun_losses(tiny_model_dir, corpus_file, out, max_steps, 3, *extra)[0]
 
     expected = run(tmp_path / "uninterrupted", 6, "--resume_state_steps", "3")  # checkpoint-3 can be resumed
     checkpoint = tmp_path / "uninterrupted" / "checkpoint-3"
@@ -180,10 +176,11 @@ def test_two_nodes_train_like_one_node_and_only_the_global_main_process_writes(t
         return {e["step"]: e["loss"] for e in history if "loss" in e}
 
     run = [sys.executable, "-m", "torch.distributed.run"]
+    port = str(free_port())  # the two launchers must agree on it: --standalone would pick one each
     with HubStandIn() as hub:
         env = {**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"}
         one_node = subprocess.run(
-            [*run, "--nproc_per_node", "2", "--master_port", "29543", *argv(tmp_path / "one-node")],
+            [*run, "--nproc_per_node", "2", "--standalone", *argv(tmp_path / "one-node")],
             cwd=REPO, capture_output=True, text=True, timeout=600, env=env,
         )  # fmt: skip
         assert one_node.returncode == 0, one_node.stderr[-3000:]
@@ -201,7 +198,7 @@ def test_two_nodes_train_like_one_node_and_only_the_global_main_process_writes(t
                     "--master_addr",
                     "127.0.0.1",
                     "--master_port",
-                    "29545",
+                    port,
                     *argv(tmp_path / f"node{rank}"),
                 ],
                 cwd=REPO,
@@ -237,7 +234,7 @@ def test_zero2_offload_checkpoints_resume_on_two_processes(tiny_model_dir, corpu
 
     def run(out, max_steps, *extra):
         offload = ("--deepspeed", "ds_configs/zero2_offload.json")
-        return torchrun_losses("29547", tiny_model_dir, corpus_file, out, max_steps, 2, *offload, *extra)
+        return torchrun_losses(tiny_model_dir, corpus_file, out, max_steps, 2, *offload, *extra)
 
     expected, _ = run(tmp_path / "uninterrupted", 4, "--resume_state_steps", "2")  # checkpoint-2 can be resumed
     checkpoint = tmp_path / "uninterrupted" / "checkpoint-2"
@@ -270,9 +267,9 @@ def test_the_cached_step_under_zero2_repeats_the_uncached_curve_and_zero3_is_ref
     curve of the uncached ZeRO-2 run, which after step 1 only the gradients decide (dropout off: labelled rows need
     no dropout views, and the mini-batches would draw other masks than one pass). ZeRO-3: one line."""
     zero2 = ("--deepspeed", "ds_configs/zero2.json", "--train_file", str(triplet_file), "--dropout", "0")
-    expected, _ = torchrun_losses("29551", tiny_model_dir, corpus_file, tmp_path / "uncached", 3, 10, *zero2)
+    expected, _ = torchrun_losses(tiny_model_dir, corpus_file, tmp_path / "uncached", 3, 10, *zero2)
     cached, _ = torchrun_losses(
-        "29553", tiny_model_dir, corpus_file, tmp_path / "cached", 3, 10, *zero2, "--mini_batch_size", "4"
+        tiny_model_dir, corpus_file, tmp_path / "cached", 3, 10, *zero2, "--mini_batch_size", "4"
     )
     assert sorted(cached) == sorted(expected) == [1, 2, 3]
     assert cached == pytest.approx(expected, rel=1e-4), (cached, expected)

@@ -163,6 +163,7 @@ def test_three_steps_of_sentence_transformers_trainer(folder, tmp_path, objectiv
         assert "HNCSELoss" in card and '"hnm_k": 4' in card and "2411.12156" in card
 
 
+GLOBAL_BATCH_OBJECTIVES = ["simcse", "pm", "hybrid_sum"]
 WORKER = r"""
 import json, os, sys
 import torch
@@ -170,55 +171,65 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from hncse.st_losses import HNCSELoss
 
-folder, out, objective, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-model = SentenceTransformer(folder, device="cpu")
+folder, out, objectives, batch = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
 rows = json.loads(sys.argv[5])
 data = Dataset.from_dict({name: [r[i] for r in rows] for i, name in enumerate(("anchor", "positive", "negative"))})
-args = SentenceTransformerTrainingArguments(
-    output_dir=out, per_device_train_batch_size=batch, max_steps=1, learning_rate=0.1, optim="sgd",
-    save_strategy="no", report_to="none", use_cpu=True, seed=1, disable_tqdm=True, logging_steps=1,
-    dataloader_drop_last=True,
-)
-params = {"hnm_k": 2, "hnm_s": 3} if objective in ("hnm", "hybrid_sum") else {}  # k = 2: one pair, order-free
-loss = HNCSELoss(model, objective, gather_across_devices=True, **params)
-SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
-if int(os.environ.get("RANK", "0")) == 0:
-    torch.save({n: p.detach() for n, p in model.named_parameters()}, os.path.join(out, "weights.pt"))
+for objective in objectives:  # one launch for all: each objective starts from the saved folder
+    model = SentenceTransformer(folder, device="cpu")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=out, per_device_train_batch_size=batch, max_steps=1, learning_rate=0.1, optim="sgd",
+        save_strategy="no", report_to="none", use_cpu=True, seed=1, disable_tqdm=True, logging_steps=1,
+        dataloader_drop_last=True,
+    )
+    params = {"hnm_k": 2, "hnm_s": 3} if objective in ("hnm", "hybrid_sum") else {}  # k = 2: one pair, order-free
+    loss = HNCSELoss(model, objective, gather_across_devices=True, **params)
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
+    if int(os.environ.get("RANK", "0")) == 0:
+        torch.save({n: p.detach() for n, p in model.named_parameters()}, os.path.join(out, f"{objective}.pt"))
 if torch.distributed.is_initialized():  # leave the group together: exiting with it open can abort a process
     torch.distributed.barrier()  # in its communication threads' teardown ("terminate called without an active
     torch.distributed.destroy_process_group()  # exception", seen on busy CPUs; as run_hncse.py does)
 """
 
 
-@pytest.mark.parametrize("objective", ["simcse", "pm", "hybrid_sum"])
-def test_two_processes_take_the_step_of_one_with_the_global_batch(folder, tmp_path, objective):
-    """One step through SentenceTransformerTrainer: 2 gloo processes × 4 triplets (negatives gathered across
-    processes) against 1 process × 8. The objectives are taken where the order of the global batch does not matter
-    (HNM with k = 2 has one pair to draw); dropout is off."""
+@pytest.fixture(scope="module")
+def global_batch_steps(folder, tmp_path_factory):
+    """(the dropout-free folder, {processes: {objective: weights after one step}}): 1 process × 8 triplets and
+    2 gloo processes × 4, one torchrun launch each for all of GLOBAL_BATCH_OBJECTIVES."""
     from hncse.modeling import SentenceEncoder
 
-    plain = tmp_path / "no-dropout"
+    root = tmp_path_factory.mktemp("st-global-batch")
+    plain = root / "no-dropout"
     SentenceEncoder.from_pretrained(
         str(folder), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
     ).save_pretrained(str(plain))
-    script = tmp_path / "worker.py"
+    script = root / "worker.py"
     script.write_text(WORKER, encoding="utf-8")
     rows = json.dumps([list(t) for t in TRIPLETS + TRIPLETS[::-1][:2]])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     weights = {}
     for processes, batch in ((1, 8), (2, 4)):
-        out = tmp_path / f"p{processes}"
+        out = root / f"p{processes}"
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                   "--master_port", str(29600 + processes), str(script), str(plain), str(out), objective, str(batch),
-                   rows]  # fmt: skip
+                   "--standalone", str(script), str(plain), str(out), json.dumps(GLOBAL_BATCH_OBJECTIVES),
+                   str(batch), rows]  # fmt: skip
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-        weights[processes] = torch.load(out / "weights.pt")
-    start = st_model(plain)
+        weights[processes] = {o: torch.load(out / f"{o}.pt") for o in GLOBAL_BATCH_OBJECTIVES}
+    return plain, weights
+
+
+@pytest.mark.parametrize("objective", GLOBAL_BATCH_OBJECTIVES)
+def test_two_processes_take_the_step_of_one_with_the_global_batch(global_batch_steps, objective):
+    """One step through SentenceTransformerTrainer: 2 gloo processes × 4 triplets (negatives gathered across
+    processes) against 1 process × 8. The objectives are taken where the order of the global batch does not matter
+    (HNM with k = 2 has one pair to draw); dropout is off."""
+    plain, weights = global_batch_steps
+    start = dict(st_model(plain).named_parameters())
     moved = 0
-    for name, value in weights[1].items():
-        torch.testing.assert_close(weights[2][name], value, atol=1e-5, rtol=1e-4, msg=name)
-        moved += not torch.equal(value, dict(start.named_parameters())[name].detach())
+    for name, value in weights[1][objective].items():
+        torch.testing.assert_close(weights[2][objective][name], value, atol=1e-5, rtol=1e-4, msg=name)
+        moved += not torch.equal(value, start[name].detach())
     assert moved > 10
 
 
