@@ -134,10 +134,10 @@ def free_port() -> int:
 
 def train(command: list[str], argv: list[str], extra: list[str]) -> tuple[dict[int, float], str]:
     """Run one training; ({step: loss}, the error's last line or "")."""
-    port = "--master_port" if "torch.distributed.run" in command else "--main_process_port"
-    command = [*command, port, str(free_port())]
+    torchrun = "torch.distributed.run" in command  # the CPU form (also on a machine with one GPU), else accelerate
+    command = [*command, "--master_port" if torchrun else "--main_process_port", str(free_port())]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if "torch.distributed.run" in command:  # the CPU form, also on a machine with one GPU
+    if torchrun:
         env |= {"CUDA_VISIBLE_DEVICES": "", "DS_ACCELERATOR": "cpu"}
     proc = subprocess.run([*command, *argv, *extra], cwd=REPO, capture_output=True, text=True, env=env)
     if proc.returncode != 0:  # hncse's own one-line error if it gave one, not the launcher's report after it

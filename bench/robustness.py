@@ -11,6 +11,7 @@ case needs earlier work in it. tests/test_robustness.py runs the same cases on a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -1053,23 +1054,25 @@ def main() -> None:
         shutil.rmtree(root)
     root.mkdir(parents=True)
     workspace = quickstart_workspace(root)
-    warm = None if args.fresh_processes else WarmProcess(cli_env({}))
     rows = []
-    for number, case in enumerate(CASES, start=1):
-        output_dir = case_folder(case, root, number)
-        outcome = run_case(case, workspace, output_dir, warm)
-        ok = outcome.exit_code == case.exit_code and case.expect in outcome.message and not outcome.traceback
-        ok = ok and (not case.unchanged or outcome.before == outcome.after)
-        print(f"{'ok ' if ok else 'BAD'} {case.name}: exit {outcome.exit_code}, {outcome.seconds:.1f} s", flush=True)
-        message = outcome.message.replace(str(root), "…").replace("|", "\\|")
-        message = re.sub(r"pid \d+ on [^,\s]+", "pid … on …", message)  # this process: another each time
-        extra = " ".join(case.argv(workspace)).replace(str(root), "…")
-        extra = extra if case.tool == "run_hncse.py" else f"{case.tool} {extra}"  # another tool, run alone
-        prepared = "an earlier 2-step run; " if case.prepare is not None else ""
-        rows.append(
-            f"| {case.name} | {prepared}`{extra}` | {outcome.exit_code} | {message} | "
-            f"{describe_disk(outcome, output_dir)} |"
-        )
+    with contextlib.ExitStack() as stack:  # the warm server ends with the table, or with an error
+        warm = None if args.fresh_processes else stack.enter_context(WarmProcess(cli_env({})))
+        for number, case in enumerate(CASES, start=1):
+            output_dir = case_folder(case, root, number)
+            outcome = run_case(case, workspace, output_dir, warm)
+            ok = outcome.exit_code == case.exit_code and case.expect in outcome.message and not outcome.traceback
+            ok = ok and (not case.unchanged or outcome.before == outcome.after)
+            verdict = "ok " if ok else "BAD"
+            print(f"{verdict} {case.name}: exit {outcome.exit_code}, {outcome.seconds:.1f} s", flush=True)
+            message = outcome.message.replace(str(root), "…").replace("|", "\\|")
+            message = re.sub(r"pid \d+ on [^,\s]+", "pid … on …", message)  # this process: another each time
+            extra = " ".join(case.argv(workspace)).replace(str(root), "…")
+            extra = extra if case.tool == "run_hncse.py" else f"{case.tool} {extra}"  # another tool, run alone
+            prepared = "an earlier 2-step run; " if case.prepare is not None else ""
+            rows.append(
+                f"| {case.name} | {prepared}`{extra}` | {outcome.exit_code} | {message} | "
+                f"{describe_disk(outcome, output_dir)} |"
+            )
     lines = [
         "# Bad input: what you see and what is kept",
         "",
@@ -1093,8 +1096,6 @@ def main() -> None:
         *rows,
         "",
     ]
-    if warm is not None:
-        warm.close()
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}")
 

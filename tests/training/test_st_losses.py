@@ -194,8 +194,8 @@ if torch.distributed.is_initialized():  # leave the group together: exiting with
 
 @pytest.fixture(scope="module")
 def global_batch_steps(folder, tmp_path_factory):
-    """(the dropout-free folder, {processes: {objective: weights after one step}}): 1 process × 8 triplets and
-    2 gloo processes × 4, one torchrun launch each for all of GLOBAL_BATCH_OBJECTIVES."""
+    """(the dropout-free folder's weights, {processes: {objective: weights after one step}}): 1 process × 8
+    triplets and 2 gloo processes × 4, one torchrun launch each for all of GLOBAL_BATCH_OBJECTIVES."""
     from hncse.modeling import SentenceEncoder
 
     root = tmp_path_factory.mktemp("st-global-batch")
@@ -216,7 +216,8 @@ def global_batch_steps(folder, tmp_path_factory):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         weights[processes] = {o: torch.load(out / f"{o}.pt") for o in GLOBAL_BATCH_OBJECTIVES}
-    return plain, weights
+    start = {name: p.detach() for name, p in st_model(plain).named_parameters()}
+    return start, weights
 
 
 @pytest.mark.parametrize("objective", GLOBAL_BATCH_OBJECTIVES)
@@ -224,12 +225,11 @@ def test_two_processes_take_the_step_of_one_with_the_global_batch(global_batch_s
     """One step through SentenceTransformerTrainer: 2 gloo processes × 4 triplets (negatives gathered across
     processes) against 1 process × 8. The objectives are taken where the order of the global batch does not matter
     (HNM with k = 2 has one pair to draw); dropout is off."""
-    plain, weights = global_batch_steps
-    start = dict(st_model(plain).named_parameters())
+    start, weights = global_batch_steps
     moved = 0
     for name, value in weights[1][objective].items():
         torch.testing.assert_close(weights[2][objective][name], value, atol=1e-5, rtol=1e-4, msg=name)
-        moved += not torch.equal(value, start[name].detach())
+        moved += not torch.equal(value, start[name])
     assert moved > 10
 
 
