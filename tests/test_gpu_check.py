@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from launch_output import launch_failure
 from tiny_run import REPO
 
 
@@ -14,7 +15,7 @@ def test_gpu_check_cpu_form_writes_its_report(project_data, tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "HNCSE_DATA_DIR": str(project_data)},  # its corpus: the generated wiki1m extract
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, launch_failure(proc)
     report = out.read_text()
     assert "No GPU here: this is the reduced CPU form" in report
     for section in ("## Environment", "## Host syncs", "## Training throughput", "## Objectives without",

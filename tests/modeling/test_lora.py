@@ -13,6 +13,7 @@ import sys
 
 import pytest
 import torch
+from launch_output import launch_failure
 from safetensors.torch import load_file
 from tiny_run import REPO, crash_after_step
 from transformers import AutoModel
@@ -145,7 +146,7 @@ def test_lora_on_two_processes_ddp_zero2_zero3(decoder_dirs, corpus_file, tmp_pa
         proc = subprocess.run(
             cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
         )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.returncode == 0, launch_failure(proc)
         curves[launch] = losses(out)
         vectors = SentenceTransformer(str(out), device="cpu").encode(SENTENCES, convert_to_tensor=True)
         ours = SentenceEncoder.from_pretrained(str(out)).encode(SENTENCES)

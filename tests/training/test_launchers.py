@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from hub_standin import HubStandIn, hub_env
+from launch_output import launch_failure
 from safetensors.torch import load_file
 
 import run_hncse
@@ -41,7 +42,7 @@ def torchrun_with_hub(tiny_model_dir, corpus_file, senteval_dir, out, repo_id, *
             cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
             env={**os.environ, **hub_env(hub), "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.returncode == 0, launch_failure(proc)
         repo = hub.repos[repo_id]
     assert repo["commits"].count("End of training") == 1 and repo["commits"][-1] == "End of training"
     assert repo["files"]["model.safetensors"] == (out / "model.safetensors").read_bytes()
@@ -62,7 +63,7 @@ def torchrun_losses(tiny_model_dir, corpus_file, out, max_steps, save_steps, *ex
     proc = subprocess.run(
         cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, launch_failure(proc)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     return {e["step"]: e["loss"] for e in history if "loss" in e}, proc
 
@@ -183,7 +184,7 @@ def test_two_nodes_train_like_one_node_and_only_the_global_main_process_writes(t
             [*run, "--nproc_per_node", "2", "--standalone", *argv(tmp_path / "one-node")],
             cwd=REPO, capture_output=True, text=True, timeout=600, env=env,
         )  # fmt: skip
-        assert one_node.returncode == 0, one_node.stderr[-3000:]
+        assert one_node.returncode == 0, launch_failure(one_node)
         hub.repos.clear()
         nodes = [
             subprocess.Popen(

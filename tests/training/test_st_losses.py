@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from launch_output import launch_failure
 
 from hncse.distributed import LocalBatch
 from hncse.errors import ConfigError
@@ -214,7 +215,7 @@ def global_batch_steps(folder, tmp_path_factory):
                    "--standalone", str(script), str(plain), str(out), json.dumps(GLOBAL_BATCH_OBJECTIVES),
                    str(batch), rows]  # fmt: skip
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.returncode == 0, launch_failure(done)
         weights[processes] = {o: torch.load(out / f"{o}.pt") for o in GLOBAL_BATCH_OBJECTIVES}
     start = {name: p.detach() for name, p in st_model(plain).named_parameters()}
     return start, weights
