@@ -435,6 +435,11 @@ CASES = [
     ),
     Case("--dropout 1.5", lambda w: ["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
     Case(
+        "--prompt_in_pooling false with no prompt",
+        lambda w: ["--prompt_in_pooling", "false"],
+        "--prompt_in_pooling false: there is no prompt to leave out of the pooling",
+    ),
+    Case(
         "--bidirectional false on an encoder",
         lambda w: ["--bidirectional", "false"],
         "is an encoder (bert), which attends both ways",
@@ -810,7 +815,7 @@ TOOL_CASES = [
     Case(
         "hncse-evaluate of a folder that does not exist",
         lambda w: [str(w.root / "no_such_run"), "--sts_files", _sts_pairs(w), "--output_json", str(w.root / "e.json")],
-        "no_such_run",
+        "model: no such folder:",
         tool="hncse-evaluate",
     ),
     Case(

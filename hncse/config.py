@@ -67,10 +67,11 @@ class ModelArguments:
             "saved as the sentence-transformers model's default prompt so that encode() applies it."
         },
     )
-    prompt_in_pooling: bool = field(
-        default=True,
+    prompt_in_pooling: bool | None = field(
+        default=None,
         metadata={
-            "help": "false: leave the prompt's tokens out of mean pooling (sentence-transformers' include_prompt)."
+            "help": "false: leave the prompt's tokens out of mean pooling (sentence-transformers' include_prompt). "
+            "Default: as the model folder says, else true."
         },
     )
     lora_r: int | None = field(

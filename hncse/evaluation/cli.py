@@ -172,6 +172,7 @@ def evaluate_model(args: argparse.Namespace) -> dict:
             args.model,
             pooler_type=None if args.pooler == "auto" else args.pooler,
             max_seq_length=args.max_seq_length,
+            argument="model",
         )
         refused = args.max_seq_length is not None and encoder.length_refused(args.max_seq_length, args.model)
         if refused:

@@ -33,6 +33,7 @@ PROBE_SIZES = {
     "head_dim": 16,
     "max_window_layers": 1,
 }
+PROBED: dict[tuple, bool] = {}  # `bidirectional_holds`' answers: (config class, model type, attention) → holds
 
 
 def is_decoder_only(config) -> bool:
@@ -51,7 +52,15 @@ def is_bidirectional(config) -> bool:
 def bidirectional_holds(config) -> bool:
     """Whether a folder of this architecture saved with `is_causal: false` attends both ways after reload: a
     one-layer random copy of the config is saved, reloaded by `AutoModel` and run on a sentence and its prefix
-    (a prefix's states differ only when later tokens are seen). Models that build their own mask ignore the flag."""
+    (a prefix's states differ only when later tokens are seen). Models that build their own mask ignore the flag.
+    Probed once per architecture and attention implementation in a process (the preflight asks, then the load)."""
+    key = (type(config).__name__, getattr(config, "model_type", None), config._attn_implementation)
+    if key not in PROBED:
+        PROBED[key] = probe_bidirectional(config)
+    return PROBED[key]
+
+
+def probe_bidirectional(config) -> bool:
     try:
         small = copy.deepcopy(config)
         for key, value in PROBE_SIZES.items():

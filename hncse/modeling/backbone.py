@@ -13,12 +13,12 @@ from hncse.modeling.pooling import FIRST_TOKEN_POOLERS
 from hncse.modeling.resolve import explain_load_failure, resolve_model_path
 
 
-def load_config(name: str, **hub_kwargs):
+def load_config(name: str, argument: str = "--model_name_or_path", **hub_kwargs):
     """The model's transformers config (config.json alone: no weights), or one line saying why it cannot be had."""
     try:
         return AutoConfig.from_pretrained(resolve_model_path(name), **hub_kwargs)
     except (OSError, ValueError) as error:
-        raise explain_load_failure(name, error) from error
+        raise explain_load_failure(name, error, argument) from error
 
 
 def default_pooler(config) -> str:

@@ -200,6 +200,7 @@ class SentenceEncoder(nn.Module):
         dropout: float | None = None,
         prompt: str | None = None,
         prompt_in_pooling: bool | None = None,
+        argument: str = "--model_name_or_path",
         **model_kwargs,
     ) -> SentenceEncoder:
         """Load a transformers checkpoint or a folder saved by `save_pretrained` (its pooler and head included).
@@ -213,6 +214,7 @@ class SentenceEncoder(nn.Module):
         config says. dropout: every dropout probability of the encoder's config (`hncse.modeling.dropout`).
         prompt, prompt_in_pooling: text put before every sentence, and whether pooling counts its tokens (None: the
         folder's, from hncse_config.json or its sentence-transformers default prompt; else no prompt).
+        argument: how the caller's command line names the model, for the error when it cannot be loaded.
         Other keyword arguments set config fields (e.g. hidden_dropout_prob) or go to `AutoModel.from_pretrained`.
         """
         path = resolve_model_path(model_name_or_path)
@@ -220,7 +222,7 @@ class SentenceEncoder(nn.Module):
         # float32 whatever the folder holds (transformers 5 would keep a 16-bit checkpoint's dtype, e.g. a ZeRO-3
         # or bf16 folder): the optimiser updates these weights, and mixed precision needs float32 masters.
         model_kwargs.setdefault("dtype", torch.float32)
-        config = load_config(model_name_or_path, **hub)
+        config = load_config(model_name_or_path, argument, **hub)
         for key in [k for k in model_kwargs if k not in LOAD_KWARGS and hasattr(config, k)]:
             setattr(config, key, model_kwargs.pop(key))
         prepare_config(config, model_name_or_path, bidirectional=bidirectional, dropout=dropout)
@@ -245,7 +247,7 @@ class SentenceEncoder(nn.Module):
             encoder = AutoModel.from_pretrained(path, config=config, **hub, **model_kwargs)
             tokenizer = AutoTokenizer.from_pretrained(path, **hub)
         except (OSError, ValueError) as error:
-            raise explain_load_failure(model_name_or_path, error) from error
+            raise explain_load_failure(model_name_or_path, error, argument) from error
         if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
             # transformers builds a tokenizer of special tokens alone when a folder has none of its files: every
             # word would be [UNK], and training would go on without a word of its data.

