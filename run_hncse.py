@@ -246,10 +246,18 @@ def train_and_evaluate(
 def main_then_leave_the_process_group(argv: list[str] | None = None) -> dict:
     """`main`, then, with several processes, each waits for the others and leaves the process group: a process
     that exits with the group still open can abort in its communication threads' teardown ("terminate called
-    without an active exception", seen under DeepSpeed on busy CPUs)."""
+    without an active exception", seen under DeepSpeed on busy CPUs).
+
+    On gloo (CPU) the wait is `monitored_barrier`, whose messages go in this thread. A plain barrier keeps a weak
+    reference to each collective still in a worker thread's hands (here ZeRO-3's last all-gather, just done), so
+    the all-gather's tensors are freed only when the barrier's work is, in a worker thread, after this process was
+    woken: if it has begun to exit by then, taking the GIL to free them aborts it (pytorch/pytorch#179291)."""
     result = main(argv)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+        if torch.distributed.get_backend() == "gloo":
+            torch.distributed.monitored_barrier()
+        else:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return result
 

@@ -104,6 +104,7 @@ class HNCSETrainer(Trainer):
         self._earlier_run_cleared = not self.args.overwrite_output_dir
         self._training_log_length: int | None = None  # log_history entries logged by training, once it has ended
         self._said_why_no_curves = False
+        self._checkpoint_to_push: str | None = None  # pushed once every process has written its part
         self.output_folder = OutputFolder(self.args.output_dir)  # what hncse wrote there; the main process's to write
         self.add_callback(DivergenceCheck(self))
 
@@ -355,11 +356,20 @@ class HNCSETrainer(Trainer):
             raise explain_repo_failure(repo_id, error) from error
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """The Trainer asks for the push while the other processes may still be writing their part of the checkpoint
+        (their objective state): copying or uploading it then would take a half-written file. `_push_complete`
+        pushes it once every process is done."""
+        self._checkpoint_to_push = checkpoint_folder
+
+    def _push_complete(self) -> None:
         """The Trainer copies only config and weights from the checkpoint into output_dir before pushing it; copy
         the whole model folder (sentence-transformers modules, head, card) so each push loads like the final one."""
+        folder, self._checkpoint_to_push = self._checkpoint_to_push, None
+        if folder is None:
+            return
         if self.is_world_process_zero() and self.args.hub_strategy != "end":
-            copy_model_folder(checkpoint_folder, self.args.output_dir)
-        super()._push_from_checkpoint(checkpoint_folder)
+            copy_model_folder(folder, self.args.output_dir)
+        super()._push_from_checkpoint(folder)
 
     # ---- checkpoints: the encoder's own folder layout instead of a raw state dict -----------------------
 
@@ -395,9 +405,10 @@ class HNCSETrainer(Trainer):
                 save_loss_state(folder, self.loss_fn, self.args.process_index)  # the main process's: in `_save`
         # The manifest is written last, once every process has written its files: then the checkpoint is complete.
         self.accelerator.wait_for_everyone()
+        if self.args.should_save and os.path.isdir(folder):
+            write_manifest(folder, step, resumable=self.writes_resume_state)
+        self._push_complete()  # the checkpoint whole, its manifest included
         if self.args.should_save:
-            if os.path.isdir(folder):
-                write_manifest(folder, step, resumable=self.writes_resume_state)
             self.output_folder.sweep()
             rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
