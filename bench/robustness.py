@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,8 +53,12 @@ class Workspace:
     model: Path  # the folder of the model the valid run trains
 
     def text_file(self, name: str, content: bytes) -> str:
+        """`content` as the file `name`, whole: cases run side by side (the test runs two at a time), so one may
+        read a file while another writes it again (a same-folder rename, never a part)."""
         path = self.root / name
-        path.write_bytes(content)
+        with tempfile.NamedTemporaryFile(dir=self.root, prefix=f".{name}.", delete=False) as f:
+            f.write(content)
+        os.replace(f.name, path)
         return str(path)
 
 
