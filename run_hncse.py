@@ -130,6 +130,11 @@ def train_and_evaluate(
         prompt_in_pooling=model_args.prompt_in_pooling,
         cache_dir=model_args.cache_dir,
     )
+    if model_args.prompt_in_pooling is False and not model.prompt:  # the folder's prompt is known once it loads
+        raise ConfigError(
+            "--prompt_in_pooling false: there is no prompt to leave out of the pooling; give --prompt TEXT (or a "
+            "model folder saved with one)"
+        )
     if model_args.lora_r is not None:
         model.add_lora(
             model_args.lora_r,
@@ -137,11 +142,6 @@ def train_and_evaluate(
             model_args.lora_dropout,
             model_args.lora_target_modules,
             save_adapter=model_args.save_adapter,
-        )
-    if model_args.prompt_in_pooling is False and not model.prompt:  # the folder's prompt is known once it loads
-        raise ConfigError(
-            "--prompt_in_pooling false: there is no prompt to leave out of the pooling; give --prompt TEXT (or a "
-            "model folder saved with one)"
         )
     refused = model.length_refused(data_args.max_seq_length, model_args.model_name_or_path)
     if refused:

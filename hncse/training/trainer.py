@@ -407,7 +407,8 @@ class HNCSETrainer(Trainer):
         self.accelerator.wait_for_everyone()
         if self.args.should_save and os.path.isdir(folder):
             write_manifest(folder, step, resumable=self.writes_resume_state)
-        self._push_complete()  # the checkpoint whole, its manifest included
+        with self._saving(folder):  # the copy into output_dir can meet a full disk too, as it did inside the save
+            self._push_complete()  # the checkpoint whole, its manifest included
         if self.args.should_save:
             self.output_folder.sweep()
             rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
