@@ -41,7 +41,7 @@ try:
     from hncse.training.trainer import HNCSETrainer
 except ImportError:  # commits before the package was laid out by subsystem
     from hncse.trainer import HNCSETrainer
-import run_hncse
+import hncse.train
 
 def status_kb(field):
     with open("/proc/self/status") as f:
@@ -53,7 +53,7 @@ def first_step(self, *args, **kwargs):
     os._exit(0)
 
 HNCSETrainer.training_step = first_step
-run_hncse.main(sys.argv[1:])
+hncse.train.main(sys.argv[1:])
 """
 
 

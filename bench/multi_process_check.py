@@ -22,8 +22,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from hncse.distributed import LocalBatch, batch_exchange
+from hncse.losses import build_loss
 from hncse.parser import parse_args
-from hncse.training.trainer import build_loss
 
 ROWS_PER_PROCESS, DIM = 32, 384
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

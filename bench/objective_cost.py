@@ -28,10 +28,10 @@ import torch
 
 from bench.report import markdown_table, replace_section
 from hncse.data import load_sentences, tokenize_sentences
-from hncse.losses import OBJECTIVES
+from hncse.losses import OBJECTIVES, build_loss
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
-from hncse.training.trainer import HNCSETrainer, build_loss
+from hncse.training.trainer import HNCSETrainer
 from tests.losses import naive_losses
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

@@ -3,7 +3,7 @@ best objective of the ablation (`hybrid_sum`), on the bundled all-MiniLM-L6-v2 `
 
     python -m bench.supervised [--seeds 42 43 44] [--objectives simcse hybrid_sum]
 
-Every run goes through `run_hncse.main` with SimCSE's supervised setting (pooler `cls` with its Linear+tanh head
+Every run goes through `hncse.train.main` with SimCSE's supervised setting (pooler `cls` with its Linear+tanh head
 kept at inference, length 32, τ 0.05, lr 5e-5, 3 epochs, no checkpoint selection), then its saved folder is scored
 on STS-B dev and SICK-R test. Results are appended to docs/results/supervised.jsonl as they come (a rerun skips
 finished runs) and the table in docs/results.md is regenerated from that file.
@@ -20,7 +20,7 @@ import statistics
 import tempfile
 import time
 
-import run_hncse
+import hncse.train
 from bench.report import markdown_table, replace_section
 from bench.supervised_data import build
 from hncse.data.sources import resolve_senteval_dir
@@ -75,7 +75,7 @@ def train_one(dataset: str, path: str, batch: int, objective: str, seed: int) ->
             "--save_strategy", "no", "--load_best_model_at_end", "false", "--disable_tqdm", "true",
             "--dataloader_pin_memory", "false", "--logging_steps", "5", *SUPERVISED]  # fmt: skip
     start = time.perf_counter()
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     seconds = time.perf_counter() - start
     with open(os.path.join(out, "trainer_state.json"), encoding="utf-8") as f:
         state = json.load(f)

@@ -1,7 +1,9 @@
-"""The training configuration: model and data argument groups, and `HNCSEConfig`, a `TrainingArguments` with the
-paper's defaults and one field per hyper-parameter of every registered objective (`hncse.losses.registry`).
+"""The training configuration, as static dataclasses: `ModelArguments`, `DataArguments`, `ObjectiveArguments` (the
+built-in objectives' hyper-parameters, declared beside each objective in `hncse/losses/`) and `HNCSEConfig`, a
+`TrainingArguments` with the paper's defaults and the objective's fields.
 
-Dataclasses only; `hncse.parser` reads them from YAML/JSON files and flags.
+Each dataclass checks its own fields' values; what spans arguments, files or the machine is checked by the
+preflight (`hncse.training.preflight`). `hncse.parser` reads these classes from YAML/JSON files and flags.
 """
 
 from __future__ import annotations
@@ -16,11 +18,9 @@ import torch
 from transformers import TrainingArguments
 from transformers.integrations import get_reporting_integration_callbacks
 
-from hncse.errors import ConfigError, EvalConfigError
-from hncse.evaluation import STSFileSource, parse_sts_files, resolve_tasks
-from hncse.evaluation.sts_files import check_columns
-from hncse.losses import OBJECTIVES, get_objective, hyperparameter_fields
-from hncse.modeling import POOLER_TYPES
+from hncse.errors import ConfigError
+from hncse.losses import OBJECTIVES, HybridSumParams, get_objective
+from hncse.modeling import POOLERS
 
 
 @dataclass
@@ -34,7 +34,7 @@ class ModelArguments:
     pooler_type: str | None = field(
         default=None,
         metadata={
-            "help": f"Sentence vector: one of {', '.join(POOLER_TYPES)} (SimCSE's poolers). Default: the model "
+            "help": f"Sentence vector: one of {', '.join(POOLERS)} (SimCSE's poolers). Default: the model "
             "folder's own (a sentence-transformers folder's pooling and modules, or what hncse saved), else cls."
         },
     )
@@ -105,10 +105,8 @@ class ModelArguments:
             self.lora_alpha = 2.0 * self.lora_r
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.pooler_type is not None and self.pooler_type not in POOLER_TYPES:
-            raise ConfigError(
-                f"--pooler_type: unknown value {self.pooler_type!r}; choose one of {', '.join(POOLER_TYPES)}"
-            )
+        if self.pooler_type is not None and self.pooler_type not in POOLERS:
+            raise ConfigError(f"--pooler_type: unknown value {self.pooler_type!r}; choose one of {', '.join(POOLERS)}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
 
@@ -140,8 +138,8 @@ class DataArguments:
     anchor_column: str | None = field(
         default=None,
         metadata={
-            "help": "Pairs/triplets: the anchor's column (default: sent0, or anchor, when the data has it; README "
-            "'Training data shapes')."
+            "help": "Pairs/triplets: the anchor's column (default: sent0, or anchor, when the data has it; "
+            "docs/data.md 'Training data shapes')."
         },
     )
     positive_column: str | None = field(
@@ -222,12 +220,6 @@ class DataArguments:
         },
     )
 
-    # Resolved once, from the fields above, when the arguments are parsed.
-    dev_tasks: list[str] = field(init=False, default_factory=list)  # SentEval names of --eval_tasks
-    test_tasks: list[str] = field(init=False, default_factory=list)  # SentEval names of --predict_task_set
-    dev_sts_files: list[STSFileSource] = field(init=False, default_factory=list)  # --sts_files, named
-    test_sts_files: list[STSFileSource] = field(init=False, default_factory=list)  # --predict_sts_files, named
-
     def __post_init__(self):
         if self.train_file is None and self.dataset_name is None:
             raise ConfigError("--train_file or --dataset_name is required")
@@ -244,18 +236,6 @@ class DataArguments:
             )
         if self.max_train_samples is not None and self.max_train_samples < 2:
             raise ConfigError(f"--max_train_samples must be at least 2, got {self.max_train_samples}")
-        try:
-            if self.eval_tasks and [t.lower() for t in self.eval_tasks] != ["none"]:
-                self.dev_tasks = resolve_tasks(None, self.eval_tasks, "dev", flag="--eval_tasks")
-            if self.predict_task_set.lower() != "none":
-                self.test_tasks = resolve_tasks(
-                    self.predict_task_set, None, "test", task_set_flag="--predict_task_set"
-                )
-            self.dev_sts_files = parse_sts_files(self.sts_files, "--sts_files")
-            self.test_sts_files = parse_sts_files(self.predict_sts_files, "--predict_sts_files")
-            check_columns(self.sts_columns)
-        except EvalConfigError as error:
-            raise ConfigError(str(error)) from None
 
 
 # transformers 5.23 renamed gradient_checkpointing to activation_checkpointing (keeping the old name as a deprecated
@@ -264,9 +244,28 @@ NAMES_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in {f.name for f in 
 
 
 @dataclass
-class TrainingConfigBase(TrainingArguments):
-    """Everything of `HNCSEConfig` but the objectives' hyper-parameters, which `config_class` adds from the
-    objective registry."""
+class ObjectiveArguments(HybridSumParams):
+    """The objective and its hyper-parameters. The built-in objectives' fields are declared beside each objective
+    (`temperature`, `hard_negative_weight`: `hncse/losses/common.py`; `pm_*`: `positive_mixing.py`; `hnm_*`:
+    `hard_negative_mixing.py`; `hybrid_lambda`: `hybrid_sum.py`), whose params `HybridSumParams` inherits all of
+    (`tests/test_config.py` checks that). An objective registered outside the package brings its own flags
+    (`hncse.parser`)."""
+
+    objective: str = field(
+        default="simcse",
+        metadata={"help": "Contrastive objective: simcse, pm, hnm, hybrid, hybrid_sum (docs/method.md)."},
+    )
+
+
+@dataclass
+class HNCSEConfig(ObjectiveArguments, TrainingArguments):
+    """`TrainingArguments` for contrastive sentence-embedding training: the objective (`ObjectiveArguments`), the
+    cached step, the batch exchange across processes, and the SimCSE / HNCSE BERT-base defaults (docs/method.md
+    §6): learning_rate 3e-5, per_device_train_batch_size 64, num_train_epochs 1, evaluate and save every 125
+    steps, keep the best checkpoint by STS-B dev Spearman, the state to resume every 1000 steps
+    (resume_state_steps) and model-only saves of new bests between, drop the incomplete last batch, log every 10
+    steps, encode dev sets 128 sentences at a time, DDP without the unused-parameter search, `use_cpu` set on
+    machines without an accelerator."""
 
     if not NAMES_ACTIVATION_CHECKPOINTING:
         activation_checkpointing: bool = field(
@@ -274,9 +273,6 @@ class TrainingConfigBase(TrainingArguments):
             metadata={"help": "Recompute each layer's activations in the backward pass (gradient_checkpointing)."},
         )
 
-    objective: str = field(
-        default="simcse", metadata={"help": "Contrastive objective (see docs/method.md): one of the registered ones."}
-    )
     mini_batch_size: int | None = field(
         default=None,
         metadata={
@@ -347,21 +343,7 @@ class TrainingConfigBase(TrainingArguments):
     def __post_init__(self):
         if not (self.output_dir or "").strip():
             raise ConfigError(f"--output_dir must name a folder, got {self.output_dir!r}")
-        objective = get_objective(self.objective)
-        if self.per_device_train_batch_size < objective.min_batch_size and objective.min_batch_size > 2:
-            raise ConfigError(
-                f"--objective {self.objective} needs --per_device_train_batch_size ≥ {objective.min_batch_size} "
-                "(pairs of negatives)"
-            )
-        for registered in OBJECTIVES.values():  # each flag exists whatever the objective: check every value
-            names = [f.name for f in dataclasses.fields(registered.params)]
-            if all(hasattr(self, name) for name in names):
-                registered.params_from(self)
-            elif registered is objective:
-                raise ConfigError(
-                    f"--objective {self.objective}: registered after this config class was made; build the config "
-                    "from hncse.config.config_class() (hncse.parser.parse_args does)"
-                )
+        self.check_objectives()
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise ConfigError(f"--num_train_epochs {self.num_train_epochs} trains nothing; give a positive number")
         if self.resume_state_steps < 1:
@@ -386,10 +368,24 @@ class TrainingConfigBase(TrainingArguments):
             self.gradient_checkpointing = True
         check_deepspeed_file(self.deepspeed)
         try:
-            super().__post_init__()
+            TrainingArguments.__post_init__(self)  # not super(): the objective params come first in the MRO
         except ValueError as error:
             raise ConfigError(str(error).strip().splitlines()[0]) from error
         check_training_values(self)
+
+    def check_objectives(self) -> None:
+        """The objective exists and suits the batch, and every registered objective's hyper-parameters hold (each
+        flag exists whatever the objective). A plug-in objective's values are checked once `hncse.parser` has set
+        them on the config: until then its fields are missing and it is skipped."""
+        objective = get_objective(self.objective)
+        if self.per_device_train_batch_size < objective.min_batch_size and objective.min_batch_size > 2:
+            raise ConfigError(
+                f"--objective {self.objective} needs --per_device_train_batch_size ≥ {objective.min_batch_size} "
+                "(pairs of negatives)"
+            )
+        for registered in OBJECTIVES.values():
+            if all(hasattr(self, f.name) for f in dataclasses.fields(registered.params)):
+                registered.params_from(self)
 
 
 def check_deepspeed_file(deepspeed) -> None:
@@ -433,96 +429,3 @@ def check_training_values(args: TrainingArguments) -> None:
         get_reporting_integration_callbacks(args.report_to)
     except ValueError as error:
         raise ConfigError(f"--report_to: {str(error).strip().splitlines()[0]}") from None
-
-
-def check_one_process_per_gpu(visible_gpus: int) -> None:
-    """One process that sees several GPUs would train them with `nn.DataParallel` (each step's batch split over
-    the GPUs, negatives not gathered, mixed precision not in every replica): refuse it, naming the launchers."""
-    launched = any(name in os.environ for name in ("LOCAL_RANK", "WORLD_SIZE"))  # torchrun, accelerate, deepspeed
-    if visible_gpus > 1 and not launched:
-        raise ConfigError(
-            f"one process sees {visible_gpus} GPUs and would drive them with nn.DataParallel; start one process per "
-            f"GPU with `accelerate launch --config_file configs/accelerate/multi_gpu.yaml --num_processes "
-            f"{visible_gpus} run_hncse.py …`, or train on one with CUDA_VISIBLE_DEVICES=0"
-        )
-
-
-def launcher_command_line() -> list[str]:
-    """The command line of the process that started this one (Linux; empty elsewhere)."""
-    try:
-        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
-            return f.read().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def check_accelerate_cpu_launch() -> None:
-    """`accelerate launch --cpu --num_processes N` starts one process, not N (accelerate has no launch of several
-    CPU processes): refuse it rather than train one process with a global batch N times smaller than asked."""
-    if "ACCELERATE_USE_CPU" not in os.environ or "WORLD_SIZE" in os.environ:
-        return
-    command = launcher_command_line()
-    for i, arg in enumerate(command[:-1]):
-        if arg in ("--num_processes", "--num-processes") and command[i + 1].isdigit() and int(command[i + 1]) > 1:
-            raise ConfigError(
-                f"accelerate launch --cpu --num_processes {command[i + 1]} starts a single process; start "
-                f"{command[i + 1]} CPU processes with `torchrun --nproc_per_node {command[i + 1]} run_hncse.py …`"
-            )
-
-
-CONFIG_DOC = """`TrainingArguments` for contrastive sentence-embedding training.
-
-> Parameters that control the objective
-
-objective: `simcse` (InfoNCE with in-batch negatives), `pm` (positive mixing), `hnm` (hard-negative
-    mixing), `hybrid` (PM then HNM, one loss) or `hybrid_sum` (L_PM + λ·L_HNM), or any registered objective;
-    docs/method.md §1-§4.
-<objective hyper-parameters>: one field per parameter of every registered objective (`temperature`, `pm_*`,
-    `hnm_*`, `hybrid_lambda`, …), declared by the objective's params dataclass.
-mini_batch_size: cached contrastive step (GradCache) — encode this many rows at a time, objective on the
-    whole batch; for batches larger than memory.
-gather_negatives: with several processes, score each anchor against the global batch (all processes'
-    sentences, gathered with gradients) and mine PM/HNM negatives over it.
-
-> Changed defaults (SimCSE / HNCSE BERT-base setup, docs/method.md §6)
-
-learning_rate 3e-5, per_device_train_batch_size 64, num_train_epochs 1, evaluate and save every 125 steps,
-keep the best checkpoint by STS-B dev Spearman (load_best_model_at_end, metric_for_best_model
-stsb_spearman), the state to resume every 1000 steps (resume_state_steps) and model-only saves of new bests
-between, drop the incomplete last batch, log every 10 steps, encode dev sets 128 sentences at a time,
-DDP without the unused-parameter search, `use_cpu` set on machines without an accelerator.
-"""
-_config_classes: dict[tuple, type] = {}
-
-
-def config_class() -> type[TrainingConfigBase]:
-    """The training-config class for the objectives registered now: `TrainingConfigBase` plus one field per
-    hyper-parameter (its flag, type, default and help come from the objective's params dataclass).
-
-    `HNCSEConfig` is this class for the built-in objectives; an objective registered later (a plug-in) gets a
-    subclass of it with the new fields, bound in this module under its own name so that it pickles.
-    """
-    parameters = hyperparameter_fields()
-    key = (tuple(OBJECTIVES), tuple((p.name, p.type, p.default, p.help, p.choices) for p in parameters))
-    if key in _config_classes:
-        return _config_classes[key]
-    base = globals().get("HNCSEConfig", TrainingConfigBase)
-    known = {f.name for f in dataclasses.fields(base)}
-    objective_help = f"Contrastive objective: {', '.join(OBJECTIVES)} (docs/method.md)."
-    new = [("objective", str, field(default="simcse", metadata={"help": objective_help}))]
-    for p in parameters:
-        if p.name not in known:
-            metadata = {"help": p.help} | ({"choices": p.choices} if p.choices else {})
-            new.append((p.name, p.type, field(default=p.default, metadata=metadata)))
-    if base is TrainingConfigBase:
-        name = "HNCSEConfig"
-    else:
-        name = "HNCSEConfig_" + "_".join(OBJECTIVES)
-    cls = dataclasses.make_dataclass(name, new, bases=(base,), namespace={"__doc__": CONFIG_DOC})
-    cls.__module__ = __name__
-    globals()[name] = cls
-    _config_classes[key] = cls
-    return cls
-
-
-HNCSEConfig = config_class()

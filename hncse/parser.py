@@ -2,7 +2,8 @@
 
     run_hncse.py configs/quickstart.yaml --learning_rate 1e-5
 
-Flags are the fields of `hncse.config`'s dataclasses, the registered objectives' hyper-parameters included.
+Flags are the fields of `hncse.config`'s dataclasses, and the hyper-parameters of any objective registered outside
+the package (a plug-in), which are set on the training config after parsing.
 """
 
 from __future__ import annotations
@@ -16,14 +17,30 @@ import typing
 
 import yaml
 from transformers import HfArgumentParser
+from transformers.hf_argparser import string_to_bool
 
-from hncse.config import DataArguments, ModelArguments, TrainingConfigBase, config_class
+from hncse.config import DataArguments, HNCSEConfig, ModelArguments
 from hncse.errors import ConfigError
+from hncse.losses import OBJECTIVES, hyperparameter_fields
+from hncse.losses.registry import HyperParameter
+
+ARGUMENT_GROUPS = (ModelArguments, DataArguments, HNCSEConfig)
 
 
-def argument_groups() -> tuple[type, ...]:
-    """The dataclasses whose fields are the flags, with the training config of the objectives registered now."""
-    return (ModelArguments, DataArguments, config_class())
+def group_fields() -> set[str]:
+    return {f.name for group in ARGUMENT_GROUPS for f in dataclasses.fields(group)}
+
+
+def plugin_parameters() -> list[HyperParameter]:
+    """The hyper-parameters of objectives registered outside the package: those no argument group has a field for."""
+    known = group_fields()
+    return [p for p in hyperparameter_fields() if p.name not in known]
+
+
+def flag_names() -> list[tuple[str, object]]:
+    """(name, default) of every flag: the argument groups' fields, then the plug-ins' hyper-parameters."""
+    fields = [(f.name, f.default) for group in ARGUMENT_GROUPS for f in dataclasses.fields(group) if f.init]
+    return fields + [(p.name, p.default) for p in plugin_parameters()]
 
 
 class OneLineParser(HfArgumentParser):
@@ -34,7 +51,18 @@ class OneLineParser(HfArgumentParser):
 
 
 def make_parser() -> HfArgumentParser:
-    return OneLineParser(argument_groups())
+    """The argument groups' flags, and one group for the plug-in objectives' hyper-parameters (argparse puts what
+    is left over after the dataclasses into a namespace of its own: `parse_args` sets it on the training config)."""
+    parser = OneLineParser(ARGUMENT_GROUPS)
+    known = group_fields()
+    plugins = [o.name for o in OBJECTIVES.values() if not {f.name for f in dataclasses.fields(o.params)} <= known]
+    parameters = plugin_parameters()
+    if parameters:
+        group = parser.add_argument_group(f"objectives registered outside hncse: {', '.join(plugins)}")
+        for p in parameters:
+            kind = string_to_bool if p.type is bool else p.type
+            group.add_argument(f"--{p.name}", type=kind, default=p.default, choices=p.choices, help=p.help)
+    return parser
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -82,7 +110,7 @@ def config_file_to_argv(path: str) -> list[str]:
         return []
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of argument names to values")
-    known = {f.name for group in argument_groups() for f in dataclasses.fields(group) if f.init}
+    known = {name for name, _ in flag_names()}
     argv: list[str] = []
     for key, value in config.items():
         if key not in known:
@@ -106,7 +134,7 @@ def without_cleared(argv: list[str]) -> tuple[list[str], set[str]]:
     that may be None."""
     # From the annotations: HfArgumentParser rewrites Optional[X] to X in the fields' own types.
     optional = {
-        name for group in argument_groups() for name, hint in typing.get_type_hints(group).items()
+        name for group in ARGUMENT_GROUPS for name, hint in typing.get_type_hints(group).items()
         if type(None) in typing.get_args(hint)
     }  # fmt: skip
     spans = flag_spans(argv)
@@ -135,8 +163,9 @@ def without_flags(argv: list[str], names: set[str]) -> list[str]:
 
 def check_known_flags(argv: list[str]) -> None:
     """An unknown flag, named with the nearest known ones (HfArgumentParser would list the leftovers only)."""
-    fields = [f for group in argument_groups() for f in dataclasses.fields(group) if f.init]
-    known = {f"--{f.name}" for f in fields} | {f"--no_{f.name}" for f in fields if f.default is True} | {"--help"}
+    fields = flag_names()
+    known = {f"--{name}" for name, _ in fields} | {f"--no_{name}" for name, default in fields if default is True}
+    known |= {"--help"}
     for arg in argv:
         flag = arg.split("=", 1)[0].replace("-", "_").replace("__", "--", 1)
         if flag.startswith("--") and flag not in known and not any(k.startswith(flag) for k in known):
@@ -145,7 +174,7 @@ def check_known_flags(argv: list[str]) -> None:
             raise ConfigError(f"unknown argument {flag}{hint}")
 
 
-def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, TrainingConfigBase]:
+def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, HNCSEConfig]:
     """Parse `[config.yaml|config.json] [--flag value ...]`; flags override the file, before it or after it, and
     `--flag none` (or null) clears a value the file sets, for any argument that may be None."""
     config_file, flags = split_config_file(argv)
@@ -164,9 +193,13 @@ def parse_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, Training
         if named and f"--{named[1]}" in from_file and f"--{named[1]}" not in flags:
             message = f"{config_file}: {named[1]}: {message}"
         raise ConfigError(message) from error
+    model_args, data_args, training_args, *plugin_values = groups
     for name in cleared:
-        for group in groups:
+        for group in (model_args, data_args, training_args, *plugin_values):
             if hasattr(group, name):
                 setattr(group, name, None)
-    model_args, data_args, training_args = groups
+    for values in plugin_values:  # a plug-in objective's hyper-parameters, checked with the built-ins' values
+        for name, value in vars(values).items():
+            setattr(training_args, name, value)
+        training_args.check_objectives()
     return model_args, data_args, training_args

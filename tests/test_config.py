@@ -8,7 +8,7 @@ import pytest
 
 from hncse.errors import ConfigError
 from hncse.parser import parse_args
-from hncse.training.preflight import Preflight, check_arguments
+from hncse.training.preflight import check_arguments
 
 
 def test_defaults_follow_the_paper(corpus_file):
@@ -84,17 +84,17 @@ def test_training_file_required():
 def test_best_metric_must_come_from_an_evaluated_task(corpus_file):
     message = "--metric_for_best_model 'stsb_spearman' is not produced by --eval_tasks sickr"
     with pytest.raises(ConfigError, match=message):
-        check_arguments(*parse_args(["--train_file", str(corpus_file), "--eval_tasks", "sickr"]), Preflight())
+        check_arguments(*parse_args(["--train_file", str(corpus_file), "--eval_tasks", "sickr"])[1:])
     _, data_args, args = parse_args(
         ["--train_file", str(corpus_file), "--eval_tasks", "sickr", "--metric_for_best_model", "sickr_spearman"]
     )
-    check_arguments(None, data_args, args, Preflight())
+    check_arguments(data_args, args)
     assert args.metric_for_best_model == "sickr_spearman"
     # Without --load_best_model_at_end the Trainer still looks the metric up after each evaluation (a KeyError
     # once training has started): refused the same way.
     no_best = ["--train_file", str(corpus_file), "--eval_tasks", "sickr", "--load_best_model_at_end", "false"]
     with pytest.raises(ConfigError, match=message):
-        check_arguments(*parse_args(no_best), Preflight())
+        check_arguments(*parse_args(no_best)[1:])
 
 
 def test_an_empty_output_dir_is_one_line(corpus_file):
@@ -119,7 +119,8 @@ PAPER_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "paper
 
 @pytest.mark.parametrize("config", PAPER_CONFIGS, ids=[p.stem for p in PAPER_CONFIGS])
 def test_paper_configs_take_bf16_on_the_command_line(config, tmp_path):
-    """fp16 in the files (any CUDA card); `--bf16 true --fp16 false` for Ampere and newer, as the README says."""
+    """fp16 in the files (any CUDA card); `--bf16 true --fp16 false` for Ampere and newer, as
+    docs/training-on-gpus.md says."""
     _, data_args, args = parse_args([str(config), "--bf16", "true", "--fp16", "false", "--output_dir", str(tmp_path)])
     assert args.bf16 and not args.fp16
     assert data_args.max_seq_length == 32 and args.learning_rate in (3e-5, 1e-5, 5e-5)
@@ -192,3 +193,21 @@ def test_a_bad_value_in_the_file_names_the_file_and_a_flag_overrides_it(tmp_path
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(config))}: learning_rate: argument --learning_rate"):
         parse_args([str(config)])
     assert parse_args([str(config), "--learning_rate", "1e-3"])[2].learning_rate == 1e-3
+
+
+def test_the_config_has_a_written_out_field_for_every_builtin_hyperparameter():
+    """ObjectiveArguments inherits the built-in objectives' params (each field declared once, beside its objective),
+    so every built-in flag is a field of HNCSEConfig that `grep` finds in the source."""
+    import dataclasses
+
+    import hncse.config
+    from hncse.config import HNCSEConfig, ObjectiveArguments
+    from hncse.losses import OBJECTIVES
+
+    builtins = ("simcse", "pm", "hnm", "hybrid", "hybrid_sum")
+    assert list(OBJECTIVES)[:5] == list(builtins)
+    fields = {f.name for f in dataclasses.fields(ObjectiveArguments)}
+    for name in builtins:
+        assert {f.name for f in dataclasses.fields(OBJECTIVES[name].params)} <= fields, name
+    assert fields <= {f.name for f in dataclasses.fields(HNCSEConfig)}
+    assert not hasattr(hncse.config, "config_class")  # no class made at import time

@@ -9,6 +9,7 @@ but `errors`.
 
 from hncse.data.collators import ColumnsCollator
 from hncse.data.corpus import load_sentences, load_training_data
+from hncse.data.files import CorpusSource
 from hncse.data.pipeline import TrainingCorpus, TrainingData, read_training_corpus
 from hncse.data.shape import DataShape, data_shape
 from hncse.data.streaming import SKIPPED, SentenceStream, TokenizingCollator, stream_sentences
@@ -17,6 +18,7 @@ from hncse.data.tokenize import drop_wordless, tokenize_examples, tokenize_sente
 __all__ = [
     "SKIPPED",
     "ColumnsCollator",
+    "CorpusSource",
     "DataShape",
     "SentenceStream",
     "TokenizingCollator",

@@ -10,6 +10,8 @@ import numpy as np
 from datasets import Dataset
 
 from hncse.data.files import (
+    CorpusSource,
+    corpus_source,
     keep_rows,
     non_blank_rows,
     only_text_column,
@@ -23,24 +25,17 @@ from hncse.errors import DataError
 logger = logging.getLogger(__name__)
 
 
-def load_sentences(
-    train_file: str | None = None,
-    dataset_name: str | None = None,
-    dataset_config_name: str | None = None,
-    dataset_split: str = "train",
-    text_column: str | None = None,
-    cache_dir: str | None = None,
-    max_samples: int | None = None,
-) -> Dataset:
+def load_sentences(corpus: CorpusSource | None = None, **fields) -> Dataset:
     """A Dataset with one column, "text", with blank rows dropped (and counted in the log), and only the first
     `max_samples` sentences if given.
 
-    Sources: a local or remote .txt (one sentence per line), a .csv/.tsv/.json/.jsonl with a text column, a
-    corpus of princeton-nlp/datasets-for-simcse by name (`wiki1m`, `nli`; `hncse.data.sources`), or a Hub
-    dataset. text_column defaults to "text", else the only text column.
+    Sources (`CorpusSource`, or its fields by name): a local or remote .txt (one sentence per line), a
+    .csv/.tsv/.json/.jsonl with a text column, a corpus of princeton-nlp/datasets-for-simcse by name (`wiki1m`,
+    `nli`; `hncse.data.sources`), or a Hub dataset. text_column defaults to "text", else the only text column.
     """
-    raw, source = read_training_data(train_file, dataset_name, dataset_config_name, dataset_split, cache_dir)
-    return sentences_from(raw, source, text_column, max_samples)
+    corpus = corpus_source(corpus, **fields)
+    raw, source = read_training_data(corpus)
+    return sentences_from(raw, source, corpus.text_column, corpus.max_samples)
 
 
 def sentences_from(raw: Dataset, source: str, text_column: str | None, max_samples: int | None) -> Dataset:
@@ -58,26 +53,24 @@ def sentences_from(raw: Dataset, source: str, text_column: str | None, max_sampl
 
 
 def load_training_data(
-    train_file: str | None = None,
-    dataset_name: str | None = None,
-    dataset_config_name: str | None = None,
-    dataset_split: str = "train",
-    text_column: str | None = None,
-    cache_dir: str | None = None,
-    max_samples: int | None = None,
+    corpus: CorpusSource | None = None,
+    *,
     anchor_column: str | None = None,
     positive_column: str | None = None,
     negative_columns: list[str] | None = None,
     skip_bad_rows: bool = False,
+    **fields,
 ) -> tuple[Dataset, DataShape]:
     """(the training data, its shape): one column "text" (`load_sentences`), or the columns anchor,
-    positive, negative_1..K of a labelled set, with at most `max_samples` rows."""
-    raw, source = read_training_data(train_file, dataset_name, dataset_config_name, dataset_split, cache_dir)
-    shape = data_shape(raw.column_names, source, text_column, anchor_column, positive_column, negative_columns)
+    positive, negative_1..K of a labelled set, with at most `max_samples` rows (`CorpusSource`, or its fields by
+    name)."""
+    corpus = corpus_source(corpus, **fields)
+    raw, source = read_training_data(corpus)
+    shape = data_shape(raw.column_names, source, corpus.text_column, anchor_column, positive_column, negative_columns)
     if not shape.labelled:
         column = pick_text_column(raw, shape.text, source)
-        return sentences_from(raw, source, column, max_samples), DataShape(text=column)
-    return labelled_examples(raw, source, shape, skip_bad_rows, max_samples), shape
+        return sentences_from(raw, source, column, corpus.max_samples), DataShape(text=column)
+    return labelled_examples(raw, source, shape, skip_bad_rows, corpus.max_samples), shape
 
 
 def labelled_examples(

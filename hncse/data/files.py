@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import itertools
 import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -135,22 +137,45 @@ def check_parquet_file(path: str) -> None:
     raise DataError(f"{path}: not a valid parquet file ({reason})")
 
 
-def read_training_data(
-    train_file: str | None = None,
-    dataset_name: str | None = None,
-    dataset_config_name: str | None = None,
-    dataset_split: str = "train",
-    cache_dir: str | None = None,
-) -> tuple[Dataset, str]:
+@dataclass(frozen=True)
+class CorpusSource:
+    """Where the training sentences come from and how many are read: one value for every reader of the corpus
+    (prepared, labelled or streamed), built once from the data arguments.
+
+    Either `train_file` (a path, URL, or a corpus name of `hncse.data.sources`: `wiki1m`, `nli`) or a Hub
+    `dataset_name` with its config and split; `text_column` defaults to "text", else the only text column;
+    `max_samples`: only the first so many rows; `cache_dir`: the `datasets` cache.
+    """
+
+    train_file: str | None = None
+    dataset_name: str | None = None
+    dataset_config_name: str | None = None
+    dataset_split: str = "train"
+    text_column: str | None = None
+    cache_dir: str | None = None
+    max_samples: int | None = None
+
+    def check(self) -> None:
+        if (self.train_file is None) == (self.dataset_name is None):
+            raise DataError("give exactly one of --train_file and --dataset_name")
+
+
+def corpus_source(corpus: CorpusSource | None = None, **fields) -> CorpusSource:
+    """`corpus` with `fields` replaced, or a `CorpusSource` of `fields` alone: the corpus readers also take its
+    fields by name (`load_sentences(train_file=path)`, as the benchmarks and older callers do)."""
+    return dataclasses.replace(corpus, **fields) if corpus is not None else CorpusSource(**fields)
+
+
+def read_training_data(corpus: CorpusSource) -> tuple[Dataset, str]:
     """(the training data as `datasets` reads it, every column; its source: the file, or the dataset's name)."""
-    if (train_file is None) == (dataset_name is None):
-        raise DataError("give exactly one of --train_file and --dataset_name")
-    if train_file is None:
-        return read_hub_dataset(
-            dataset_name, dataset_config_name, dataset_split, "--dataset_name", cache_dir
-        ), dataset_name
-    train_file = resolve_train_file(train_file)  # a corpus name (wiki1m, nli) → its file
-    return read_data_file(train_file, "--train_file", cache_dir), train_file
+    corpus.check()
+    if corpus.train_file is None:
+        dataset = read_hub_dataset(
+            corpus.dataset_name, corpus.dataset_config_name, corpus.dataset_split, "--dataset_name", corpus.cache_dir
+        )
+        return dataset, corpus.dataset_name
+    train_file = resolve_train_file(corpus.train_file)  # a corpus name (wiki1m, nli) → its file
+    return read_data_file(train_file, "--train_file", corpus.cache_dir), train_file
 
 
 def read_data_file(path: str, flag: str, cache_dir: str | None = None) -> Dataset:

@@ -17,6 +17,7 @@ from transformers import DataCollatorWithPadding
 
 from hncse.data.collators import ColumnsCollator
 from hncse.data.corpus import load_training_data
+from hncse.data.files import CorpusSource
 from hncse.data.shape import DataShape
 from hncse.data.streaming import SentenceStream, TokenizingCollator, stream_sentences
 from hncse.data.tokenize import drop_wordless, tokenize_examples, tokenize_sentences, truncation_summary
@@ -77,7 +78,7 @@ class TrainingCorpus:
 def read_training_corpus(data_args, training_args, cache_dir: str | None = None) -> TrainingCorpus:
     """The rows `--train_file` / `--dataset_name` hold, checked (file, encoding, columns, bad rows) and their shape;
     with `--streaming`, a stream of one sentence per row that is read as training goes."""
-    corpus = dict(
+    corpus = CorpusSource(
         train_file=data_args.train_file,
         dataset_name=data_args.dataset_name,
         dataset_config_name=data_args.dataset_config_name,
@@ -92,14 +93,14 @@ def read_training_corpus(data_args, training_args, cache_dir: str | None = None)
         training_args.remove_unused_columns = False
         if training_args.accelerator_config.dispatch_batches is None:
             training_args.accelerator_config.dispatch_batches = False
-        sentences, source = stream_sentences(**corpus)
+        sentences, source = stream_sentences(corpus)
         return TrainingCorpus(sentences, DataShape(text=data_args.text_column or "text"), source, streamed=True)
     with training_args.main_process_first(desc="reading the corpus"):
         rows, shape = load_training_data(
-            **corpus,
+            corpus,
             anchor_column=data_args.anchor_column,
             positive_column=data_args.positive_column,
             negative_columns=data_args.negative_columns,
             skip_bad_rows=data_args.skip_bad_rows,
         )
-    return TrainingCorpus(rows, shape, data_args.train_file or data_args.dataset_name, streamed=False)
+    return TrainingCorpus(rows, shape, corpus.train_file or corpus.dataset_name, streamed=False)

@@ -22,7 +22,9 @@ from transformers import PreTrainedTokenizerBase
 
 from hncse.data.files import (
     SNIFF_BYTES,
+    CorpusSource,
     check_streamed_file,
+    corpus_source,
     file_builder,
     file_changed,
     file_fingerprint,
@@ -37,23 +39,16 @@ from hncse.errors import DataError
 logger = logging.getLogger(__name__)
 
 
-def stream_sentences(
-    train_file: str | None = None,
-    dataset_name: str | None = None,
-    dataset_config_name: str | None = None,
-    dataset_split: str = "train",
-    text_column: str | None = None,
-    cache_dir: str | None = None,
-    max_samples: int | None = None,
-) -> tuple[datasets.IterableDataset, str]:
+def stream_sentences(corpus: CorpusSource | None = None, **fields) -> tuple[datasets.IterableDataset, str]:
     """(a streaming dataset with one column, "text", blank rows dropped, at most `max_samples` rows; its source).
 
-    The sources of `hncse.data.corpus.load_sentences`; a named corpus (`wiki1m`, `nli`) not on this machine is read
-    from the Hub as it goes rather than downloaded first."""
-    if (train_file is None) == (dataset_name is None):
-        raise DataError("give exactly one of --train_file and --dataset_name")
-    if train_file is not None:
-        train_file = resolve_train_file(train_file, stream=True)
+    The sources of `hncse.data.corpus.load_sentences` (`CorpusSource`, or its fields by name); a named corpus
+    (`wiki1m`, `nli`) not on this machine is read from the Hub as it goes rather than downloaded first."""
+    corpus = corpus_source(corpus, **fields)
+    corpus.check()
+    cache_dir = corpus.cache_dir
+    if corpus.train_file is not None:
+        train_file = resolve_train_file(corpus.train_file, stream=True)
         source = train_file
         if not is_remote(train_file) and not os.path.isfile(train_file):
             raise DataError(f"{train_file}: no such file (--train_file)")
@@ -71,19 +66,19 @@ def stream_sentences(
             builder, data_files={"train": train_file}, split="train", streaming=True, cache_dir=cache_dir, **kwargs
         )
     else:
-        source = dataset_name
+        source = corpus.dataset_name
         raw = datasets.load_dataset(
-            dataset_name, dataset_config_name, split=dataset_split, streaming=True, cache_dir=cache_dir
+            source, corpus.dataset_config_name, split=corpus.dataset_split, streaming=True, cache_dir=cache_dir
         )
     try:
-        column = pick_text_column(raw, text_column, source)  # may read the first rows
+        column = pick_text_column(raw, corpus.text_column, source)  # may read the first rows
     except DataError:
         raise
     except (OSError, ValueError) as error:  # a parser's (pyarrow, pandas: ValueError), a file's, UTF-8
         raise DataError(stream_error(source, error)) from None
     raw = only_text_column(raw, column).filter(non_blank, batched=True, fn_kwargs={"source": source})
-    if max_samples is not None:
-        raw = raw.take(max_samples)
+    if corpus.max_samples is not None:
+        raw = raw.take(corpus.max_samples)
     logger.info("%s: streamed (read as training goes; no corpus-wide statistics such as truncation counts)", source)
     return raw, source
 

@@ -36,7 +36,7 @@ from hncse.evaluation import (
     run_suite,
 )
 from hncse.evaluation.mteb_runner import add_to_card, card_path, mteb_table, mteb_tasks, run_mteb
-from hncse.modeling import POOLER_TYPES, SentenceEncoder
+from hncse.modeling import POOLERS, SentenceEncoder
 
 logger = logging.getLogger("hncse.evaluate")
 
@@ -49,7 +49,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pooler",
         default="auto",
-        choices=["auto", *POOLER_TYPES],
+        choices=["auto", *POOLERS],  # those registered when the parser is made
         help="auto: the folder's own (hncse_config.json, else its sentence-transformers Pooling), else cls",
     )
     parser.add_argument(

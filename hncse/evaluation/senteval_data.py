@@ -31,7 +31,6 @@ SHORT_NAMES = {
     "SICKRelatedness": "sickr",
     **{task: task.lower() for task in TRANSFER_TASKS},
 }
-TASK_BY_SHORT_NAME = {short: task for task, short in SHORT_NAMES.items()}
 TABLE_NAMES = {**{year: year for year in STS_YEARS}, "STSBenchmark": "STS-B", "SICKRelatedness": "SICK-R"}
 
 STSB_FILES = {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test.csv"}

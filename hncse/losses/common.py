@@ -14,10 +14,15 @@ from torch import Tensor
 
 from hncse.distributed import LocalBatch
 from hncse.errors import ConfigError
-from hncse.losses.registry import hyperparameter
+from hncse.losses.registry import Panel, Statistic, hyperparameter
 
 LOCAL_BATCH = LocalBatch()
-SIMILARITY_STATISTICS = ("sim_positive", "sim_negative", "sim_hardest_negative")  # `similarity_stats`' keys
+SIMILARITY_PANEL = Panel("similarities in the batch", "cosine")
+SIMILARITY_STATISTICS = (  # `similarity_stats`' keys
+    Statistic("sim_positive", "positive", SIMILARITY_PANEL),
+    Statistic("sim_hardest_negative", "hardest negative", SIMILARITY_PANEL),
+    Statistic("sim_negative", "mean negative", SIMILARITY_PANEL),
+)
 
 
 @dataclass
@@ -122,12 +127,12 @@ def hardest_negative_similarities(sim: Tensor, offset: int = 0) -> Tensor:
 
 
 def similarity_stats(sim: Tensor, offset: int = 0) -> dict[str, Tensor]:
-    """Mean positive, mean negative and mean hardest-negative cosine of S = cos(z1, candidates), (N, M)."""
+    """Mean positive, mean hardest-negative and mean negative cosine of S = cos(z1, candidates), (N, M)."""
     own = positive_mask(*sim.shape, offset, sim.device)
     return {
         "sim_positive": positive_similarities(sim, offset).mean(),
-        "sim_negative": sim.masked_fill(own, float("nan")).nanmean(),
         "sim_hardest_negative": hardest_negative_similarities(sim, offset).mean(),
+        "sim_negative": sim.masked_fill(own, float("nan")).nanmean(),
     }
 
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from hncse.citations import HNCSE_BIBTEX
 from hncse.losses.common import (
     LOCAL_BATCH,
+    SIMILARITY_PANEL,
     SIMILARITY_STATISTICS,
     Candidates,
     ContrastiveParams,
@@ -26,9 +27,12 @@ from hncse.losses.common import (
     require,
     similarity_stats,
 )
-from hncse.losses.registry import Objective, hyperparameter
+from hncse.losses.registry import Objective, Statistic, hyperparameter
 
 logger = logging.getLogger(__name__)
+
+# `hnm_stats`' own key, beside `similarity_stats`'
+SYNTHETIC_STATISTICS = (Statistic("sim_synthetic", "synthetic negatives (HNM)", SIMILARITY_PANEL),)
 
 
 @dataclass
@@ -252,7 +256,7 @@ OBJECTIVE = Objective(
     name="hnm",
     loss=HardNegativeMixingLoss,
     params=HardNegativeMixingParams,
-    statistics=SIMILARITY_STATISTICS + ("sim_synthetic",),
+    statistics=SIMILARITY_STATISTICS + SYNTHETIC_STATISTICS,
     description="HNCSE hard-negative mixing: synthetic hard negatives, mixed from each anchor's k hardest in-batch "
     "negatives, are added to InfoNCE's denominator",
     citations=(HNCSE_BIBTEX,),

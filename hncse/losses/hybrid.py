@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from hncse.citations import HNCSE_BIBTEX
 from hncse.losses.common import LOCAL_BATCH, SIMILARITY_STATISTICS, gather_candidates, similarity_stats
-from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss, HardNegativeMixingParams
+from hncse.losses.hard_negative_mixing import SYNTHETIC_STATISTICS, HardNegativeMixingLoss, HardNegativeMixingParams
 from hncse.losses.positive_mixing import PM_STATISTICS, PositiveMixingLoss, PositiveMixingParams, pm_stats
 from hncse.losses.registry import Objective
 
@@ -57,7 +57,7 @@ OBJECTIVE = Objective(
     name="hybrid",
     loss=HybridLoss,
     params=HybridParams,
-    statistics=SIMILARITY_STATISTICS + PM_STATISTICS + ("sim_synthetic",),
+    statistics=SIMILARITY_STATISTICS + PM_STATISTICS + SYNTHETIC_STATISTICS,
     description="HNCSE hybrid: positive mixing, then hard-negative mixing over the mixed positives, in one loss",
     citations=(HNCSE_BIBTEX,),
     min_batch_size=3,

@@ -16,10 +16,13 @@ from hncse.losses.common import (
     info_nce_loss,
     require,
 )
-from hncse.losses.hard_negative_mixing import HardNegativeMixingLoss, hnm_stats
+from hncse.losses.hard_negative_mixing import SYNTHETIC_STATISTICS, HardNegativeMixingLoss, hnm_stats
 from hncse.losses.hybrid import HybridParams
 from hncse.losses.positive_mixing import PM_STATISTICS, PositiveMixingLoss, pm_stats
-from hncse.losses.registry import Objective, hyperparameter
+from hncse.losses.registry import Objective, Statistic, hyperparameter
+
+# The two terms of the loss: logged, not drawn (the training-loss panel draws their weighted sum).
+LOSS_TERMS = (Statistic("loss_pm", "PM loss", panel=None), Statistic("loss_hnm", "HNM loss (before λ)", panel=None))
 
 
 @dataclass
@@ -80,7 +83,7 @@ OBJECTIVE = Objective(
     name="hybrid_sum",
     loss=HybridSumLoss,
     params=HybridSumParams,
-    statistics=SIMILARITY_STATISTICS + ("sim_synthetic",) + PM_STATISTICS + ("loss_pm", "loss_hnm"),
+    statistics=SIMILARITY_STATISTICS + SYNTHETIC_STATISTICS + PM_STATISTICS + LOSS_TERMS,
     description="HNCSE: the positive-mixing loss plus λ times the hard-negative-mixing loss",
     citations=(HNCSE_BIBTEX,),
     min_batch_size=3,

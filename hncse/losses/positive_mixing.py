@@ -25,9 +25,15 @@ from hncse.losses.common import (
     require,
     similarity_stats,
 )
-from hncse.losses.registry import Objective, hyperparameter
+from hncse.losses.registry import Objective, Panel, Statistic, hyperparameter
 
-PM_STATISTICS = ("pm_case_a", "pm_case_b", "pm_case_c", "pm_ratio")  # `pm_stats`' keys
+PM_PANEL = Panel("positive mixing (PM)", "share of anchors")
+PM_STATISTICS = (  # `pm_stats`' keys
+    Statistic("pm_case_a", "case A: hardest within θ of the positive", PM_PANEL),
+    Statistic("pm_case_b", "case B: unmixed", PM_PANEL),
+    Statistic("pm_case_c", "case C: hardest above the positive", PM_PANEL),
+    Statistic("pm_ratio", "mixing ratio w2/w1", PM_PANEL, dashed=True),
+)
 
 
 @dataclass

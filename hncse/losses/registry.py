@@ -15,9 +15,27 @@ from dataclasses import dataclass
 
 from hncse.errors import ConfigError
 
-# Keys of a hyper-parameter field's metadata: `help` and `choices` go to the command line; `same_run` (default
-# True) says whether a checkpoint written with another value belongs to another run.
-FLAG_METADATA = ("help", "choices")
+
+@dataclass(frozen=True)
+class Panel:
+    """A plot of training_curves.png that statistics of one kind share: its title and its y axis."""
+
+    title: str
+    ylabel: str
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A detached scalar an objective's `forward` returns, logged at every logging step.
+
+    training_curves.png draws it as a line named `label` in `panel` (dashed: a quantity of another kind than the
+    panel's others, PM's ratio beside its shares); panel None: logged only (a term of the drawn training loss).
+    """
+
+    name: str
+    label: str
+    panel: Panel | None = Panel("the objective's statistics", "value")
+    dashed: bool = False
 
 
 @dataclass(frozen=True)
@@ -31,7 +49,8 @@ class Objective:
         params: a dataclass of its hyper-parameters. Each field becomes a training-config field and flag of the
             same name; `__post_init__` validates the values, raising `ConfigError` that names the flag. A field
             several objectives share (`temperature`) is declared once, in a common base dataclass.
-        statistics: names of the detached statistics `forward` returns, logged averaged at every logging step.
+        statistics: the detached statistics `forward` returns, in its order (`Statistic`s: name, label, panel),
+            logged averaged at every logging step and drawn in training_curves.png.
         description: one line for readers of the model card.
         citations: BibTeX entries the model card cites for it (beside the recipe's own).
         min_batch_size: the fewest sentences per device it can train on.
@@ -40,7 +59,7 @@ class Objective:
     name: str
     loss: type
     params: type
-    statistics: tuple[str, ...]
+    statistics: tuple[Statistic, ...]
     description: str
     citations: tuple[str, ...] = ()
     min_batch_size: int = 2
@@ -48,6 +67,11 @@ class Objective:
     def __post_init__(self):
         if not dataclasses.is_dataclass(self.params):
             raise TypeError(f"objective {self.name!r}: params must be a dataclass, got {self.params!r}")
+        for statistic in self.statistics:
+            if not isinstance(statistic, Statistic):
+                raise TypeError(
+                    f"objective {self.name!r}: statistics must be Statistic(name, label), got {statistic!r}"
+                )
 
     def params_from(self, source) -> typing.Any:
         """Its hyper-parameters read from `source` (the training config, or any object with those attributes);
@@ -73,6 +97,7 @@ def register(objective: Objective) -> Objective:
     OBJECTIVES[objective.name] = objective
     try:
         hyperparameter_fields()
+        declared_statistics()
     except TypeError:
         del OBJECTIVES[objective.name]
         raise
@@ -122,7 +147,7 @@ def hyperparameter_fields() -> list[HyperParameter]:
                 default,
                 f.metadata.get("help", ""),
                 tuple(choices) if choices is not None else None,
-                bool(f.metadata.get("same_run", True)),
+                f.compare,
             )
             known = found.setdefault(f.name, parameter)
             if (known.type, known.default) != (parameter.type, parameter.default):
@@ -133,14 +158,40 @@ def hyperparameter_fields() -> list[HyperParameter]:
     return list(found.values())
 
 
+def declared_statistics() -> list[Statistic]:
+    """Every registered objective's statistics, each once, in registration then declaration order (the order
+    training_curves.png draws them in).
+
+    Raises TypeError if two objectives declare a statistic of the same name differently (one line, one label).
+    """
+    found: dict[str, Statistic] = {}
+    for objective in OBJECTIVES.values():
+        for statistic in objective.statistics:
+            known = found.setdefault(statistic.name, statistic)
+            if known != statistic:
+                raise TypeError(
+                    f"objective {objective.name!r}: statistic {statistic.name!r} ({statistic}) differs from the one "
+                    f"already declared ({known})"
+                )
+    return list(found.values())
+
+
 def run_keys() -> list[str]:
     """The hyper-parameters whose value makes a checkpoint belong to one run (those not marked same_run=False)."""
     return [p.name for p in hyperparameter_fields() if p.same_run]
 
 
 def hyperparameter(default, help: str, same_run: bool = True, choices=None):
-    """A params-dataclass field: its default, its flag's help (and choices), and whether it identifies a run."""
-    metadata = {"help": help, "same_run": same_run}
+    """A params-dataclass field: its default, its flag's help (and choices), and whether it identifies a run.
+
+    The metadata holds only what `HfArgumentParser` passes on to argparse (help, choices): whether the field
+    identifies a run is its `compare` (two params that differ only in such a field are equal: the same run)."""
+    metadata = {"help": help}
     if choices is not None:
         metadata["choices"] = tuple(choices)
-    return dataclasses.field(default=default, metadata=metadata)
+    return dataclasses.field(default=default, compare=same_run, metadata=metadata)
+
+
+def build_loss(args):
+    """The objective module named by `args.objective` (the training config), with its hyper-parameters from it."""
+    return get_objective(args.objective).build(args, seed=args.seed)

@@ -9,7 +9,7 @@ from transformers import AutoConfig
 from hncse.errors import ConfigError
 from hncse.modeling.attention import is_decoder_only, set_attention_direction
 from hncse.modeling.dropout import set_dropout, views_differ
-from hncse.modeling.pooling import FIRST_TOKEN_POOLERS
+from hncse.modeling.pooling import POOLERS
 from hncse.modeling.resolve import explain_load_failure, resolve_model_path
 
 
@@ -39,7 +39,9 @@ def prepare_config(config, name: str, bidirectional: bool | None = None, dropout
 
 
 def check_pooler(config, pooler_type: str, name: str) -> None:
-    if pooler_type in FIRST_TOKEN_POOLERS and is_decoder_only(config) and getattr(config, "is_causal", True):
+    """A first-token pooler on a causal decoder is refused (an unknown name is refused where the model is built)."""
+    pooler = POOLERS.get(pooler_type)
+    if pooler is not None and pooler.first_token and is_decoder_only(config) and getattr(config, "is_causal", True):
         raise ConfigError(
             f"--pooler_type {pooler_type}: {name} is a causal decoder ({config.model_type}), whose first token sees "
             "only itself; use lasttoken or avg (or --bidirectional true)"

@@ -31,7 +31,7 @@ from hncse.modeling.folder import (
     sentence_transformers_length,
     write_sentence_transformers_files,
 )
-from hncse.modeling.pooling import NEEDS_HIDDEN_STATES, POOLER_TYPES, pool
+from hncse.modeling.pooling import POOLERS, get_pooler
 from hncse.modeling.resolve import explain_load_failure, resolve_model_path
 from hncse.modeling.tokens import prepare_decoder_tokenizer
 
@@ -74,9 +74,9 @@ def read_hncse_config(folder: str) -> dict:
         raise ModelNotFoundError(f"{path}: not readable JSON ({str(error).splitlines()[0]})") from None
     if not isinstance(saved, dict):
         raise ModelNotFoundError(f"{path}: not a JSON object")
-    if "pooler_type" in saved and saved["pooler_type"] not in POOLER_TYPES:
+    if "pooler_type" in saved and saved["pooler_type"] not in POOLERS:
         raise ModelNotFoundError(
-            f"{path}: pooler_type {saved['pooler_type']!r} is not one of {', '.join(POOLER_TYPES)} (edited by hand?)"
+            f"{path}: pooler_type {saved['pooler_type']!r} is not one of {', '.join(POOLERS)} (edited by hand?)"
         )
     return saved
 
@@ -110,7 +110,7 @@ class SentenceEncoder(nn.Module):
     Args:
         encoder: a transformers base model (BERT, RoBERTa, MPNet, DistilBERT, …).
         tokenizer: its tokenizer; used by `encode` and saved beside the weights.
-        pooler_type: one of POOLER_TYPES.
+        pooler_type: a name in POOLERS (`hncse.modeling.pooling`).
         mlp_only_train: with pooler `cls`, apply the Linear+tanh head in training only (SimCSE unsupervised).
         max_seq_length: truncation length for `encode` (evaluation and inference; training truncates its data).
         layer_mix, dense, normalize: the modules of a sentence-transformers folder that change its vectors
@@ -133,14 +133,14 @@ class SentenceEncoder(nn.Module):
         prompt_in_pooling: bool = True,
     ):
         super().__init__()
-        if pooler_type not in POOLER_TYPES:
-            raise ValueError(f"pooler_type: unknown value {pooler_type!r}; choose one of {', '.join(POOLER_TYPES)}")
+        if pooler_type not in POOLERS:
+            raise ValueError(f"pooler_type: unknown value {pooler_type!r}; choose one of {', '.join(POOLERS)}")
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.pooler_type = pooler_type
         self.mlp_only_train = mlp_only_train
         hidden = encoder.config.hidden_size
-        self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh()) if pooler_type == "cls" else None
+        self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh()) if POOLERS[pooler_type].mlp_head else None
         if self.mlp is not None:
             std = getattr(encoder.config, "initializer_range", 0.02)
             nn.init.normal_(self.mlp[0].weight, std=std)
@@ -255,8 +255,9 @@ class SentenceEncoder(nn.Module):
                 f"{model_name_or_path}: no tokenizer files there (its tokenizer knows only its {len(tokenizer)} "
                 "special tokens); copy tokenizer.json or vocab.txt etc. from the model it was made from"
             )
-        if is_decoder_only(config):
-            prepare_decoder_tokenizer(tokenizer, model_name_or_path, append_eos=pooler_type == "lasttoken")
+        if is_decoder_only(config):  # an unknown pooler is refused by the constructor, below
+            append_eos = pooler_type in POOLERS and POOLERS[pooler_type].appends_eos
+            prepare_decoder_tokenizer(tokenizer, model_name_or_path, append_eos=append_eos)
         model = cls(
             encoder,
             tokenizer,
@@ -419,7 +420,8 @@ class SentenceEncoder(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": self.attention_mask_for_encoder(attention_mask)}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        hidden_states = self.pooler_type in NEEDS_HIDDEN_STATES or self.layer_weights is not None
+        pooler = get_pooler(self.pooler_type)
+        hidden_states = pooler.needs_hidden_states or self.layer_weights is not None
         outputs = self.encoder(**inputs, output_hidden_states=hidden_states, return_dict=True)
         states = outputs.last_hidden_state
         if self.layer_weights is not None:  # WeightedLayerPooling: a weighted mean of the layers' token states
@@ -430,7 +432,7 @@ class SentenceEncoder(nn.Module):
         if self.prompt_length and not self.prompt_in_pooling:  # the prompt's tokens out of the mean
             pool_mask = attention_mask.clone()
             pool_mask[:, : self.prompt_length] = 0
-        pooled = pool(self.pooler_type, pool_mask, states, outputs.hidden_states)  # (B, d)
+        pooled = pooler.pool(pool_mask, states, outputs.hidden_states)  # (B, d)
         if self.mlp is not None and (self.training or not self.mlp_only_train):
             pooled = self.mlp(pooled)
         for layer in self.dense:

@@ -14,23 +14,19 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hncse.errors import ModelNotFoundError
-from hncse.modeling.pooling import POOLER_TYPES
+from hncse.modeling.pooling import POOLERS, ST_MODE_FLAGS, Pooler, get_pooler
 
 WEIGHTS_NAME = "model.safetensors"  # the encoder's weights (transformers' own name)
 HNCSE_CONFIG_NAME = "hncse_config.json"  # pooler, head use, max length: what `SentenceEncoder.from_pretrained` reads
 MLP_WEIGHTS_NAME = "mlp_head.safetensors"  # the Linear+tanh head trained with the `cls` pooler
 
 
-# What `SentenceEncoder` reproduces of a sentence-transformers folder: its module types, the Pooling modes, and the
-# activations of Dense modules (by the import path sentence-transformers writes).
+# What `SentenceEncoder` reproduces of a sentence-transformers folder: its module types, the Pooling modes (those
+# of a registered pooler: `st_reader`), and the activations of Dense modules (by the import path sentence-transformers
+# writes).
 ST_MODULES = ("Transformer", "WeightedLayerPooling", "Pooling", "Dense", "Normalize")
-ST_POOLING_MODES = {
-    "mean_tokens": "avg",
-    "mean": "avg",
-    "cls_token": "cls_before_pooler",
-    "cls": "cls_before_pooler",
-    "lasttoken": "lasttoken",
-}
+# The pooling_mode_<flag> of sentence-transformers ≤ 5 configs, in the order they list them.
+ST_CONFIG_FLAGS = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "lasttoken")
 ST_ACTIVATIONS = {
     "torch.nn.modules.activation.Tanh": "Tanh",
     "torch.nn.modules.linear.Identity": "Identity",
@@ -40,16 +36,21 @@ ST_ACTIVATIONS = {
 }
 
 
-def pooler_layer_mix(pooler_type: str, num_hidden_layers: int) -> dict | None:
-    """The WeightedLayerPooling that computes SimCSE's two-layer poolers (two layers averaged token-wise with a
-    fixed 0/1 weighting, then mean-pooled), or None for a pooler of one layer."""
-    if pooler_type == "avg_top2":
-        return {"layer_start": num_hidden_layers - 1, "weights": torch.tensor([1.0, 1.0])}
-    if pooler_type == "avg_first_last":
-        if num_hidden_layers == 1:
-            return {"layer_start": 1, "weights": torch.tensor([2.0])}  # first and last layer are the same layer
-        return {"layer_start": 1, "weights": torch.tensor([1.0] + [0.0] * (num_hidden_layers - 2) + [1.0])}
-    return None
+def st_reader(mode: str) -> Pooler | None:
+    """The pooler a sentence-transformers folder whose Pooling module has this mode loads as: the first registered
+    one that is that mode alone (no layer mix, no head), e.g. cls → cls_before_pooler; None: not reproduced."""
+    return next((p for p in POOLERS.values() if p.st_mode == mode and p.layer_mix is None and not p.mlp_head), None)
+
+
+def st_readers() -> dict[str, Pooler]:
+    """The Pooling modes `SentenceEncoder` reproduces, as configs spell them (the ≤ 5 flag, then the 6 name), each
+    with the pooler it loads as."""
+    readers = {}
+    for mode in ST_MODE_FLAGS:
+        pooler = st_reader(mode)
+        if pooler is not None:
+            readers.update(dict.fromkeys((ST_MODE_FLAGS[mode], mode), pooler))
+    return readers
 
 
 def _write_json(path: str, obj: dict | list) -> None:
@@ -79,12 +80,13 @@ def write_sentence_transformers_files(
     mlp_only_train=False), else None. layer_mix, dense, normalize: the modules of a sentence-transformers folder
     the model was loaded from (`read_sentence_transformers_modules`), written back as they were.
     """
-    if pooler_type not in POOLER_TYPES:
+    if pooler_type not in POOLERS:
         raise ValueError(f"unknown pooler_type {pooler_type!r}")
+    pooler = POOLERS[pooler_type]
     modules = [{"name": "transformer", "path": "", "type": "sentence_transformers.models.Transformer"}]
     bert_config: dict = {"max_seq_length": max_seq_length, "do_lower_case": False}
 
-    layer_mix = layer_mix if layer_mix is not None else pooler_layer_mix(pooler_type, num_hidden_layers)
+    layer_mix = layer_mix if layer_mix is not None else pooler.weighted_layers(num_hidden_layers)
     if layer_mix is not None:
         layer_start, weights = layer_mix["layer_start"], layer_mix["weights"].tolist()
         bert_config["config_kwargs"] = {"output_hidden_states": True}
@@ -107,18 +109,14 @@ def write_sentence_transformers_files(
             }
         )
 
-    mode = {"cls": "cls", "cls_before_pooler": "cls", "lasttoken": "lasttoken"}.get(pooler_type, "mean")
     pooling_dir = f"{len(modules)}_Pooling"
     os.makedirs(os.path.join(output_dir, pooling_dir), exist_ok=True)
     _write_json(
         os.path.join(output_dir, pooling_dir, "config.json"),
         {
             "word_embedding_dimension": hidden_size,
-            "pooling_mode_cls_token": mode == "cls",
-            "pooling_mode_mean_tokens": mode == "mean",
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-            "pooling_mode_lasttoken": mode == "lasttoken",  # sentence-transformers ≥ 2.3
+            # one flag per mode, which every version reads (pooling_mode_lasttoken: sentence-transformers ≥ 2.3)
+            **{f"pooling_mode_{flag}": flag == ST_MODE_FLAGS[pooler.st_mode] for flag in ST_CONFIG_FLAGS},
             "include_prompt": prompt_in_pooling,
         },
     )
@@ -230,16 +228,7 @@ def read_sentence_transformers_modules(folder: str) -> dict:
         else:
             found["files"][kind] = os.path.join(path, "config.json") if kind == "Pooling" else path
         if kind == "Pooling":
-            # sentence-transformers ≤ 5 writes one pooling_mode_<mode> flag per mode, 6 a `pooling_mode` string
-            modes = [k.removeprefix("pooling_mode_") for k, v in config.items() if k.startswith("pooling_mode_") and v]
-            if isinstance(config.get("pooling_mode"), str):
-                modes = [config["pooling_mode"]]
-            if len(modes) != 1 or modes[0] not in ST_POOLING_MODES:
-                raise ModelNotFoundError(
-                    f"{folder}: its Pooling module uses {' + '.join(modes) or 'no mode'} pooling; SentenceEncoder "
-                    f"reproduces {' or '.join(ST_POOLING_MODES)} alone; load it with sentence-transformers"
-                )
-            found["pooler_type"] = ST_POOLING_MODES[modes[0]]
+            found["pooler_type"] = _read_pooling(folder, config).name
             found["prompt_in_pooling"] = bool(config.get("include_prompt", True))
         elif kind == "WeightedLayerPooling":
             weights = _read_module_weights(path).get("layer_weights")
@@ -247,26 +236,7 @@ def read_sentence_transformers_modules(folder: str) -> dict:
                 raise ModelNotFoundError(f"{path}: no layer_weights or layer_start (a WeightedLayerPooling module)")
             found["layer_mix"] = {"layer_start": config["layer_start"], "weights": weights.float()}
         elif kind == "Dense":
-            activation = config.get("activation_function", "torch.nn.modules.activation.Tanh")
-            if activation not in ST_ACTIVATIONS:
-                raise ModelNotFoundError(
-                    f"{folder}: its Dense module {module.get('path')} uses the activation {activation}, which "
-                    "SentenceEncoder does not reproduce; load it with sentence-transformers"
-                )
-            state = _read_module_weights(path)
-            if not all(isinstance(config.get(k), int) for k in ("in_features", "out_features")):
-                raise ModelNotFoundError(
-                    f"{os.path.join(path, 'config.json')}: no in_features and out_features (a Dense module's sizes)"
-                )
-            found["dense"].append(
-                {
-                    "in_features": config["in_features"],
-                    "out_features": config["out_features"],
-                    "bias": bool(config.get("bias", True)),
-                    "activation": ST_ACTIVATIONS[activation],
-                    "state": {k.removeprefix("linear."): v for k, v in state.items()},
-                }
-            )
+            found["dense"].append(_read_dense(folder, str(module.get("path")), path, config))
         elif kind == "Normalize":
             found["normalize"] = True
     expected = ["Transformer", "WeightedLayerPooling", "Pooling", "Dense", "Normalize"]
@@ -280,6 +250,43 @@ def read_sentence_transformers_modules(folder: str) -> dict:
         found["max_seq_length"] = max_seq_length
     found["prompt"] = default_prompt(folder)
     return found
+
+
+def _read_pooling(folder: str, config: dict) -> Pooler:
+    """The registered pooler a Pooling module's config computes (`st_readers`), or one line saying it has none."""
+    # sentence-transformers ≤ 5 writes one pooling_mode_<mode> flag per mode, 6 a `pooling_mode` string
+    modes = [k.removeprefix("pooling_mode_") for k, v in config.items() if k.startswith("pooling_mode_") and v]
+    if isinstance(config.get("pooling_mode"), str):
+        modes = [config["pooling_mode"]]
+    readers = st_readers()
+    if len(modes) != 1 or modes[0] not in readers:
+        raise ModelNotFoundError(
+            f"{folder}: its Pooling module uses {' + '.join(modes) or 'no mode'} pooling; SentenceEncoder "
+            f"reproduces {' or '.join(readers)} alone; load it with sentence-transformers"
+        )
+    return readers[modes[0]]
+
+
+def _read_dense(folder: str, name: str, path: str, config: dict) -> dict:
+    """A Dense module's sizes, activation and weights; `name`: its path in modules.json."""
+    activation = config.get("activation_function", "torch.nn.modules.activation.Tanh")
+    if activation not in ST_ACTIVATIONS:
+        raise ModelNotFoundError(
+            f"{folder}: its Dense module {name} uses the activation {activation}, which "
+            "SentenceEncoder does not reproduce; load it with sentence-transformers"
+        )
+    state = _read_module_weights(path)
+    if not all(isinstance(config.get(k), int) for k in ("in_features", "out_features")):
+        raise ModelNotFoundError(
+            f"{os.path.join(path, 'config.json')}: no in_features and out_features (a Dense module's sizes)"
+        )
+    return {
+        "in_features": config["in_features"],
+        "out_features": config["out_features"],
+        "bias": bool(config.get("bias", True)),
+        "activation": ST_ACTIVATIONS[activation],
+        "state": {k.removeprefix("linear."): v for k, v in state.items()},
+    }
 
 
 def default_prompt(folder: str) -> str | None:
@@ -304,13 +311,6 @@ def sentence_transformers_length(folder: str) -> int | None:
     return max_seq_length if isinstance(max_seq_length, int) else None
 
 
-# What each pooler is as a sentence-transformers Pooling mode (`read_sentence_transformers_modules`' pooler_type),
-# and that mode in the words of its config file.
-ST_POOLER_OF = {"cls": "cls_before_pooler", "cls_before_pooler": "cls_before_pooler", "avg": "avg",
-                "avg_top2": "avg", "avg_first_last": "avg", "lasttoken": "lasttoken"}  # fmt: skip
-POOLING_WORDS = {"avg": "mean", "cls_before_pooler": "cls", "lasttoken": "lasttoken"}
-
-
 def hncse_config_disagreement(
     folder: str, saved: dict, modules: dict, num_hidden_layers: int, given: tuple[str, ...] = ()
 ) -> str | None:
@@ -325,13 +325,14 @@ def hncse_config_disagreement(
     config = HNCSE_CONFIG_NAME
     pooler, files = saved["pooler_type"], modules["files"]
     mlp_only_train = saved.get("mlp_only_train", True)
-    if ST_POOLER_OF[pooler] != modules["pooler_type"]:
-        return f"{files['Pooling']} says {POOLING_WORDS[modules['pooler_type']]} pooling but {config} says {pooler}"
+    mode = get_pooler(modules["pooler_type"]).st_mode  # the Pooling module's, as its reader has it
+    if get_pooler(pooler).st_mode != mode:
+        return f"{files['Pooling']} says {mode} pooling but {config} says {pooler}"
     # hncse's own modules, as its save_pretrained writes them; those read from a sentence-transformers folder
     # (`sentence_transformers_modules`) come from these same files, so they agree by construction.
     own = bool(saved.get("sentence_transformers_modules"))
-    head = pooler == "cls" and not mlp_only_train  # the MLP head in the embedding: the first Dense module
-    mix = modules["layer_mix"] if own else pooler_layer_mix(pooler, num_hidden_layers)
+    head = get_pooler(pooler).mlp_head and not mlp_only_train  # the MLP head in the embedding: the first Dense module
+    mix = modules["layer_mix"] if own else get_pooler(pooler).weighted_layers(num_hidden_layers)
     dense = int(head) + (len(modules["dense"]) if own else 0)
     expected = (["Transformer"] + ["WeightedLayerPooling"] * (mix is not None) + ["Pooling"] + ["Dense"] * dense
                 + ["Normalize"] * (modules["normalize"] if own else 0))  # fmt: skip
@@ -352,7 +353,7 @@ def hncse_config_disagreement(
                 f"{mix['layer_start']}, by {expected_weights.tolist()})"
             )
     if head:
-        why = _head_disagreement(folder, modules["dense"][0], files["Dense"][0])
+        why = _head_disagreement(folder, modules["dense"][0], files["Dense"][0], pooler)
         if why:
             return why
     length = modules.get("max_seq_length")
@@ -379,14 +380,14 @@ def hncse_config_disagreement(
     return None
 
 
-def _head_disagreement(folder: str, dense: dict, dense_path: str) -> str | None:
+def _head_disagreement(folder: str, dense: dict, dense_path: str, pooler: str) -> str | None:
     """Whether the Dense module after the Pooling is the MLP head that hncse_config.json puts in the embedding
-    (pooler cls, mlp_only_train false): its sizes, activation and weights, those of mlp_head.safetensors."""
+    (its pooler's head, mlp_only_train false): its sizes, activation and weights, those of mlp_head.safetensors."""
     head_file = os.path.join(folder, MLP_WEIGHTS_NAME)
     if not os.path.isfile(head_file):
         return (
-            f"{head_file} is missing but {HNCSE_CONFIG_NAME} says the MLP head is part of the embedding (pooler cls, "
-            f"mlp_only_train false) and {dense_path} holds one"
+            f"{head_file} is missing but {HNCSE_CONFIG_NAME} says the MLP head is part of the embedding (pooler "
+            f"{pooler}, mlp_only_train false) and {dense_path} holds one"
         )
     head = load_file(head_file)
     weight, bias = head.get("weight"), head.get("bias")
@@ -404,6 +405,6 @@ def _head_disagreement(folder: str, dense: dict, dense_path: str) -> str | None:
         if state.get(name) is None or state[name].shape != value.shape or not torch.allclose(state[name], value):
             return (
                 f"{dense_path}'s weights are not those of {MLP_WEIGHTS_NAME}, the MLP head that {HNCSE_CONFIG_NAME} "
-                "puts in the embedding (pooler cls, mlp_only_train false)"
+                f"puts in the embedding (pooler {pooler}, mlp_only_train false)"
             )
     return None

@@ -1,9 +1,10 @@
 """training_curves.png: what a run did, step by step, drawn from its log history (`trainer_state.json`).
 
-Panels: the training loss (and learning rate); each dev metric with the best step marked; the objective's
-similarity statistics (positive, mean and hardest negative, synthetic negatives); positive mixing's case
-fractions. A panel is drawn only when the run logged its values. matplotlib is an optional extra
-(`pip install "hncse[plots]"`): without it, `plotting_unavailable` says why no picture is drawn.
+Panels: the training loss (and learning rate); each dev metric with the best step marked; then each panel of the
+statistics the registered objectives declare (`hncse.losses.Statistic`: the built-ins' similarities in the batch and
+positive mixing's case fractions, a plug-in objective's own). A panel is drawn only when the run logged its values.
+matplotlib is an optional extra (`pip install "hncse[plots]"`): without it, `plotting_unavailable` says why no
+picture is drawn.
 
     hncse-plot OUTPUT_DIR        # (re)draws OUTPUT_DIR/training_curves.png from its trainer_state.json
 """
@@ -11,6 +12,7 @@ fractions. A panel is drawn only when the run logged its values. matplotlib is a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -18,24 +20,25 @@ import tempfile
 
 from hncse.errors import ConfigError, first_line, run_cli
 from hncse.evaluation.evaluator import dev_metrics_in
+from hncse.losses.registry import Panel, Statistic, declared_statistics
 
 CURVES_NAME = "training_curves.png"
 PLOTS_EXTRA = 'pip install "hncse[plots]"'
-SIMILARITIES = {
-    "sim_positive": "positive",
-    "sim_hardest_negative": "hardest negative",
-    "sim_negative": "mean negative",
-    "sim_synthetic": "synthetic negatives (HNM)",
-}
-PM_CASES = {
-    "pm_case_a": "case A: hardest within θ of the positive",
-    "pm_case_b": "case B: unmixed",
-    "pm_case_c": "case C: hardest above the positive",
-    "pm_ratio": "mixing ratio w2/w1",
-}
 
 
-DRAWN = ("loss", "learning_rate", *SIMILARITIES, *PM_CASES)  # the logged values that become points
+def statistic_panels() -> dict[Panel, list[Statistic]]:
+    """The registered objectives' drawn statistics by panel, panels and lines in declaration order (read when
+    drawing: a plug-in objective registered after import is drawn too)."""
+    panels: dict[Panel, list[Statistic]] = {}
+    for statistic in declared_statistics():
+        if statistic.panel is not None:
+            panels.setdefault(statistic.panel, []).append(statistic)
+    return panels
+
+
+def drawn_keys() -> set[str]:
+    """The logged values that become points (besides the dev metrics)."""
+    return {"loss", "learning_rate", *(s.name for lines in statistic_panels().values() for s in lines)}
 
 
 def plotting_unavailable() -> str | None:
@@ -129,14 +132,14 @@ def _dev_panel(ax, evaluations: list[dict], metrics: list[str], best_metric: str
     ax.legend(loc="best", fontsize="small")
 
 
-def _lines_panel(ax, entries: list[dict], names: dict[str, str], title: str, ylabel: str) -> None:
-    for key, label in names.items():
-        steps, values = _series(entries, key)
+def _statistics_panel(ax, entries: list[dict], panel: Panel, statistics: list[Statistic]) -> None:
+    for statistic in statistics:
+        steps, values = _series(entries, statistic.name)
         if steps:
-            ax.plot(steps, values, linestyle="--" if key == "pm_ratio" else "-", label=label)
-    ax.set_title(title)
+            ax.plot(steps, values, linestyle="--" if statistic.dashed else "-", label=statistic.label)
+    ax.set_title(panel.title)
     ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(panel.ylabel)
     ax.legend(loc="best", fontsize="small")
 
 
@@ -164,10 +167,9 @@ def draw_training_curves(
     panels = [lambda ax: _loss_panel(ax, entries)]
     if metrics:
         panels.append(lambda ax: _dev_panel(ax, evaluations, metrics, best_metric, best))
-    if any(k in e for e in entries for k in SIMILARITIES):
-        panels.append(lambda ax: _lines_panel(ax, entries, SIMILARITIES, "similarities in the batch", "cosine"))
-    if any(k in e for e in entries for k in PM_CASES):
-        panels.append(lambda ax: _lines_panel(ax, entries, PM_CASES, "positive mixing (PM)", "share of anchors"))
+    for panel, statistics in statistic_panels().items():
+        if any(s.name in e for e in entries for s in statistics):
+            panels.append(functools.partial(_statistics_panel, entries=entries, panel=panel, statistics=statistics))
     columns = 1 if len(panels) == 1 else 2
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(6 * columns, 4 * rows), layout="constrained")
@@ -223,7 +225,7 @@ def read_trainer_state(folder: str) -> tuple[str, dict]:
         raise ConfigError(f"{path}: log_history is not a list of entries (the Trainer writes one); edited by hand?")
     if not history:
         raise ConfigError(f"{path}: log_history is empty (the run stopped before it logged a step); nothing to draw")
-    drawn = {*DRAWN, *dev_metrics(history)}
+    drawn = {*drawn_keys(), *dev_metrics(history)}
     for i, entry in enumerate(history):
         for key, value in entry.items():
             if (key == "step" and not _is_number(value, int)) or (key in drawn and not _is_number(value, float)):

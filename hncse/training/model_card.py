@@ -16,31 +16,11 @@ from hncse.citations import HNCSE_BIBTEX, SIMCSE_BIBTEX
 from hncse.data.sources import CORPORA, HUB_DATASET
 from hncse.evaluation import dev_metric_spec, dev_metrics_in, index_results, results_tables
 from hncse.losses import get_objective
-from hncse.modeling import MLP_WEIGHTS_NAME
+from hncse.modeling import MLP_WEIGHTS_NAME, get_pooler
 from hncse.plots import CURVES_NAME
 from hncse.training.checkpoints import MODEL_CARD_NAME
 from hncse.training.run_facts import RunFacts
 
-POOLERS = {
-    "cls": "the [CLS] token's last hidden state",
-    "cls_before_pooler": "the [CLS] token's last hidden state",
-    "avg": "the mean of the last layer's token states",
-    "avg_top2": "the mean of the last two layers' token states",
-    "avg_first_last": "the mean of the first and last layers' token states",
-    "lasttoken": "the last token's last hidden state (the EOS token appended to every sentence)",
-}
-POOLING_CODE = {  # plain transformers, after `outputs = model(**batch, output_hidden_states=True)`
-    "cls": "embeddings = outputs.last_hidden_state[:, 0]",
-    "avg": "states = outputs.last_hidden_state",
-    "avg_top2": "states = (outputs.hidden_states[-1] + outputs.hidden_states[-2]) / 2",
-    "avg_first_last": "states = (outputs.hidden_states[1] + outputs.hidden_states[-1]) / 2  # [0] is the embeddings",
-    "lasttoken": 'last = batch["attention_mask"].sum(dim=1) - 1  # the tokenizer pads on the right\n'
-    "embeddings = outputs.last_hidden_state[torch.arange(len(last)), last]",
-}
-MASKED_MEAN_CODE = [
-    'mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)',
-    "embeddings = (states * mask).sum(dim=1) / mask.sum(dim=1)",
-]
 HEAD_CODE = [
     "from huggingface_hub import hf_hub_download",
     "from safetensors.torch import load_file",
@@ -76,8 +56,8 @@ def model_index(name: str, dev_results: dict[str, float], senteval: dict | None)
 
 
 def plain_transformers_usage(repo: str, pooler_type: str, uses_mlp: bool, max_seq_length: int) -> list[str]:
-    """Code that computes the embeddings with transformers alone (as `SentenceEncoder.encode` does)."""
-    pooler = "cls" if pooler_type == "cls_before_pooler" else pooler_type
+    """Code that computes the embeddings with transformers alone (as `SentenceEncoder.encode` does); the pooling
+    is the pooler's own lines (`Pooler.card_code`)."""
     lines = [
         "import torch",
         "from transformers import AutoModel, AutoTokenizer",
@@ -89,10 +69,8 @@ def plain_transformers_usage(repo: str, pooler_type: str, uses_mlp: bool, max_se
         'return_tensors="pt")',
         "with torch.no_grad():",
         "    outputs = model(**batch, output_hidden_states=True)",
-        POOLING_CODE[pooler],
+        *get_pooler(pooler_type).card_code,
     ]
-    if pooler not in ("cls", "lasttoken"):
-        lines += MASKED_MEAN_CODE
     if uses_mlp:
         lines += [line.replace("{repo}", repo) for line in HEAD_CODE]
     return lines + [
@@ -205,6 +183,8 @@ def write_model_card(
     # What changes the backbone itself, where the run asked for it: --dropout, --bidirectional, LoRA.
     lora = ["lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"] if run.get("lora_r") else []
     hyper.update({k: run[k] for k in ["dropout", "bidirectional", *lora] if run.get(k) is not None})
+    pooling = get_pooler(encoder.pooler_type).card_words
+    pooling += ", through a Linear+tanh head" if encoder.uses_mlp_at_inference else ""
     lines = [
         "---",
         yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),
@@ -212,8 +192,7 @@ def write_model_card(
         "",
         f"# {name}",
         "",
-        f"A sentence encoder: it maps a sentence to a {encoder.embedding_dim}-dimensional vector ("
-        f"{POOLERS[encoder.pooler_type]}{', through a Linear+tanh head' if encoder.uses_mlp_at_inference else ''}) "
+        f"A sentence encoder: it maps a sentence to a {encoder.embedding_dim}-dimensional vector ({pooling}) "
         "whose cosine similarity measures how close two sentences are in meaning. It was trained "
         + ("without labels" if facts.shape == "sentences" else f"on labelled {facts.shape}")
         + " by contrastive learning with the [hncse](https://arxiv.org/abs/2411.12156) recipe"

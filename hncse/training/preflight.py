@@ -1,13 +1,14 @@
 """Every check that can run before a model is loaded or anything is written: one module, one order, called once by
-`run_hncse.main()` before it takes the output folder's lock.
+the run (`hncse.training.run`) before it takes the output folder's lock.
 
 Each argument's own values (types, ranges, an objective's hyper-parameters) are checked when the arguments are
 parsed, by the dataclasses' `__post_init__`. What spans several arguments, the files and the machine is checked
-here, in this order (`CHECKS`; the first that fails stops the run with one line):
+here, in this order (`run_preflight` calls them one after the other; the first that fails stops the run with one
+line):
 
 1. output folder — `--output_dir` can be created and written, and holds no files but an hncse run's;
-2. arguments — the metric that picks the best checkpoint is one the dev sets produce, a stream is counted in
-   steps, the cached step is not asked of DeepSpeed;
+2. arguments — the evaluation tasks and STS files named exist, the metric that picks the best checkpoint is one
+   the dev sets produce, a stream is counted in steps, the cached step is not asked of DeepSpeed;
 3. optimizer — the optimizer and the learning-rate schedule take their values (`--lr_scheduler_kwargs` too);
 4. launch — one process per GPU, no `accelerate launch --cpu` that would start fewer processes than asked, no
    --fp16 without a GPU;
@@ -25,23 +26,41 @@ model (`--max_seq_length` against its limit, the tokenizer) as soon as it loads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 from dataclasses import dataclass, field
 
 import torch
 from transformers import Trainer, get_scheduler
 
-from hncse.config import check_accelerate_cpu_launch, check_one_process_per_gpu
 from hncse.data import DataShape, TrainingCorpus, read_training_corpus
 from hncse.data.sources import resolve_senteval_dir
-from hncse.errors import ConfigError, first_line
-from hncse.evaluation import EvalSuite, load_sts_files, load_suite, produced_metrics
-from hncse.losses import get_objective
+from hncse.errors import ConfigError, EvalConfigError, first_line
+from hncse.evaluation import (
+    EvalSuite,
+    STSFileSource,
+    load_sts_files,
+    load_suite,
+    parse_sts_files,
+    produced_metrics,
+    resolve_tasks,
+)
+from hncse.evaluation.sts_files import check_columns
+from hncse.losses import build_loss
 from hncse.modeling.backbone import check_pooler, check_views_differ, load_config, prepare_config
 from hncse.modeling.lora import check_target_modules, import_peft
 from hncse.training.checkpoints import check_output_dir_writable
 from hncse.training.output_folder import OutputFolder
 from hncse.training.views import takes_negatives
+
+
+@dataclass
+class EvaluationSets:
+    """The evaluation the arguments name, resolved (nothing read yet): SentEval's task names and the STS files."""
+
+    dev_tasks: list[str] = field(default_factory=list)  # --eval_tasks
+    test_tasks: list[str] = field(default_factory=list)  # --predict_task_set
+    dev_sts_files: list[STSFileSource] = field(default_factory=list)  # --sts_files, named
+    test_sts_files: list[STSFileSource] = field(default_factory=list)  # --predict_sts_files, named
 
 
 @dataclass
@@ -52,27 +71,62 @@ class Preflight:
     corpus: TrainingCorpus | None = None
     eval_suite: EvalSuite | None = None
     predict_suite: EvalSuite | None = None
-    passed: list[str] = field(default_factory=list)  # the checks run, in order
 
 
-def check_output_folder(model_args, data_args, training_args, found: Preflight) -> None:
+def run_preflight(model_args, data_args, training_args) -> Preflight:
+    """The checks of the module's docstring, in its order; a refusal is a `ConfigError` / `DataError` /
+    `EvalDataError` with one line."""
+    found = Preflight()
+    check_output_folder(training_args)
+    evaluation = check_arguments(data_args, training_args)
+    check_optimization_arguments(training_args)
+    check_launch(training_args)
+    found.corpus = read_training_corpus(data_args, training_args, model_args.cache_dir)
+    found.loss = build_loss(training_args)
+    check_objective_fits(found.corpus.shape, found.loss, training_args)
+    if not found.corpus.streamed:
+        check_some_steps(len(found.corpus.rows), training_args)
+    check_model(model_args, unsupervised=not found.corpus.shape.labelled)
+    found.eval_suite, found.predict_suite = load_evaluation_sets(evaluation, data_args, training_args)
+    return found
+
+
+def check_output_folder(training_args) -> None:
     check_output_dir_writable(training_args.output_dir)
     if training_args.should_save:
         OutputFolder(training_args.output_dir).check_owned()  # with --overwrite_output_dir too
 
 
-def check_arguments(model_args, data_args, training_args, found: Preflight) -> None:
-    check_best_metric(data_args, training_args)
+def check_arguments(data_args, training_args) -> EvaluationSets:
+    """The arguments that span groups; returns the evaluation they name."""
+    evaluation = resolve_evaluation_sets(data_args)
+    check_best_metric(evaluation, data_args, training_args)
     if data_args.streaming and training_args.max_steps <= 0:
         raise ConfigError("--streaming needs --max_steps: a stream has no length to count epochs by")
     check_cached_step_backend(training_args)
+    return evaluation
 
 
-def check_optimizer(model_args, data_args, training_args, found: Preflight) -> None:
-    check_optimization_arguments(training_args)
+def resolve_evaluation_sets(data_args) -> EvaluationSets:
+    """--eval_tasks, --predict_task_set, --sts_files, --predict_sts_files and --sts_columns, checked and named."""
+    found = EvaluationSets()
+    try:
+        if data_args.eval_tasks and [t.lower() for t in data_args.eval_tasks] != ["none"]:
+            found.dev_tasks = resolve_tasks(None, data_args.eval_tasks, "dev", flag="--eval_tasks")
+        if data_args.predict_task_set.lower() != "none":
+            found.test_tasks = resolve_tasks(
+                data_args.predict_task_set, None, "test", task_set_flag="--predict_task_set"
+            )
+        found.dev_sts_files = parse_sts_files(data_args.sts_files, "--sts_files")
+        found.test_sts_files = parse_sts_files(data_args.predict_sts_files, "--predict_sts_files")
+        check_columns(data_args.sts_columns)
+    except EvalConfigError as error:
+        raise ConfigError(str(error)) from None
+    return found
 
 
-def check_launch(model_args, data_args, training_args, found: Preflight) -> None:
+def check_launch(training_args) -> None:
+    """One process per GPU, as many CPU processes as asked, --fp16 on a GPU only."""
     check_accelerate_cpu_launch()
     if training_args.fp16 and training_args.use_cpu:
         raise ConfigError("--fp16 needs a GPU: on CPU, use --bf16 true (CPU autocast) or neither")
@@ -80,18 +134,8 @@ def check_launch(model_args, data_args, training_args, found: Preflight) -> None
         check_one_process_per_gpu(torch.cuda.device_count())
 
 
-def check_data(model_args, data_args, training_args, found: Preflight) -> None:
-    found.corpus = read_training_corpus(data_args, training_args, model_args.cache_dir)
-    found.loss = build_loss(training_args)
-    check_objective_fits(found.corpus.shape, found.loss, training_args)
-
-
-def check_steps(model_args, data_args, training_args, found: Preflight) -> None:
-    if not found.corpus.streamed:
-        check_some_steps(len(found.corpus.rows), training_args)
-
-
-def check_model(model_args, data_args, training_args, found: Preflight) -> None:
+def check_model(model_args, unsupervised: bool) -> None:
+    """The model from its config alone (no weights): see the module's docstring, step 7."""
     name = model_args.model_name_or_path
     config = load_config(name, cache_dir=model_args.cache_dir)
     prepare_config(config, name, bidirectional=model_args.bidirectional, dropout=model_args.dropout)
@@ -102,59 +146,38 @@ def check_model(model_args, data_args, training_args, found: Preflight) -> None:
         import_peft()
         check_target_modules(config, model_args.lora_target_modules)
         lora_dropout = model_args.lora_dropout
-    check_views_differ(config, name, unsupervised=not found.corpus.shape.labelled, extra_dropout=lora_dropout)
+    check_views_differ(config, name, unsupervised=unsupervised, extra_dropout=lora_dropout)
 
 
-def check_evaluation_sets(model_args, data_args, training_args, found: Preflight) -> None:
+def load_evaluation_sets(
+    evaluation: EvaluationSets, data_args, training_args
+) -> tuple[EvalSuite | None, EvalSuite | None]:
+    """(the dev suite, the test suite), their files read; None where the run evaluates nothing of the kind."""
+    eval_suite = predict_suite = None
     if training_args.eval_strategy == "no" and not training_args.do_predict:
-        return
+        return eval_suite, predict_suite
     senteval_dir = resolve_senteval_dir(data_args.senteval_dir)
     columns = data_args.sts_columns
     if training_args.eval_strategy != "no":
-        files = load_sts_files(data_args.dev_sts_files, columns, "dev", "--sts_files")
-        found.eval_suite = load_suite(data_args.dev_tasks, "dev", senteval_dir, extra=files)
+        files = load_sts_files(evaluation.dev_sts_files, columns, "dev", "--sts_files")
+        eval_suite = load_suite(evaluation.dev_tasks, "dev", senteval_dir, extra=files)
     if training_args.do_predict:
-        files = load_sts_files(data_args.test_sts_files, columns, "test", "--predict_sts_files")
+        files = load_sts_files(evaluation.test_sts_files, columns, "test", "--predict_sts_files")
         # Alignment and uniformity are measured on STS-B's dev pairs: with SentEval's test sets only.
-        found.predict_suite = load_suite(
-            data_args.test_tasks, "test", senteval_dir, alignment=bool(data_args.test_tasks), extra=files
+        predict_suite = load_suite(
+            evaluation.test_tasks, "test", senteval_dir, alignment=bool(evaluation.test_tasks), extra=files
         )
-        if not found.predict_suite.evaluators:
+        if not predict_suite.evaluators:
             raise ConfigError("--do_predict with --predict_task_set none and no --predict_sts_files: nothing to test")
-
-
-CHECKS: tuple[tuple[str, Callable], ...] = (
-    ("output folder", check_output_folder),
-    ("arguments", check_arguments),
-    ("optimizer", check_optimizer),
-    ("launch", check_launch),
-    ("data", check_data),
-    ("steps", check_steps),
-    ("model", check_model),
-    ("evaluation sets", check_evaluation_sets),
-)
-
-
-def run_preflight(model_args, data_args, training_args) -> Preflight:
-    """Run `CHECKS` in order; a refusal is a `ConfigError` / `DataError` / `EvalDataError` with one line."""
-    found = Preflight()
-    for name, check in CHECKS:
-        check(model_args, data_args, training_args, found)
-        found.passed.append(name)
-    return found
+    return eval_suite, predict_suite
 
 
 # ---- the checks themselves ----------------------------------------------------------------------------------------
 
 
-def build_loss(args) -> torch.nn.Module:
-    """The objective module named by `args.objective`, with its hyper-parameters from the config."""
-    return get_objective(args.objective).build(args, seed=args.seed)
-
-
-def check_best_metric(data_args, training_args) -> None:
+def check_best_metric(evaluation: EvaluationSets, data_args, training_args) -> None:
     """There must be dev tasks to evaluate, and the metric that picks the best checkpoint must be one they produce."""
-    if not data_args.dev_tasks and not data_args.dev_sts_files and training_args.eval_strategy != "no":
+    if not evaluation.dev_tasks and not evaluation.dev_sts_files and training_args.eval_strategy != "no":
         if data_args.eval_tasks:  # `none`
             raise ConfigError("--eval_tasks none and no --sts_files: no dev set; give one or set --eval_strategy no")
         raise ConfigError("--eval_tasks is empty; name at least one dev task or set --eval_strategy no")
@@ -162,7 +185,7 @@ def check_best_metric(data_args, training_args) -> None:
     # with or without --load_best_model_at_end: a metric no dev set produces fails there, after training started.
     if training_args.eval_strategy == "no" or training_args.metric_for_best_model is None:
         return
-    produced = produced_metrics(data_args.dev_tasks, data_args.dev_sts_files)
+    produced = produced_metrics(evaluation.dev_tasks, evaluation.dev_sts_files)
     metric = training_args.metric_for_best_model.removeprefix("eval_")
     if metric not in produced:
         raise ConfigError(
@@ -233,3 +256,38 @@ def check_some_steps(rows: int, training_args) -> None:
             "--dataloader_drop_last true): nothing would be trained. Use more sentences, a smaller "
             "--per_device_train_batch_size, or --dataloader_drop_last false"
         )
+
+
+def check_one_process_per_gpu(visible_gpus: int) -> None:
+    """One process that sees several GPUs would train them with `nn.DataParallel` (each step's batch split over
+    the GPUs, negatives not gathered, mixed precision not in every replica): refuse it, naming the launchers."""
+    launched = any(name in os.environ for name in ("LOCAL_RANK", "WORLD_SIZE"))  # torchrun, accelerate, deepspeed
+    if visible_gpus > 1 and not launched:
+        raise ConfigError(
+            f"one process sees {visible_gpus} GPUs and would drive them with nn.DataParallel; start one process per "
+            f"GPU with `accelerate launch --config_file configs/accelerate/multi_gpu.yaml --num_processes "
+            f"{visible_gpus} run_hncse.py …`, or train on one with CUDA_VISIBLE_DEVICES=0"
+        )
+
+
+def launcher_command_line() -> list[str]:
+    """The command line of the process that started this one (Linux; empty elsewhere)."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def check_accelerate_cpu_launch() -> None:
+    """`accelerate launch --cpu --num_processes N` starts one process, not N (accelerate has no launch of several
+    CPU processes): refuse it rather than train one process with a global batch N times smaller than asked."""
+    if "ACCELERATE_USE_CPU" not in os.environ or "WORLD_SIZE" in os.environ:
+        return
+    command = launcher_command_line()
+    for i, arg in enumerate(command[:-1]):
+        if arg in ("--num_processes", "--num-processes") and command[i + 1].isdigit() and int(command[i + 1]) > 1:
+            raise ConfigError(
+                f"accelerate launch --cpu --num_processes {command[i + 1]} starts a single process; start "
+                f"{command[i + 1]} CPU processes with `torchrun --nproc_per_node {command[i + 1]} run_hncse.py …`"
+            )

@@ -22,6 +22,7 @@ from hncse.data import SentenceStream
 from hncse.distributed import batch_exchange
 from hncse.errors import ConfigError, DiskFullError, TrainingDivergedError, first_line
 from hncse.evaluation import EvalSuite, flat_metrics, run_suite
+from hncse.losses import build_loss
 from hncse.plots import CURVES_NAME, draw_training_curves, plotting_unavailable
 from hncse.training.cached_contrastive import average_gradients, cached_contrastive_loss
 from hncse.training.checkpoints import (
@@ -40,7 +41,7 @@ from hncse.training.checkpoints import (
 from hncse.training.hub import explain_repo_failure
 from hncse.training.model_card import write_model_card
 from hncse.training.output_folder import TRAINER_RESULT_FILES, OutputFolder
-from hncse.training.preflight import build_loss, check_cached_step_backend
+from hncse.training.preflight import check_cached_step_backend
 from hncse.training.run_facts import MODEL_RUN_KEYS, RunFacts, run_settings
 from hncse.training.sampler import PermutationSampler
 from hncse.training.views import objective_loss, split_views, stacked_features

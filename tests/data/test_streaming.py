@@ -14,7 +14,7 @@ from accelerate.data_loader import IterableDatasetShard
 from tiny_run import REPO, crash_after_step
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-import run_hncse
+import hncse.train
 from hncse.data import (
     SKIPPED,
     SentenceStream,
@@ -118,11 +118,11 @@ def test_collator_gives_the_prepared_corpus_batches(tiny_model_dir, corpus_file)
 
 
 def test_streaming_needs_max_steps(tiny_model_dir, corpus_file):
-    from hncse.training.preflight import Preflight, check_arguments
+    from hncse.training.preflight import check_arguments
 
     argv = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--streaming", "1"]
     with pytest.raises(ConfigError, match="--streaming needs --max_steps"):
-        check_arguments(*parse_args(argv), Preflight())
+        check_arguments(*parse_args(argv)[1:])
 
 
 def test_named_corpus_streams_from_the_hub_unless_on_this_machine(monkeypatch, tmp_path):
@@ -158,19 +158,19 @@ def test_streamed_run_resumes_at_the_sentence_it_stopped(tiny_model_dir, corpus_
     """20 sentences, 6 steps of 8: the run crosses passes; a crash after step 3 and the same command again repeat the
     uninterrupted loss curve (the same sentences and dropout in every step)."""
     train = ["--train_file", str(corpus_file), "--max_train_samples", "20"]
-    run_hncse.main(streaming_argv(tiny_model_dir, train, tmp_path / "uninterrupted"))
+    hncse.train.main(streaming_argv(tiny_model_dir, train, tmp_path / "uninterrupted"))
     expected = losses(tmp_path / "uninterrupted")
     assert sorted(expected) == [1, 2, 3, 4, 5, 6]
     assert "train_samples" not in json.loads((tmp_path / "uninterrupted" / "train_results.json").read_text())
     assert "read as a stream" in (tmp_path / "uninterrupted" / "README.md").read_text()
 
     with crash_after_step(3), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main(streaming_argv(tiny_model_dir, train, tmp_path / "resumed"))
+        hncse.train.main(streaming_argv(tiny_model_dir, train, tmp_path / "resumed"))
 
     tokenised = []
     monkeypatch.setattr(TokenizingCollator, "__call__", lambda self, ex, f=TokenizingCollator.__call__: (
         tokenised.append(ex[0]["text"] is not None), f(self, ex))[1])  # fmt: skip
-    run_hncse.main(streaming_argv(tiny_model_dir, train, tmp_path / "resumed"))
+    hncse.train.main(streaming_argv(tiny_model_dir, train, tmp_path / "resumed"))
     assert losses(tmp_path / "resumed") == expected
     assert tokenised.count(False) == 3 and tokenised.count(True) >= 3  # the 3 replayed batches were not tokenised
 
@@ -182,7 +182,7 @@ def test_hub_dataset_streams_with_its_text_column(tiny_model_dir, corpus_file, t
     lines = corpus_file.read_text().splitlines()
     (repo / "train.jsonl").write_text("".join(json.dumps({"label": 1, "sentence": s}) + "\n" for s in lines))
     out = tmp_path / "out"
-    run_hncse.main(streaming_argv(tiny_model_dir, ["--dataset_name", str(repo)], out, "--max_steps", "2"))
+    hncse.train.main(streaming_argv(tiny_model_dir, ["--dataset_name", str(repo)], out, "--max_steps", "2"))
     assert sorted(losses(out)) == [1, 2] and (out / "model.safetensors").is_file()
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from tiny_run import base_argv
 
-import run_hncse
+import hncse.train
 from hncse.errors import ConfigError
 from hncse.evaluation import EVALUATORS, Evaluator, EvaluatorSpec, register_evaluator
 from hncse.evaluation.evaluator import RESULT_KINDS
@@ -68,7 +68,7 @@ def test_a_registered_evaluator_is_logged_selects_the_best_and_shows_in_the_tabl
         "--eval_tasks", "stsb", "cohesion",
         "--metric_for_best_model", "cohesion_score", "--greater_is_better", "false",
     ]  # fmt: skip
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     printed = capsys.readouterr().out
 
     state = json.loads((out / "trainer_state.json").read_text())
@@ -92,12 +92,12 @@ def test_a_registered_evaluator_is_logged_selects_the_best_and_shows_in_the_tabl
 
 def test_an_unregistered_name_and_a_metric_no_set_produces_are_refused(cohesion_sentences, tiny_model_dir, tmp_path):
     from hncse.parser import parse_args
-    from hncse.training.preflight import Preflight, check_arguments
+    from hncse.training.preflight import check_arguments
 
     common = ["--model_name_or_path", str(tiny_model_dir), "--train_file", "x.txt", "--output_dir", str(tmp_path)]
     with pytest.raises(ConfigError, match="--eval_tasks: unknown task 'coherence'; choose from .*cohesion"):
-        parse_args(common + ["--eval_tasks", "coherence"])
+        check_arguments(*parse_args(common + ["--eval_tasks", "coherence"])[1:])
     with pytest.raises(ConfigError, match="choose one of cohesion_score"):
-        check_arguments(*parse_args(common + ["--eval_tasks", "cohesion"]), Preflight())
-    _, data_args, _ = parse_args(common + ["--eval_tasks", "cohesion", "--metric_for_best_model", "cohesion_score"])
-    assert data_args.dev_tasks == ["Cohesion"]
+        check_arguments(*parse_args(common + ["--eval_tasks", "cohesion"])[1:])
+    _, data_args, args = parse_args(common + ["--eval_tasks", "cohesion", "--metric_for_best_model", "cohesion_score"])
+    assert check_arguments(data_args, args).dev_tasks == ["Cohesion"]

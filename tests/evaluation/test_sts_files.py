@@ -14,7 +14,7 @@ from hub_standin import HubStandIn, hub_constants
 from tiny_run import base_argv
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-import run_hncse
+import hncse.train
 from hncse.errors import DataError, EvalConfigError, HNCSEError
 from hncse.evaluation import cli as evaluate_cli
 from hncse.evaluation import dev_metric_spec, dev_metrics_in, load_sts_files, parse_sts_files
@@ -254,7 +254,7 @@ def test_a_bad_dev_file_stops_the_run_before_a_model_loads_or_anything_is_writte
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *a, **k: pytest.fail("a model was loaded"))
     out = tmp_path / "run"
     with pytest.raises(HNCSEError, match=r"dev.csv:3: 'score' is 'oops', not a number"):
-        run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--sts_files", str(bad)])
+        hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--sts_files", str(bad)])
     assert not out.exists()
 
 
@@ -312,7 +312,7 @@ def test_a_run_keeps_the_checkpoint_best_on_its_own_dev_file_and_shows_it_everyw
         "--eval_tasks", "none", "--sts_files", str(dev), "--metric_for_best_model", "eval_my_dev_spearman",
         "--do_predict", "--predict_task_set", "none", "--predict_sts_files", str(test),
     ]  # fmt: skip
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     printed = capsys.readouterr().out
 
     state = json.loads((out / "trainer_state.json").read_text())
@@ -342,7 +342,7 @@ def test_a_run_keeps_the_checkpoint_best_on_its_own_dev_file_and_shows_it_everyw
 
 def test_own_dev_files_beside_senteval_sets_and_the_metric_check(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
     from hncse.parser import parse_args
-    from hncse.training.preflight import Preflight, check_arguments
+    from hncse.training.preflight import check_arguments
 
     common = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir",
               str(tmp_path / "o")]  # fmt: skip
@@ -352,8 +352,11 @@ def test_own_dev_files_beside_senteval_sets_and_the_metric_check(tiny_model_dir,
         match=r"--metric_for_best_model 'eval_de_spearman' is not produced by --eval_tasks stsb sickr and "
         r"--sts_files dev.csv; choose one of avg_sts, dev_spearman, sickr_spearman, stsb_spearman$",
     ):
-        check_arguments(*wrong, Preflight())
+        check_arguments(*wrong[1:])
     with pytest.raises(HNCSEError, match=r"--eval_tasks none and no --sts_files: no dev set"):
-        check_arguments(*parse_args(common + ["--eval_tasks", "none"]), Preflight())
-    _, data_args, _ = parse_args(common + ["--sts_files", "dev.csv", "--metric_for_best_model", "eval_dev_spearman"])
-    assert data_args.dev_tasks == ["STSBenchmark", "SICKRelatedness"] and data_args.dev_sts_files[0].name == "dev"
+        check_arguments(*parse_args(common + ["--eval_tasks", "none"])[1:])
+    _, data_args, args = parse_args(
+        common + ["--sts_files", "dev.csv", "--metric_for_best_model", "eval_dev_spearman"]
+    )
+    evaluation = check_arguments(data_args, args)
+    assert evaluation.dev_tasks == ["STSBenchmark", "SICKRelatedness"] and evaluation.dev_sts_files[0].name == "dev"

@@ -13,10 +13,19 @@ import torch
 from tiny_run import base_argv
 from torch import Tensor, nn
 
-import run_hncse
-from hncse.config import HNCSEConfig, config_class
+import hncse.train
+from hncse.config import HNCSEConfig
 from hncse.errors import ConfigError
-from hncse.losses import OBJECTIVES, ContrastiveParams, Objective, hyperparameter, register, unregister
+from hncse.losses import (
+    OBJECTIVES,
+    ContrastiveParams,
+    Objective,
+    Panel,
+    Statistic,
+    hyperparameter,
+    register,
+    unregister,
+)
 from hncse.losses.common import LOCAL_BATCH, cosine_logits, diagonal_cross_entropy, positive_mask
 from hncse.parser import make_parser, parse_args
 
@@ -63,7 +72,7 @@ TOY = Objective(
     name="toy",
     loss=MarginLoss,
     params=MarginParams,
-    statistics=("toy_gap",),
+    statistics=(Statistic("toy_gap", "positive − mean negative", Panel("toy margin", "cosine")),),
     description="Toy: InfoNCE with an additive margin on the positive",
     citations=(TOY_BIBTEX,),
 )
@@ -83,10 +92,10 @@ def test_flags_parse_from_the_command_line_and_yaml(toy, corpus_file, tmp_path):
     config.write_text(f"train_file: {corpus_file}\nobjective: toy\ntoy_margin: 0.4\n", encoding="utf-8")
     _, _, args = parse_args([str(config), "--toy_log_every", "5"])
     assert (args.toy_margin, args.toy_log_every) == (0.4, 5)
-    assert isinstance(args, HNCSEConfig)  # the plug-in's config class extends the built-in one
+    assert isinstance(args, HNCSEConfig)  # the plug-in's values are set on the one config class
     help_text = " ".join(make_parser().format_help().split())  # argparse wraps lines
     assert "--toy_margin" in help_text and "margin subtracted from each positive" in help_text
-    assert "simcse, pm, hnm, hybrid, hybrid_sum, toy" in help_text
+    assert "objectives registered outside hncse: toy" in help_text
     with pytest.raises(ConfigError, match=r"^--toy_margin must be ≥ 0, got -1.0$"):
         parse_args(["--train_file", str(corpus_file), "--objective", "toy", "--toy_margin", "-1"])
 
@@ -94,7 +103,9 @@ def test_flags_parse_from_the_command_line_and_yaml(toy, corpus_file, tmp_path):
 def test_unregistered_objective_is_gone(corpus_file):
     register(TOY)
     unregister("toy")
-    assert config_class() is HNCSEConfig and "toy_margin" not in {f.name for f in dataclasses.fields(HNCSEConfig)}
+    assert "toy_margin" not in {f.name for f in dataclasses.fields(HNCSEConfig)}
+    with pytest.raises(ConfigError, match=r"^unknown argument --toy_margin"):
+        parse_args(["--train_file", str(corpus_file), "--toy_margin", "0.3"])
     with pytest.raises(ConfigError, match=r"--objective: unknown value 'toy'; choose one of simcse, pm, hnm"):
         parse_args(["--train_file", str(corpus_file), "--objective", "toy"])
 
@@ -104,7 +115,7 @@ def test_two_step_run_writes_its_parameters_into_run_config_and_card(
 ):
     out = tmp_path / "toy-run"
     argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, out)
-    run_hncse.main([*argv, "--objective", "toy", "--toy_margin", "0.3", "--max_steps", "2"])
+    hncse.train.main([*argv, "--objective", "toy", "--toy_margin", "0.3", "--max_steps", "2"])
 
     settings = json.loads((out / "checkpoint-2" / "run_config.json").read_text())
     assert settings["objective"] == "toy" and settings["toy_margin"] == 0.3
@@ -133,6 +144,17 @@ def test_a_parameter_declared_twice_must_agree():
     assert "hot" not in OBJECTIVES
 
 
+def test_a_statistic_declared_twice_must_agree():
+    """One name, one line: the training curves draw a statistic once, with one label."""
+    relabelled = Statistic("sim_positive", "another label")
+    clash = Objective("relabel", MarginLoss, MarginParams, (relabelled,), "clash")
+    with pytest.raises(TypeError, match="statistic 'sim_positive'"):
+        register(clash)
+    assert "relabel" not in OBJECTIVES
+    with pytest.raises(TypeError, match=r"statistics must be Statistic\(name, label\), got 'toy_gap'"):
+        Objective("names_only", MarginLoss, MarginParams, ("toy_gap",), "a name without a label")
+
+
 @pytest.mark.parametrize("name", ["simcse", "pm", "hnm", "hybrid", "hybrid_sum"])
 def test_each_builtin_objective_logs_what_it_declares(name):
     objective = OBJECTIVES[name]
@@ -141,5 +163,5 @@ def test_each_builtin_objective_logs_what_it_declares(name):
     torch.manual_seed(0)
     z1, z2 = torch.randn(12, 8), torch.randn(12, 8)
     _, stats = loss(z1, z2)
-    assert tuple(stats) == objective.statistics
+    assert tuple(stats) == tuple(statistic.name for statistic in objective.statistics)
     assert loss.get_config_dict()["objective"] == name

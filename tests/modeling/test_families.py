@@ -21,7 +21,7 @@ from transformers import (
     XLMRobertaConfig,
 )
 
-import run_hncse
+import hncse.train
 from hncse.errors import ConfigError
 from hncse.modeling import SentenceEncoder
 
@@ -70,7 +70,7 @@ def test_each_family_trains_and_loads_in_sentence_transformers(family, family_di
         "--load_best_model_at_end", "false", "--save_strategy", "no", "--dataloader_pin_memory", "false",
         "--disable_tqdm", "true", "--learning_rate", "1e-3", "--dropout", "0.1",
     ]  # fmt: skip
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     ours = SentenceEncoder.from_pretrained(str(out)).encode(SENTENCES, batch_size=3)
     theirs = SentenceTransformer(str(out), device="cpu").encode(SENTENCES, batch_size=3, convert_to_tensor=True)
     assert torch.nn.functional.cosine_similarity(ours, theirs).min() >= 0.9999

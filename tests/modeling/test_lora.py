@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from tiny_run import REPO, crash_after_step
 from transformers import AutoModel
 
-import run_hncse
+import hncse.train
 from hncse.errors import ConfigError
 from hncse.modeling import SentenceEncoder
 from hncse.modeling.lora import ADAPTER_DIR, merged_state_dict
@@ -89,7 +89,7 @@ def losses(out) -> dict[int, float]:
 
 def test_lora_training_changes_only_the_adapted_weights_and_resumes(decoder_dirs, corpus_file, tmp_path):
     folder = decoder_dirs["llama"]
-    run_hncse.main(argv(folder, corpus_file, tmp_path / "whole"))
+    hncse.train.main(argv(folder, corpus_file, tmp_path / "whole"))
     expected = losses(tmp_path / "whole")
     assert sorted(expected) == [1, 2, 3, 4]
     start, trained = load_file(folder / "model.safetensors"), load_file(tmp_path / "whole" / "model.safetensors")
@@ -103,8 +103,8 @@ def test_lora_training_changes_only_the_adapted_weights_and_resumes(decoder_dirs
     assert settings["lora_r"] == 4 and settings["lora_alpha"] == 8.0 and settings["lora_dropout"] == 0.05
 
     with crash_after_step(2), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main(argv(folder, corpus_file, tmp_path / "resumed"))
-    run_hncse.main(argv(folder, corpus_file, tmp_path / "resumed"))  # resumes from checkpoint-2's adapter
+        hncse.train.main(argv(folder, corpus_file, tmp_path / "resumed"))
+    hncse.train.main(argv(folder, corpus_file, tmp_path / "resumed"))  # resumes from checkpoint-2's adapter
     assert losses(tmp_path / "resumed") == expected
     resumed = load_file(tmp_path / "resumed" / "model.safetensors")
     assert all(torch.equal(resumed[k], trained[k]) for k in trained)
@@ -112,7 +112,7 @@ def test_lora_training_changes_only_the_adapted_weights_and_resumes(decoder_dirs
 
 def test_lora_with_checkpointing_and_the_cached_step_trains_the_adapters(decoder_dirs, corpus_file, tmp_path):
     out = tmp_path / "cached"
-    run_hncse.main(
+    hncse.train.main(
         argv(decoder_dirs["qwen3"], corpus_file, out, "--mini_batch_size", "4", "--activation_checkpointing", "true",
              "--save_adapter", "true")
     )  # fmt: skip
@@ -124,9 +124,9 @@ def test_lora_with_checkpointing_and_the_cached_step_trains_the_adapters(decoder
 
 def test_lora_flags_without_lora_and_bad_targets_are_one_line(decoder_dirs, corpus_file, tmp_path):
     with pytest.raises(ConfigError, match=r"--lora_alpha applies to LoRA: add --lora_r"):
-        run_hncse.main(["--train_file", str(corpus_file), "--lora_alpha", "8"])
+        hncse.train.main(["--train_file", str(corpus_file), "--lora_alpha", "8"])
     with pytest.raises(ConfigError, match=r"--lora_target_modules: .*no_such_proj"):
-        run_hncse.main(
+        hncse.train.main(
             argv(decoder_dirs["llama"], corpus_file, tmp_path / "b", "--lora_target_modules", "no_such_proj")
         )
     assert not (tmp_path / "b" / "model.safetensors").exists()
@@ -163,7 +163,7 @@ def test_lora_on_two_processes_ddp_zero2_zero3(decoder_dirs, corpus_file, tmp_pa
 
 def test_the_card_names_the_lora_settings(decoder_dirs, corpus_file, tmp_path):
     out = tmp_path / "card"
-    run_hncse.main(argv(decoder_dirs["llama"], corpus_file, out, "--max_steps", "1", "--save_strategy", "no"))
+    hncse.train.main(argv(decoder_dirs["llama"], corpus_file, out, "--max_steps", "1", "--save_strategy", "no"))
     card = (out / "README.md").read_text(encoding="utf-8")
     for row in ("| lora_r | 4 |", "| lora_alpha | 8.0 |", "| lora_dropout | 0.05 |", "| dropout | 0.1 |"):
         assert row in card, row

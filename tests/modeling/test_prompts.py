@@ -10,7 +10,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-import run_hncse
+import hncse.train
 from hncse.data import tokenize_sentences
 from hncse.data.streaming import TokenizingCollator
 from hncse.modeling import SentenceEncoder
@@ -59,7 +59,7 @@ def test_training_sentences_get_the_prompt(tiny_model_dir, corpus_file, senteval
     from sentence_transformers import SentenceTransformer
 
     out = tmp_path / "run"
-    run_hncse.main(
+    hncse.train.main(
         ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--senteval_dir",
          str(senteval_dir), "--output_dir", str(out), "--per_device_train_batch_size", "8", "--max_steps", "2",
          "--eval_steps", "2", "--save_steps", "2", "--pooler_type", "avg", "--prompt", PROMPT,
@@ -72,7 +72,7 @@ def test_training_sentences_get_the_prompt(tiny_model_dir, corpus_file, senteval
     assert torch.nn.functional.cosine_similarity(theirs, ours).min() >= 0.9999
     # Trained on from that folder, --prompt_in_pooling alone (no --prompt) applies to the folder's prompt.
     again = tmp_path / "again"
-    run_hncse.main(
+    hncse.train.main(
         ["--model_name_or_path", str(out), "--train_file", str(corpus_file), "--output_dir", str(again),
          "--per_device_train_batch_size", "8", "--max_steps", "1", "--eval_strategy", "no",
          "--load_best_model_at_end", "false", "--prompt_in_pooling", "true", "--disable_tqdm", "true",

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from tiny_run import base_argv
 
+import hncse.train
 import hncse.training.trainer
-import run_hncse
+from hncse.losses import ContrastiveParams, Objective, Panel, SimCSELoss, Statistic, register, unregister
 from hncse.plots import CURVES_NAME, draw_training_curves
 from hncse.plots.training_curves import best_evaluation, cli, recorded_best_metric, training_entries
 from hncse.training.output_folder import OutputFolder
@@ -60,6 +61,63 @@ def test_a_panel_per_kind_of_value_the_run_logged(tmp_path, stats, panels):
     assert list(tmp_path.iterdir()) == [path]  # no partial file left
 
 
+def drawn_panels(monkeypatch, log_history, path) -> list[tuple[str, str, list[str]]]:
+    """(title, y label, legend) of each panel `draw_training_curves` draws, in order: what a reader sees."""
+    from matplotlib.figure import Figure
+
+    figures, save = [], Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        figures.append(self)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    draw_training_curves(log_history, str(path))
+    (figure,) = figures
+    return [
+        (ax.get_title(), ax.get_ylabel(), [text.get_text() for text in ax.get_legend().get_texts()])
+        for ax in figure.axes
+        if ax.get_visible() and ax.get_title()  # the learning rate's twin axis has no title of its own
+    ]
+
+
+BUILTIN_STATISTICS = ("sim_positive", "sim_hardest_negative", "sim_negative", "sim_synthetic", "pm_case_a",
+                      "pm_case_b", "pm_case_c", "pm_ratio", "loss_pm", "loss_hnm")  # fmt: skip
+
+
+def test_the_builtin_objectives_statistics_are_drawn_as_declared(tmp_path, monkeypatch):
+    panels = drawn_panels(monkeypatch, history(stats=BUILTIN_STATISTICS), tmp_path / CURVES_NAME)
+    assert panels == [
+        ("training loss", "loss", ["training loss", "learning rate"]),
+        ("dev sets", "score ×100", ["sickr spearman", "stsb spearman"]),
+        ("similarities in the batch", "cosine",
+         ["positive", "hardest negative", "mean negative", "synthetic negatives (HNM)"]),
+        ("positive mixing (PM)", "share of anchors",
+         ["case A: hardest within θ of the positive", "case B: unmixed", "case C: hardest above the positive",
+          "mixing ratio w2/w1"]),
+    ]  # fmt: skip  # hybrid_sum's two loss terms are logged, not drawn
+
+
+def test_a_plug_in_objectives_statistic_is_drawn_with_its_label(tmp_path, monkeypatch):
+    """An objective registered here, outside the package: its declared statistic gets its own panel."""
+    gap = Statistic("toy_gap", "positive − mean negative", Panel("toy margin", "cosine gap"))
+    register(Objective("toy_plotted", SimCSELoss, ContrastiveParams, (gap,), "a toy with a statistic of its own"))
+    try:
+        panels = drawn_panels(monkeypatch, history(stats=("sim_positive", "toy_gap")), tmp_path / CURVES_NAME)
+    finally:
+        unregister("toy_plotted")
+    assert [title for title, _, _ in panels] == [
+        "training loss",
+        "dev sets",
+        "similarities in the batch",
+        "toy margin",
+    ]
+    assert panels[-1] == ("toy margin", "cosine gap", ["positive − mean negative"])
+    assert png_size(tmp_path / CURVES_NAME) == (1200, 800)
+    draw_training_curves(history(stats=("toy_gap",)), str(tmp_path / "unregistered.png"))
+    assert png_size(tmp_path / "unregistered.png") == (1200, 400)  # no longer declared: not drawn
+
+
 def test_a_run_that_logged_nothing_yet_gets_the_loss_panel_alone(tmp_path):
     draw_training_curves([], str(tmp_path / CURVES_NAME))
     assert png_size(tmp_path / CURVES_NAME) == (600, 400)
@@ -106,7 +164,9 @@ def run_with_curves(tiny_model_dir, corpus_file, senteval_dir, tmp_path_factory)
     """A 4-step hybrid_sum run (all four panels) evaluated and saved every 2 steps."""
     output_dir = tmp_path_factory.mktemp("curves") / "run"
     argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir)
-    run_hncse.main(argv + ["--objective", "hybrid_sum", "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2"])
+    hncse.train.main(
+        argv + ["--objective", "hybrid_sum", "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2"]
+    )
     return output_dir
 
 
@@ -234,7 +294,7 @@ def test_a_run_without_matplotlib_succeeds_and_says_once_why_there_is_no_picture
     output_dir.mkdir()
     (output_dir / CURVES_NAME).write_bytes(b"an earlier run's picture")
     OutputFolder(str(output_dir)).sweep()  # written by an earlier hncse run  # would be embedded in this run's card
-    run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir))  # 3 checkpoints, 1 final folder
+    hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir))  # 3 checkpoints, 1 final folder
     printed = capsys.readouterr()
     said = logged(printed.err, CURVES_NAME)
     assert f"Saved to {output_dir}\n" in printed.out  # and no picture named
@@ -260,7 +320,7 @@ def test_a_picture_that_fails_is_a_warning_and_the_checkpoints_are_kept(
     (output_dir / CURVES_NAME).write_bytes(b"an earlier run's picture")
     OutputFolder(str(output_dir)).sweep()  # written by an earlier hncse run
     # Every save resumable: checkpoints 1-3 are written whatever the dev curve (only new bests would be otherwise).
-    run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir) + ["--resume_state_steps", "1"])
+    hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, output_dir) + ["--resume_state_steps", "1"])
     warned = logged(capsys.readouterr().err, "was not drawn")
     assert len(warned) == 4  # checkpoints 1-3 and the final folder
     assert warned[-1] == f"{output_dir / CURVES_NAME} was not drawn: no font found"

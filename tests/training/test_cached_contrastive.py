@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import run_hncse
+import hncse.train
 from hncse.distributed import LocalBatch
 from hncse.losses import HardNegativeMixingLoss, HybridLoss, PositiveMixingLoss, SimCSELoss
 from hncse.modeling import SentenceEncoder
@@ -94,7 +94,7 @@ def test_training_with_mini_batches_accumulation_and_checkpointing(tiny_model_di
         "--dataloader_pin_memory", "false", "--disable_tqdm", "true", "--gradient_accumulation_steps", "2",
         "--activation_checkpointing", "true",  # recomputation inside the replayed mini-batches
     ]  # fmt: skip
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     losses = [e["loss"] for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert len(losses) == 3 and all(0 < loss < 20 for loss in losses)
 
@@ -103,7 +103,7 @@ def test_mini_batch_size_must_be_positive(tiny_model_dir, corpus_file, tmp_path)
     from hncse.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--mini_batch_size must be ≥ 1"):
-        run_hncse.main(["--train_file", str(corpus_file), "--output_dir", str(tmp_path), "--mini_batch_size", "0"])
+        hncse.train.main(["--train_file", str(corpus_file), "--output_dir", str(tmp_path), "--mini_batch_size", "0"])
 
 
 @pytest.mark.parametrize("flag", ["--activation_checkpointing", "--gradient_checkpointing"])
@@ -126,5 +126,5 @@ def test_either_checkpointing_flag_turns_it_on_in_training(flag, tiny_model_dir,
         "--load_best_model_at_end", "false", "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
         flag, "true",
     ]  # fmt: skip
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     assert checkpointing == [True]

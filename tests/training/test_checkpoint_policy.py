@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny_run import base_argv, crash_after_step
 
+import hncse.train
 import hncse.training.trainer
-import run_hncse
 from hncse.errors import ConfigError, TrainingDivergedError
 from hncse.training.checkpoints import (
     check_resumable,
@@ -60,7 +60,7 @@ def test_between_resumable_saves_only_new_bests_are_written_and_model_only(
 ):
     scripted_dev_metric.update({1: 50.0, 2: 40.0, 3: 30.0, 4: 60.0, 5: 55.0, 6: 20.0})
     out = tmp_path / "run"
-    run_hncse.main(argv(tiny_model_dir, corpus_file, senteval_dir, out, "--save_total_limit", "0"))
+    hncse.train.main(argv(tiny_model_dir, corpus_file, senteval_dir, out, "--save_total_limit", "0"))
 
     # Steps 1 and 4 improved the metric; 3 and 6 (the end) are due for the state to resume; 2 and 5 write nothing.
     assert folders(out) == {1: "model", 3: "resume", 4: "model", 6: "resume"}
@@ -79,7 +79,7 @@ def test_between_resumable_saves_only_new_bests_are_written_and_model_only(
 
 def test_without_evaluation_every_save_keeps_a_model(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
     out = tmp_path / "run"
-    run_hncse.main(
+    hncse.train.main(
         argv(tiny_model_dir, corpus_file, senteval_dir, out, "--eval_strategy", "no", "--load_best_model_at_end",
              "false", "--save_total_limit", "0")
     )  # fmt: skip
@@ -90,19 +90,19 @@ def test_a_crash_between_resumable_saves_resumes_the_last_one_and_keeps_its_best
     tiny_model_dir, corpus_file, senteval_dir, tmp_path, scripted_dev_metric
 ):
     scripted_dev_metric.update({1: 50.0, 2: 60.0, 3: 40.0, 4: 70.0, 5: 65.0, 6: 30.0})
-    run_hncse.main(argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "uninterrupted"))
+    hncse.train.main(argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "uninterrupted"))
     expected = json.loads((tmp_path / "uninterrupted" / "trainer_state.json").read_text())["log_history"]
 
     out = tmp_path / "resumed"
     with crash_after_step(5), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main(argv(tiny_model_dir, corpus_file, senteval_dir, out))
+        hncse.train.main(argv(tiny_model_dir, corpus_file, senteval_dir, out))
     # save_total_limit 2: the newest (4, also the best) and the newest resumable one (3) are kept, and so is the
     # best that checkpoint-3 names (2), which a run resumed from it would end with if it found nothing better.
     assert folders(out) == {2: "model", 3: "resume", 4: "model"}
     with pytest.raises(ConfigError, match=r"checkpoint-4 holds a model only .* resume from .*checkpoint-3$"):
         check_resumable(str(out / "checkpoint-4"))
 
-    run_hncse.main(argv(tiny_model_dir, corpus_file, senteval_dir, out))  # the same command: resumes from 3
+    hncse.train.main(argv(tiny_model_dir, corpus_file, senteval_dir, out))  # the same command: resumes from 3
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [(e["step"], e["loss"]) for e in history if "loss" in e]
     assert losses == [(e["step"], e["loss"]) for e in expected if "loss" in e]
@@ -162,7 +162,7 @@ def test_a_nan_selection_metric_stops_instead_of_choosing_no_checkpoint(
     monkeypatch.setattr(hncse.training.trainer, "flat_metrics", nan_at_the_second_evaluation)
     out = tmp_path / "run"
     with pytest.raises(TrainingDivergedError, match="eval_stsb_spearman is nan at step 2") as stopped:
-        run_hncse.main(argv(tiny_model_dir, corpus_file, senteval_dir, out, "--resume_state_steps", "1"))
+        hncse.train.main(argv(tiny_model_dir, corpus_file, senteval_dir, out, "--resume_state_steps", "1"))
     assert "\n" not in str(stopped.value) and f"Last checkpoint: {out / 'checkpoint-1'}" in str(stopped.value)
     assert not (out / "model.safetensors").exists() and not missing_checkpoint_files(str(out / "checkpoint-1"))
 

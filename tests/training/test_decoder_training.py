@@ -11,7 +11,7 @@ import torch
 from tiny_run import base_argv
 from transformers import AutoModel, AutoTokenizer
 
-import run_hncse
+import hncse.train
 from hncse.errors import ConfigError
 from hncse.modeling import SentenceEncoder
 from hncse.parser import parse_args
@@ -39,7 +39,7 @@ def test_a_trained_decoder_folder_attends_as_it_trained(
 
     out = tmp_path / "run"
     argv = base_argv(decoder_dirs[family], corpus_file, senteval_dir, out)
-    run_hncse.main([*argv, "--dropout", "0.1", "--bidirectional", bidirectional, "--max_steps", "2"])
+    hncse.train.main([*argv, "--dropout", "0.1", "--bidirectional", bidirectional, "--max_steps", "2"])
     settings = json.loads((out / "run_config.json").read_text())
     assert settings["dropout"] == 0.1 and settings["bidirectional"] is (bidirectional == "true")
     config = json.loads((out / "config.json").read_text())
@@ -63,7 +63,7 @@ def test_a_decoder_without_dropout_is_refused_before_anything_loads(
     monkeypatch.setattr(SentenceEncoder, "from_pretrained", no_loading)
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"has no dropout .* set --dropout, e\.g\. --dropout 0\.1"):
-        run_hncse.main(base_argv(decoder_dirs["llama"], corpus_file, senteval_dir, out))
+        hncse.train.main(base_argv(decoder_dirs["llama"], corpus_file, senteval_dir, out))
     assert not out.exists()
 
 
@@ -76,7 +76,7 @@ def test_the_llm_config_trains_as_written_on_a_tiny_qwen3(decoder_dirs, corpus_f
     model_args, _, args = parse_args([config])
     assert model_args.model_name_or_path == "Qwen/Qwen3-0.6B" and model_args.lora_r == 16 and args.bf16
     out = tmp_path / "llm"
-    run_hncse.main(
+    hncse.train.main(
         [config, "--model_name_or_path", str(decoder_dirs["qwen3"]), "--train_file", str(corpus_file),
          "--senteval_dir", str(senteval_dir), "--output_dir", str(out), "--max_steps", "2", "--eval_steps", "2",
          "--save_steps", "2", "--per_device_train_batch_size", "8", "--max_seq_length", "16", "--hnm_k", "4",

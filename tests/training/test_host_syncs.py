@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 from tiny_run import NaNLossFrom, base_argv
 
+import hncse.train
 import hncse.training.preflight
 import hncse.training.trainer
-import run_hncse
 from bench.gpu_check import HostReads, QuietStepAudit
 from hncse.errors import TrainingDivergedError
 
@@ -41,7 +41,7 @@ def test_quiet_steps_read_nothing_back(
     if data == "triplets":
         argv += ["--hard_negative_weight", "0.5"]
     with reads:
-        run_hncse.main(argv)
+        hncse.train.main(argv)
     assert reads.calls == [], "\n".join(reads.calls)
 
 
@@ -67,7 +67,7 @@ def test_a_nan_loss_between_logging_steps_applies_no_update(tiny_model_dir, corp
         "--logging_steps", "100", "--save_steps", "2",
     ]  # fmt: skip
     with pytest.raises(TrainingDivergedError, match=r"loss became nan at step 3; no update was applied from that"):
-        run_hncse.main(argv)
+        hncse.train.main(argv)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
     saved = load_file(out / "checkpoint-2" / "model.safetensors")
     assert weights_when_stopped.keys() >= saved.keys()

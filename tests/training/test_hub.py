@@ -11,7 +11,7 @@ import yaml
 from hub_standin import HubStandIn, hub_env
 from tiny_run import REPO, base_argv
 
-import run_hncse
+import hncse.train
 from hncse.modeling import SentenceEncoder
 from hncse.training import HNCSETrainer
 from hncse.training.checkpoints import MANIFEST_NAME
@@ -111,7 +111,7 @@ def test_a_checkpoint_is_pushed_once_every_process_has_written_its_part(
     monkeypatch.setattr(
         transformers.Trainer, "push_to_hub", lambda self, *args, **kwargs: self.save_model(_internal_call=True)
     )
-    run_hncse.main(
+    hncse.train.main(
         base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "run")
         + ["--push_to_hub", "true", "--hub_model_id", "standin-user/whole", "--hub_strategy", "checkpoint"]
     )

@@ -10,7 +10,7 @@ import pytest
 import torch
 from tiny_run import base_argv
 
-import run_hncse
+import hncse.train
 from hncse.distributed import LocalBatch
 from hncse.errors import ConfigError
 from hncse.losses import HardNegativeMixingLoss, HybridLoss, HybridSumLoss, PositiveMixingLoss, SimCSELoss
@@ -26,7 +26,7 @@ def test_three_step_supervised_run_from_a_triplet_csv(tiny_model_dir, triplet_fi
 
     out = tmp_path / "sup"
     argv = base_argv(tiny_model_dir, triplet_file, senteval_dir, out) + SUPERVISED + ["--hard_negative_weight", "0.5"]
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     printed = capsys.readouterr().out
     assert "training data: triplets (anchor: sent0, positive: sent1, hard negative: hard_neg)" in printed
     state = json.loads((out / "trainer_state.json").read_text())
@@ -54,7 +54,7 @@ def test_each_hncse_objective_trains_on_triplets(tiny_model_dir, triplet_file, s
     argv = base_argv(tiny_model_dir, triplet_file, senteval_dir, out) + SUPERVISED
     argv += ["--objective", objective, "--max_steps", "2", "--eval_strategy", "no", "--hnm_k", "4", "--hnm_s", "4"]
     argv += ["--pm_theta", "0.5", "--load_best_model_at_end", "false"]
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     logs = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert len(logs) == 2 and all(torch.isfinite(torch.tensor(e["loss"])) for e in logs)
     if objective != "pm":
@@ -67,17 +67,17 @@ def test_pairs_from_a_triplet_file_and_the_shape_is_part_of_the_run(
     out = tmp_path / "pairs"
     argv = base_argv(tiny_model_dir, triplet_file, senteval_dir, out) + ["--eval_strategy", "no", "--max_steps", "1"]
     argv += ["--load_best_model_at_end", "false"]
-    run_hncse.main(argv + ["--anchor_column", "sent0", "--positive_column", "sent1"])
+    hncse.train.main(argv + ["--anchor_column", "sent0", "--positive_column", "sent1"])
     assert "training data: pairs (anchor: sent0, positive: sent1)" in capsys.readouterr().out
     # the same folder with the triplets is another run
     with pytest.raises(ConfigError, match="anchor_column: 'sent0' → None"):
-        run_hncse.main(argv + ["--max_steps", "2"])
+        hncse.train.main(argv + ["--max_steps", "2"])
 
 
 def test_hard_negative_weight_needs_given_negatives(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
     argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "out") + ["--hard_negative_weight", "1"]
     with pytest.raises(ConfigError, match=r"^--hard_negative_weight 1.0 weighs given hard negatives, and the data"):
-        run_hncse.main(argv)
+        hncse.train.main(argv)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("checkpoint-*"))
 
 
@@ -108,8 +108,8 @@ def test_an_objective_without_negatives_is_refused_on_triplets(tiny_model_dir, t
         argv = base_argv(tiny_model_dir, triplet_file, senteval_dir, tmp_path / "out")
         argv += ["--objective", "sentences_only", "--eval_strategy", "no", "--load_best_model_at_end", "false"]
         with pytest.raises(ConfigError, match="--objective sentences_only takes no given hard negatives"):
-            run_hncse.main(argv)
-        run_hncse.main(argv + ["--anchor_column", "sent0", "--positive_column", "sent1", "--max_steps", "1"])
+            hncse.train.main(argv)
+        hncse.train.main(argv + ["--anchor_column", "sent0", "--positive_column", "sent1", "--max_steps", "1"])
     finally:
         unregister("sentences_only")
 

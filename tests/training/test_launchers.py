@@ -15,12 +15,13 @@ from hub_standin import HubStandIn, hub_env
 from launch_output import launch_failure
 from safetensors.torch import load_file
 
+import hncse.training.run
 import run_hncse
 from bench.multi_process_check import free_port
 from hncse.errors import ConfigError
 from hncse.parser import parse_args
 from hncse.training.checkpoints import missing_checkpoint_files
-from hncse.training.preflight import Preflight, check_launch
+from hncse.training.preflight import check_launch
 
 REPO = os.path.dirname(os.path.abspath(run_hncse.__file__))
 
@@ -125,20 +126,20 @@ def test_one_process_seeing_several_gpus_is_refused(monkeypatch, tiny_model_dir,
     for name in ("LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match=r"sees 4 GPUs .*`accelerate launch .*--num_processes 4"):
-        check_launch(*parse_args(argv), Preflight())
-    check_launch(*parse_args([*argv, "--use_cpu", "true"]), Preflight())  # asked for the CPU: nothing to refuse
+        check_launch(parse_args(argv)[2])
+    check_launch(parse_args([*argv, "--use_cpu", "true"])[2])  # asked for the CPU: nothing to refuse
 
 
 def test_launch_summary_gives_the_global_batch_and_idle_gpus(monkeypatch):
     args = SimpleNamespace(world_size=2, per_device_train_batch_size=8, gradient_accumulation_steps=3, use_cpu=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert run_hncse.launch_summary(args) == (
+    assert hncse.training.run.launch_summary(args) == (
         "global batch 48 sentences per step = 2 process(es) × 8 per device × 3 accumulation step(s)"
     )
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
-    assert run_hncse.launch_summary(args).endswith(
+    assert hncse.training.run.launch_summary(args).endswith(
         "; 2 of this machine's 4 GPUs are idle (accelerate launch --num_processes 4 uses them all)"
     )
 
@@ -249,16 +250,16 @@ def test_zero2_offload_checkpoints_resume_on_two_processes(tiny_model_dir, corpu
 
 def test_accelerate_launch_cpu_with_several_processes_is_refused(monkeypatch, corpus_file):
     """accelerate starts one process for `--cpu --num_processes 2`: refused, naming torchrun."""
-    import hncse.config
+    import hncse.training.preflight
 
     monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     launcher = ["python", "accelerate", "launch", "--cpu", "--num_processes", "2", "run_hncse.py"]
-    monkeypatch.setattr(hncse.config, "launcher_command_line", lambda: launcher)
+    monkeypatch.setattr(hncse.training.preflight, "launcher_command_line", lambda: launcher)
     with pytest.raises(ConfigError, match=r"starts a single process; start 2 CPU processes with `torchrun"):
-        check_launch(*parse_args(["--train_file", str(corpus_file)]), Preflight())
+        check_launch(parse_args(["--train_file", str(corpus_file)])[2])
     launcher[5] = "1"
-    check_launch(*parse_args(["--train_file", str(corpus_file)]), Preflight())
+    check_launch(parse_args(["--train_file", str(corpus_file)])[2])
 
 
 def test_the_cached_step_under_zero2_repeats_the_uncached_curve_and_zero3_is_refused(

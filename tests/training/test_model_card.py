@@ -10,7 +10,7 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from tiny_run import base_argv
 
-import run_hncse
+import hncse.train
 from hncse.modeling import MLP_WEIGHTS_NAME, SentenceEncoder
 from hncse.training.model_card import hub_dataset_id, model_index, plain_transformers_usage
 
@@ -69,7 +69,7 @@ def test_hub_dataset_is_named_only_when_the_corpus_came_from_the_hub(tmp_path):
 def test_card_of_a_training_run(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
     """The card's metadata, results and every usage snippet, executed against the folder it describes."""
     out = tmp_path / "run"
-    run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--objective", "hnm"])
+    hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--objective", "hnm"])
     text = (out / "README.md").read_text(encoding="utf-8")
     card = ModelCard.load(out / "README.md")
     data = card.data.to_dict()

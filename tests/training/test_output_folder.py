@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny_run import base_argv, crash_after_step
 
-import run_hncse
+import hncse.train
 from bench.robustness import snapshot
 from hncse.errors import ConfigError
 from hncse.training.checkpoints import (
@@ -50,14 +50,14 @@ def test_overwrite_deletes_the_earlier_run_only_once_the_new_one_saves(
     out = tmp_path / "run"
     argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, out)
     argv += ["--eval_strategy", "no", "--load_best_model_at_end", "false"]
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     earlier = snapshot(out)
     # A failure inside Trainer.train before the first save: the earlier run is kept as it was.
     with crash_after_step(0), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main([*argv, "--overwrite_output_dir", "true", "--learning_rate", "1e-4"])
+        hncse.train.main([*argv, "--overwrite_output_dir", "true", "--learning_rate", "1e-4"])
     assert snapshot(out) == earlier
     # Once the new run saves, the earlier run's checkpoints are gone and only the new run's remain.
-    run_hncse.main([*argv, "--overwrite_output_dir", "true", "--learning_rate", "1e-4", "--max_steps", "2"])
+    hncse.train.main([*argv, "--overwrite_output_dir", "true", "--learning_rate", "1e-4", "--max_steps", "2"])
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert last_complete_checkpoint(str(out)) == str(out / "checkpoint-2")
     assert snapshot(out) != earlier
@@ -71,11 +71,11 @@ def test_a_hub_token_reaches_neither_the_folder_nor_the_logs(
     import torch
     from tiny_run import base_argv
 
-    import run_hncse
+    import hncse.train
 
     token = "hf_NotARealTokenButAUniqueOne42"
     out = tmp_path / "run"
-    run_hncse.main([*base_argv(tiny_model_dir, corpus_file, senteval_dir, out), "--max_steps", "2",
+    hncse.train.main([*base_argv(tiny_model_dir, corpus_file, senteval_dir, out), "--max_steps", "2",
                     "--hub_token", token, "--logging_strategy", "steps"])  # fmt: skip
     printed = capfd.readouterr()
     assert token not in printed.out and token not in printed.err
@@ -113,7 +113,7 @@ def test_a_kill_during_the_final_save_is_finished_by_the_same_command(
     import hncse.training.trainer as trainer_module
 
     reference = tmp_path / "uninterrupted"
-    run_hncse.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, reference))
+    hncse.train.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, reference))
     out = tmp_path / "run"
     original = trainer_module.save_training_state
 
@@ -124,11 +124,11 @@ def test_a_kill_during_the_final_save_is_finished_by_the_same_command(
 
     monkeypatch.setattr(trainer_module, "save_training_state", killed_in_the_final_save)
     with pytest.raises(KeyboardInterrupt):
-        run_hncse.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
+        hncse.train.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
     monkeypatch.setattr(trainer_module, "save_training_state", original)
     assert (out / "model.safetensors").is_file() and not (out / "run_config.json").exists()
     checkpoint = snapshot(out / "checkpoint-2")
-    result = run_hncse.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
+    result = hncse.train.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
     assert "finished" not in result and snapshot(out / "checkpoint-2") == checkpoint
     assert same_weights(weights(out), weights(reference)) and (out / "run_config.json").is_file()
     assert json.loads((out / LEDGER_NAME).read_text())["finished"] == {"step": 2}
@@ -137,9 +137,9 @@ def test_a_kill_during_the_final_save_is_finished_by_the_same_command(
 def test_a_finished_run_is_byte_identical_after_any_later_command(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
     out = tmp_path / "run"
     argv = quick_argv(tiny_model_dir, corpus_file, senteval_dir, out)
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     finished = snapshot(out)
-    assert run_hncse.main(argv)["finished"] is True  # the same command: nothing to do
+    assert hncse.train.main(argv)["finished"] is True  # the same command: nothing to do
     for extra in (
         ["--max_steps", "4"],  # would train past it and replace its final folder
         ["--max_steps", "1"],
@@ -147,11 +147,11 @@ def test_a_finished_run_is_byte_identical_after_any_later_command(tiny_model_dir
         ["--resume_from_checkpoint", str(out / "checkpoint-1")],
     ):
         with pytest.raises(ConfigError, match="holds a finished run \\(step 2\\)") as refused:
-            run_hncse.main([*argv, *extra])
+            hncse.train.main([*argv, *extra])
         assert "\n" not in str(refused.value) and snapshot(out) == finished, extra
     # Training it further goes into another folder, from its last checkpoint.
     further = tmp_path / "further"
-    run_hncse.main([*quick_argv(tiny_model_dir, corpus_file, senteval_dir, further), "--max_steps", "3",
+    hncse.train.main([*quick_argv(tiny_model_dir, corpus_file, senteval_dir, further), "--max_steps", "3",
                     "--resume_from_checkpoint", str(out / "checkpoint-2")])  # fmt: skip
     assert json.loads((further / "trainer_state.json").read_text())["global_step"] == 3
     assert snapshot(out) == finished
@@ -167,7 +167,7 @@ def test_a_folder_of_someone_elses_files_is_refused(tiny_model_dir, corpus_file,
     before = snapshot(out)
     argv = quick_argv(tiny_model_dir, corpus_file, senteval_dir, out, "--overwrite_output_dir", str(overwrite).lower())
     with pytest.raises(ConfigError, match="holds files that no hncse run wrote there") as refused:
-        run_hncse.main(argv)
+        hncse.train.main(argv)
     assert "README.md" in str(refused.value) and "pytorch_model.bin" in str(refused.value)
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)
 
@@ -178,13 +178,13 @@ def test_overwrite_deletes_only_what_hncse_wrote(tiny_model_dir, corpus_file, se
     unlinked, not followed), and nothing else is touched."""
     out = tmp_path / "run"
     argv = quick_argv(tiny_model_dir, corpus_file, senteval_dir, out)
-    run_hncse.main([*argv, "--max_steps", "3"])
+    hncse.train.main([*argv, "--max_steps", "3"])
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.txt").write_text("keep\n")
     shutil.rmtree(out / "checkpoint-3")
     (out / "checkpoint-3").symlink_to(outside)  # a name hncse wrote, now a link to someone's folder
-    run_hncse.main([*argv, "--overwrite_output_dir", "true", "--learning_rate", "1e-4"])
+    hncse.train.main([*argv, "--overwrite_output_dir", "true", "--learning_rate", "1e-4"])
     assert (outside / "keep.txt").read_text() == "keep\n"
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert json.loads((out / "run_config.json").read_text())["learning_rate"] == 1e-4
@@ -214,17 +214,17 @@ def test_a_newest_checkpoint_missing_a_resume_file_is_passed_over(tiny_model_dir
     run resumes the checkpoint before it, and ends exactly as the uninterrupted run."""
     hnm = ["--objective", "hnm", "--max_steps", "4"]
     reference = tmp_path / "uninterrupted"
-    run_hncse.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, reference, *hnm))
+    hncse.train.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, reference, *hnm))
     out = tmp_path / "run"
     argv = quick_argv(tiny_model_dir, corpus_file, senteval_dir, out, *hnm)
     with crash_after_step(3), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main(argv)
+        hncse.train.main(argv)
     (out / "checkpoint-3" / "loss_state.pt").unlink()
     assert "no loss_state.pt" in missing_checkpoint_files(str(out / "checkpoint-3"))
     assert last_complete_checkpoint(str(out)) == str(out / "checkpoint-2")
     with pytest.raises(ConfigError, match="not a complete checkpoint \\(no loss_state.pt"):
-        run_hncse.main([*argv, "--resume_from_checkpoint", str(out / "checkpoint-3")])
-    run_hncse.main(argv)
+        hncse.train.main([*argv, "--resume_from_checkpoint", str(out / "checkpoint-3")])
+    hncse.train.main(argv)
     assert same_weights(weights(out), weights(reference))
 
 
@@ -234,12 +234,12 @@ def test_a_checkpoint_without_a_file_it_was_saved_with_is_not_resumed(
 ):
     out = tmp_path / "run"
     with crash_after_step(1), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
+        hncse.train.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
     assert missing_checkpoint_files(str(out / "checkpoint-1")) == []
     (out / "checkpoint-1" / name).unlink()
     assert missing_checkpoint_files(str(out / "checkpoint-1"))
     with pytest.raises(ConfigError, match="is not a complete checkpoint"):
-        run_hncse.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "other",
+        hncse.train.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "other",
                                   "--resume_from_checkpoint", str(out / "checkpoint-1")))  # fmt: skip
 
 
@@ -248,14 +248,14 @@ def test_a_trainer_state_without_global_step_makes_a_checkpoint_incomplete(
 ):
     out = tmp_path / "run"
     with crash_after_step(1), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
+        hncse.train.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
     state_path = out / "checkpoint-1" / "trainer_state.json"
     state = json.loads(state_path.read_text())
     del state["global_step"]
     state_path.write_text(json.dumps(state))
     assert any("global_step" in gap for gap in missing_checkpoint_files(str(out / "checkpoint-1")))
     with pytest.raises(ConfigError, match="is not a complete checkpoint"):
-        run_hncse.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "other",
+        hncse.train.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "other",
                                   "--resume_from_checkpoint", str(out / "checkpoint-1")))  # fmt: skip
 
 
@@ -267,14 +267,14 @@ def test_resuming_with_a_changed_learning_rate_is_refused_not_ignored(
     out = tmp_path / "run"
     argv = quick_argv(tiny_model_dir, corpus_file, senteval_dir, out)
     with crash_after_step(1), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main(argv)
+        hncse.train.main(argv)
     before = snapshot(out)
     for extra in (["--resume_from_checkpoint", str(out / "checkpoint-1")], []):
         with pytest.raises(ConfigError, match="learning_rate: 0.001 → 0.0001") as refused:
-            run_hncse.main([*argv, "--learning_rate", "1e-4", *extra])
+            hncse.train.main([*argv, "--learning_rate", "1e-4", *extra])
         assert "restore" in str(refused.value) and snapshot(out) == before
     # What resuming does not restore applies from the resumed step on, and the run says so.
-    run_hncse.main([*argv, "--seed", "7", "--resume_from_checkpoint", str(out / "checkpoint-1")])
+    hncse.train.main([*argv, "--seed", "7", "--resume_from_checkpoint", str(out / "checkpoint-1")])
     assert json.loads((out / "run_config.json").read_text())["seed"] == 7
 
 
@@ -283,7 +283,7 @@ def test_resuming_another_architectures_checkpoint_is_one_line(tiny_model_dir, c
 
     out = tmp_path / "run"
     with crash_after_step(1), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
+        hncse.train.main(quick_argv(tiny_model_dir, corpus_file, senteval_dir, out))
     wider = tmp_path / "wider"
     shutil.copytree(tiny_model_dir, wider)
     config = AutoConfig.from_pretrained(str(tiny_model_dir))
@@ -292,5 +292,5 @@ def test_resuming_another_architectures_checkpoint_is_one_line(tiny_model_dir, c
     argv = quick_argv(wider, corpus_file, senteval_dir, tmp_path / "other",
                       "--resume_from_checkpoint", str(out / "checkpoint-1"))  # fmt: skip
     with pytest.raises(ConfigError, match="its weights are not this model's") as refused:
-        run_hncse.main(argv)
+        hncse.train.main(argv)
     assert "\n" not in str(refused.value)

@@ -103,7 +103,7 @@ def test_ctrl_c_swallowed_during_start_up_still_stops_the_run(tiny_model_dir, co
     import signal
 
     import hncse.data.pipeline
-    import run_hncse
+    import hncse.train
 
     tokenize = hncse.data.pipeline.tokenize_sentences
 
@@ -123,7 +123,7 @@ def test_ctrl_c_swallowed_during_start_up_still_stops_the_run(tiny_model_dir, co
             "--dataloader_pin_memory", "false"]  # fmt: skip
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_hncse.main(argv)
+            hncse.train.main(argv)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual Ctrl-C back
     finally:
         signal.signal(signal.SIGINT, before)

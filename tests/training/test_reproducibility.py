@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 from tiny_run import crash_after_step
 
+import hncse.train
 import hncse.training.trainer
 import run_hncse
 from hncse.training.checkpoints import is_model_only, last_complete_checkpoint, missing_checkpoint_files
@@ -38,15 +39,15 @@ def test_resumed_run_repeats_the_uninterrupted_loss_curve(tiny_model_dir, corpus
             "true",
         ]  # fmt: skip
 
-    run_hncse.main(argv(tmp_path / "uninterrupted"))
+    hncse.train.main(argv(tmp_path / "uninterrupted"))
     expected = losses(tmp_path / "uninterrupted")
     assert sorted(expected) == [1, 2, 3, 4, 5, 6]
 
     with crash_after_step(3), pytest.raises(RuntimeError, match="simulated crash"):
-        run_hncse.main(argv(tmp_path / "resumed"))
+        hncse.train.main(argv(tmp_path / "resumed"))
     assert (tmp_path / "resumed" / "checkpoint-3" / "loss_state.pt").is_file()
 
-    run_hncse.main(argv(tmp_path / "resumed"))  # same command again: resumes from checkpoint-3
+    hncse.train.main(argv(tmp_path / "resumed"))  # same command again: resumes from checkpoint-3
     assert losses(tmp_path / "resumed") == expected
 
 
@@ -55,7 +56,7 @@ def test_same_seed_and_data_give_the_same_weights(tiny_model_dir, corpus_file, t
     from safetensors.torch import load_file
 
     def run(out):
-        run_hncse.main([
+        hncse.train.main([
             "--model_name_or_path", str(tiny_model_dir), "--train_file", str(corpus_file), "--output_dir", str(out),
             "--per_device_train_batch_size", "8", "--max_steps", "3", "--save_strategy", "no", "--eval_strategy",
             "no", "--load_best_model_at_end", "false", "--objective", "hybrid", "--hnm_k", "4", "--learning_rate",
@@ -84,27 +85,27 @@ def test_output_dir_of_another_configuration_is_refused_untouched(tiny_model_dir
         ]  # fmt: skip
 
     with crash_after_step(2), pytest.raises(RuntimeError, match="simulated crash"):  # stopped after step 2's save
-        run_hncse.main(argv("--objective", "simcse", "--max_steps", "3", "--resume_state_steps", "1"))
+        hncse.train.main(argv("--objective", "simcse", "--max_steps", "3", "--resume_state_steps", "1"))
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     for other, listed in (
         (["--objective", "hnm", "--learning_rate", "1e-4"], "learning_rate: 3e-05 → 0.0001"),
         (["--objective", "hnm"], "Pass --resume_from_checkpoint PATH to resume it with the new settings"),
     ):
         with pytest.raises(ConfigError) as error:
-            run_hncse.main(argv(*other, "--max_steps", "3", "--resume_state_steps", "1"))
+            hncse.train.main(argv(*other, "--max_steps", "3", "--resume_state_steps", "1"))
         message = str(error.value)
         assert "objective: 'simcse' → 'hnm'" in message and listed in message and "\n" not in message
         assert "--overwrite_output_dir" in message
         assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing written over
 
-    run_hncse.main(argv("--objective", "simcse", "--max_steps", "3", "--resume_state_steps", "1"))  # resumes step 2
+    hncse.train.main(argv("--objective", "simcse", "--max_steps", "3", "--resume_state_steps", "1"))  # resumes step 2
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]  # 2 kept
     kept = out / "checkpoint-2" / "model.safetensors"
     assert kept.stat().st_mtime_ns == before[kept]  # resumed from it, not retrained
     with pytest.raises(ConfigError, match="holds a finished run \\(step 3\\) of other settings \\(objective"):
-        run_hncse.main(argv("--objective", "hnm", "--max_steps", "3"))
+        hncse.train.main(argv("--objective", "hnm", "--max_steps", "3"))
 
-    run_hncse.main(argv("--objective", "hnm", "--hnm_k", "4", "--overwrite_output_dir", "true"))
+    hncse.train.main(argv("--objective", "hnm", "--hnm_k", "4", "--overwrite_output_dir", "true"))
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     saved = json.loads((out / "checkpoint-2" / "run_config.json").read_text())
     assert saved["objective"] == "hnm"
@@ -153,7 +154,7 @@ def test_sigkill_mid_training_loses_only_the_steps_since_the_last_checkpoint(tin
     newest = last_complete_checkpoint(str(out))
     step = int(newest.rsplit("-", 1)[-1])
     assert step >= 8 and step % 4 == 0  # the model-only ones are passed over
-    run_hncse.main(argv(step + 2))
+    hncse.train.main(argv(step + 2))
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == step + 2  # continued from the newest complete checkpoint: 2 more steps
 
@@ -166,7 +167,7 @@ def scripted(results, suite):  # before training, then every eval: step 2 is the
     call = next(calls)
     return {**real(results, suite), "stsb_spearman": 90.0 if call == 1 else 10.0 + call}
 hncse.training.trainer.flat_metrics = scripted
-run_hncse.main(sys.argv[1:])
+hncse.train.main(sys.argv[1:])
 """
 
 
@@ -202,7 +203,7 @@ def test_sigkill_with_evaluation_never_loses_the_best_checkpoint(
         },
     )
     step = int(newest.rsplit("-", 1)[-1])
-    run_hncse.main(argv(step + 2))
+    hncse.train.main(argv(step + 2))
     final = load_file(out / "model.safetensors")
     kept = load_file(out / "checkpoint-2" / "model.safetensors")
     assert all(torch.equal(final[k], kept[k]) for k in kept)

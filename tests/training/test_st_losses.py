@@ -234,12 +234,12 @@ def test_two_processes_take_the_step_of_one_with_the_global_batch(global_batch_s
     assert moved > 10
 
 
-def test_the_readme_example_runs(folder, tmp_path, monkeypatch):
-    """The README's example, on the tiny model and a small triplet set instead of the Hub's."""
+def test_the_documented_example_runs(folder, tmp_path, monkeypatch):
+    """docs/sentence-transformers.md's example, on the tiny model and a small triplet set instead of the Hub's."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## In sentence-transformers' own trainer") :]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sentence-transformers.md").read_text(encoding="utf-8")
+    section = doc[doc.index("# In sentence-transformers' own trainer") :]
     start = section.index("```python\n") + len("```python\n")
     code = section[start : section.index("\n```", start)]
     replacements = {
@@ -256,7 +256,7 @@ def test_the_readme_example_runs(folder, tmp_path, monkeypatch):
     small = Dataset.from_dict(
         {name: [r[i] for r in TRIPLETS * 2] for i, name in enumerate(("anchor", "positive", "negative"))}
     )
-    exec(compile(code, "README.md", "exec"), {"SMALL": small})
+    exec(compile(code, "docs/sentence-transformers.md", "exec"), {"SMALL": small})
     assert (tmp_path / "outputs" / "st-hybrid_sum" / "final" / "README.md").is_file()
 
 

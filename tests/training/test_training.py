@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from scipy.stats import spearmanr
 from tiny_run import REPO, NaNLossFrom, base_argv
 
+import hncse.train
 import hncse.training.preflight
 import hncse.training.trainer
 import run_hncse
@@ -26,7 +27,7 @@ def test_three_step_run_writes_a_folder_that_loads_everywhere(
     from transformers import AutoModel, AutoTokenizer
 
     out = tmp_path / "run"
-    result = run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out))
+    result = hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out))
     printed = capsys.readouterr().out
     assert "| before training |" in printed and "| after training (best checkpoint) |" in printed
     assert f"Saved to {out}; curves: {out / 'training_curves.png'}\n" in printed
@@ -81,7 +82,7 @@ def test_evaluation_before_training_runs_on_the_prepared_model(
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "evaluate_suite", record)
-    result = run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "out"))
+    result = hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path / "out"))
     assert prepared[0] is True
     name, before = result["rows"][0]
     assert name == "before training" and before["step"] == 0 and "eval_stsb_spearman" in before
@@ -99,7 +100,7 @@ def test_output_dir_holds_the_best_checkpoint_not_the_last(
 
     monkeypatch.setattr(hncse.training.trainer, "flat_metrics", scripted_metrics)
     out = tmp_path / "run"
-    run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--eval_tasks", "stsb"])
+    hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--eval_tasks", "stsb"])
 
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["best_model_checkpoint"] == str(out / "checkpoint-2") and state["best_metric"] == 90.0
@@ -207,7 +208,7 @@ def test_cli_bad_train_file_is_one_line_error(tmp_path, case):
 def test_bf16_cpu_run_has_finite_losses(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
     out = tmp_path / "bf16"
     argv = base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--bf16", "true", "--eval_tasks", "stsb"]
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     losses = [e["loss"] for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
 
@@ -227,7 +228,7 @@ def test_each_objective_trains_and_logs_its_statistics(tiny_model_dir, corpus_fi
         "--pm_ratio_grid_size",
         "3",
     ]
-    run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + extra)
+    hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + extra)
     logs = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     expected = {"pm": {"pm_case_a", "pm_case_c"}, "hnm": {"sim_synthetic"}}
     expected["hybrid"] = expected["hybrid_sum"] = expected["pm"] | expected["hnm"]
@@ -243,7 +244,7 @@ def test_do_predict_adds_the_senteval_table_to_card_and_json(
         "--eval_tasks", "stsb", "mr", "--metric_for_best_model", "mr_accuracy",
         "--do_predict", "true", "--predict_task_set", "full",
     ]  # fmt: skip
-    run_hncse.main(argv)
+    hncse.train.main(argv)
     printed = capsys.readouterr().out
     state = json.loads((out / "trainer_state.json").read_text())
     evals = [e for e in state["log_history"] if "eval_mr_accuracy" in e]
@@ -263,9 +264,11 @@ def test_unknown_eval_task_is_a_one_line_config_error(tiny_model_dir, corpus_fil
     from hncse.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--eval_tasks: unknown task 'sts99'"):
-        run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path) + ["--eval_tasks", "sts99"])
+        hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path) + ["--eval_tasks", "sts99"])
     with pytest.raises(ConfigError, match="--predict_task_set: unknown value 'all'"):
-        run_hncse.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path) + ["--predict_task_set", "all"])
+        hncse.train.main(
+            base_argv(tiny_model_dir, corpus_file, senteval_dir, tmp_path) + ["--predict_task_set", "all"]
+        )
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_earlier_checkpoints(
