@@ -19,17 +19,11 @@ from hncse.errors import ConfigError, StoppedBySignal, TrainingDivergedError
 from hncse.evaluation import dev_table, dev_table_title, results_tables
 from hncse.modeling import SentenceEncoder
 from hncse.plots import CURVES_NAME
-from hncse.training.checkpoints import (
-    RunFinished,
-    checkpoint_to_resume,
-    finished_at,
-    last_complete_checkpoint,
-    save_senteval_results,
-)
+from hncse.training.checkpoints import RunFinished, finished_at, last_complete_checkpoint, save_senteval_results
 from hncse.training.hub import explain_push_failure
-from hncse.training.output_lock import OutputLock
 from hncse.training.preflight import Preflight, check_some_steps, run_preflight
 from hncse.training.run_facts import RunFacts
+from hncse.training.run_folder import RunFolder
 from hncse.training.stop_on_signal import StartupInterrupts, StopOnSignal
 from hncse.training.trainer import HNCSETrainer
 
@@ -45,7 +39,7 @@ def run(model_args, data_args, training_args) -> dict:
     try:
         checked = run_preflight(model_args, data_args, training_args)
         # One run at a time in output_dir (its main process holds the lock until the end).
-        with OutputLock(training_args.output_dir, active=training_args.should_save):
+        with RunFolder.lock(training_args):
             return train_and_evaluate(model_args, data_args, training_args, checked, startup)
     finally:
         startup.restore()  # however the start-up ended
@@ -60,7 +54,7 @@ def train_and_evaluate(
     # Resume from the newest checkpoint in output_dir if it is of this run's configuration; refuse otherwise.
     run_facts = RunFacts.from_arguments(model_args, data_args, training_args, shape=shape.kind)
     try:
-        resume_from = checkpoint_to_resume(training_args, run_facts.settings)
+        resume_from = RunFolder.checkpoint_to_resume(training_args, run_facts.settings)
     except RunFinished as finished:
         if training_args.process_index == 0:
             logger.warning("%s", finished)

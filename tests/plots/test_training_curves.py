@@ -11,7 +11,7 @@ from PIL import Image
 from tiny_run import base_argv
 
 import hncse.train
-import hncse.training.trainer
+import hncse.training.folder_report
 from hncse.losses import ContrastiveParams, Objective, Panel, SimCSELoss, Statistic, register, unregister
 from hncse.plots import CURVES_NAME, draw_training_curves
 from hncse.plots.training_curves import best_evaluation, cli, recorded_best_metric, training_entries
@@ -314,7 +314,7 @@ def test_a_picture_that_fails_is_a_warning_and_the_checkpoints_are_kept(
     def fail(*args, **kwargs):
         raise RuntimeError("no font found\nmore detail")
 
-    monkeypatch.setattr(hncse.training.trainer, "draw_training_curves", fail)
+    monkeypatch.setattr(hncse.training.folder_report, "draw_training_curves", fail)
     output_dir = tmp_path / "run"
     output_dir.mkdir()
     (output_dir / CURVES_NAME).write_bytes(b"an earlier run's picture")

@@ -15,6 +15,7 @@ import hncse.training.preflight
 import hncse.training.trainer
 from bench.gpu_check import HostReads, QuietStepAudit
 from hncse.errors import TrainingDivergedError
+from hncse.training.divergence import DivergenceGuard
 
 
 @pytest.mark.parametrize(
@@ -53,14 +54,14 @@ def test_a_nan_loss_between_logging_steps_applies_no_update(tiny_model_dir, corp
         hncse.training.preflight, "build_loss", lambda args: NaNLossFrom(real_build_loss(args), 3, after=True)
     )
     weights_when_stopped = {}
-    original_raise = hncse.training.trainer.HNCSETrainer._raise_diverged
+    original_raise = DivergenceGuard.raise_diverged
 
     def record(self, step, loss):
-        assert self._optimizer_that_skips() is not None  # the path without a per-step host read
-        weights_when_stopped.update({k: v.clone() for k, v in self.model.encoder.state_dict().items()})
+        assert self.optimizer_that_skips() is not None  # the path without a per-step host read
+        weights_when_stopped.update({k: v.clone() for k, v in self.trainer.model.encoder.state_dict().items()})
         original_raise(self, step, loss)
 
-    monkeypatch.setattr(hncse.training.trainer.HNCSETrainer, "_raise_diverged", record)
+    monkeypatch.setattr(DivergenceGuard, "raise_diverged", record)
     out = tmp_path / "out"
     argv = base_argv(tiny_model_dir, corpus_file, tmp_path, out) + [
         "--eval_strategy", "no", "--load_best_model_at_end", "false", "--max_steps", "6",
