@@ -1,9 +1,9 @@
-"""bench.ablation's similarity probe (the distributions drawn in docs/results.md): each sentence's positive and
+"""bench.results.ablation's similarity probe (the distributions drawn in docs/results.md): each sentence's positive and
 hardest in-batch negative cosine, computed without touching the run's random state."""
 
 import torch
 
-from bench.ablation import HISTOGRAM_BINS, cosine_histogram, probe_similarities
+from bench.results.ablation import HISTOGRAM_BINS, cosine_histogram, probe_similarities
 from hncse.modeling import SentenceEncoder
 
 

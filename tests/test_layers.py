@@ -114,7 +114,7 @@ def test_the_check_finds_an_upward_import():
 ROOT = PACKAGE.parent
 IMPORTABLE = {
     module_name(path) if path.is_relative_to(PACKAGE) else ".".join(path.relative_to(ROOT).with_suffix("").parts): path
-    for path in [*MODULES, *sorted((ROOT / "bench").glob("*.py"))]
+    for path in [*MODULES, *sorted((ROOT / "bench").rglob("*.py"))]
 }
 
 

@@ -1,8 +1,8 @@
-"""bench.peers, the peers of the ablation's hncse rows in sentence-transformers' trainer, end to end on the tiny random
-BERT (2 steps, offline): the record's fields, the loss options reaching the loss object, the schedule copied from
-hncse's config, the training order checked against hncse's sampler, the table, and a rerun that skips a finished
-run. The head row's Dense starts from the weights hncse's head gets under the same seed, and the batches hold the
-token ids hncse's tokenisation and collator give."""
+"""bench.results.peers, the peers of the ablation's hncse rows in sentence-transformers' trainer, end to end on the
+tiny random BERT (2 steps, offline): the record's fields, the loss options reaching the loss object, the schedule
+copied from hncse's config, the training order checked against hncse's sampler, the table, and a rerun that skips a
+finished run. The head row's Dense starts from the weights hncse's head gets under the same seed, and the batches hold
+the token ids hncse's tokenisation and collator give."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorWithPadding, set_seed
 
-import bench.peers as peers
+import bench.results.peers as peers
 from hncse.data import tokenize_sentences
 from hncse.modeling import SentenceEncoder
 
@@ -62,9 +62,9 @@ def test_a_peer_row_trains_scores_and_is_skipped_when_run_again(argv, tmp_path, 
     assert record["max_train_samples"] == 16 and record["train_logs"] == []  # logged every 10 steps, as hncse
     doc = (tmp_path / "results.md").read_text()
     assert "stale table" not in doc and doc.endswith("<!-- peers:end -->\n\nafter\n")
-    assert "`python -m bench.peers --seeds 7 --rows mnrl_hardness9 --max_train_samples 16`" in doc
+    assert "`python -m bench.results.peers --seeds 7 --rows mnrl_hardness9 --max_train_samples 16`" in doc
     assert "| MNRL hardness 9 (ST trainer) | cls | 1 |" in doc
-    assert "| hncse simcse (HNCSETrainer, bench.ablation) | cls + head | 1 | 50.00 | 40.00 |" in doc
+    assert "| hncse simcse (HNCSETrainer, bench.results.ablation) | cls + head | 1 | 50.00 | 40.00 |" in doc
 
     def no_training(*args):
         raise AssertionError("a finished run was trained again")
@@ -79,7 +79,7 @@ def test_the_head_the_tokens_and_the_hncse_losses_are_hncse_s(tiny_model_dir, co
     model, eval_length = peers.build_model(str(tiny_model_dir), 5, 16, head=True)
     assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Dense"] and eval_length == 64
     assert model.max_seq_length == 16 and model[1].pooling_mode == "cls"
-    set_seed(5)  # as build_model and bench.ablation do before building the model
+    set_seed(5)  # as build_model and bench.results.ablation do before building the model
     reference = SentenceEncoder.from_pretrained(str(tiny_model_dir), pooler_type="cls", mlp_only_train=True)
     assert torch.equal(model[2].linear.weight, reference.mlp[0].weight)
     assert torch.equal(model[2].linear.bias, reference.mlp[0].bias)

@@ -1,5 +1,6 @@
 """Every bad input of docs/robustness.md, on the command line with a tiny model: one line, the right exit status,
-and the earlier work in the output directory untouched. The cases are bench/robustness.py's, which writes the doc."""
+and the earlier work in the output directory untouched. The cases are tests/robustness_cases.py's;
+`python -m bench.robustness` runs them on the quickstart setup and writes the doc."""
 
 import json
 import queue
@@ -9,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bench.robustness import CASES, Workspace, case_folder, cli_env, run_case
-from bench.warm_processes import WarmProcess
+from tests.robustness_cases import CASES, Workspace, case_folder, cli_env, run_case
+from tests.warm_processes import WarmProcess
 
 # The cases the other tests of this file read.
 OTHER_TESTS_CASES = (
@@ -37,7 +38,7 @@ def outcomes(tiny_model_dir, corpus_file, senteval_dir, tmp_path_factory, reques
                 if hasattr(item, "callspec")}  # fmt: skip
     wanted = [case for case in CASES if case.name in selected] or list(CASES)
     wanted += [case for case in CASES if case.name in OTHER_TESTS_CASES and case not in wanted]
-    # Two at a time, each case's commands in processes forked from a warm one (bench.warm_processes).
+    # Two at a time, each case's commands in processes forked from a warm one (tests.warm_processes).
     servers = queue.SimpleQueue()
     for _ in range(2):
         servers.put(WarmProcess(cli_env({})))

@@ -1,9 +1,9 @@
-"""bench.warm_processes, which the robustness cases run in: a command forked from a warm process ends as the same
+"""tests.warm_processes, which the robustness cases run in: a command forked from a warm process ends as the same
 command started afresh (exit status, stdout, stderr), and one server runs many. (The file-size limit: the
 "full disk" case of tests/test_robustness.py.)"""
 
-from bench.robustness import cli_env, run_cli
-from bench.warm_processes import WarmProcess
+from tests.robustness_cases import cli_env, run_cli
+from tests.warm_processes import WarmProcess
 
 
 def test_a_forked_command_ends_as_a_fresh_one(tmp_path):

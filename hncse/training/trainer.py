@@ -90,7 +90,7 @@ class HNCSETrainer(Trainer):
         self.add_callback(self.divergence)
 
     def _facts_from_model(self) -> RunFacts:
-        """Run facts for a trainer built without the script's arguments (e.g. bench/ablation.py)."""
+        """Run facts for a trainer built without the script's arguments (e.g. bench/results/ablation.py)."""
         encoder = self.accelerator.unwrap_model(self.model)
         model_args = None
         if hasattr(encoder, "pooler_type"):

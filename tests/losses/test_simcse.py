@@ -79,7 +79,7 @@ def test_errors():
 @pytest.mark.parametrize("n, m, offset", [(5, 5, 0), (3, 9, 4), (4, 8, 0)])
 def test_per_anchor_and_mean_similarities_match_naive_loops(n, m, offset):
     """Row i's positive is column offset + i (its view in a gathered global batch); every other column is a
-    negative. These feed the logged statistics, training_curves.png and bench.ablation's similarity probes."""
+    negative. These feed the logged statistics, training_curves.png and bench.results.ablation's similarity probes."""
     from hncse.losses.common import hardest_negative_similarities, positive_similarities, similarity_stats
 
     g = torch.Generator().manual_seed(n * 10 + m)

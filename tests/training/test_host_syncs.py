@@ -13,7 +13,7 @@ from tiny_run import NaNLossFrom, base_argv
 import hncse.train
 import hncse.training.preflight
 import hncse.training.trainer
-from bench.gpu_check import HostReads, QuietStepAudit
+from bench.gpu_check.check import HostReads, QuietStepAudit
 from hncse.errors import TrainingDivergedError
 from hncse.training.divergence import DivergenceGuard
 

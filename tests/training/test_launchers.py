@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import hncse.training.run
 import run_hncse
-from bench.multi_process_check import free_port
+from bench.gpu_check.multi_process import free_port
 from hncse.errors import ConfigError
 from hncse.parser import parse_args
 from hncse.training.checkpoints import missing_checkpoint_files

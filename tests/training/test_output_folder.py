@@ -12,7 +12,6 @@ from safetensors.torch import load_file, save_file
 from tiny_run import base_argv, crash_after_step
 
 import hncse.train
-from bench.robustness import snapshot
 from hncse.errors import ConfigError
 from hncse.training.checkpoints import (
     check_output_dir_writable,
@@ -21,6 +20,7 @@ from hncse.training.checkpoints import (
     missing_checkpoint_files,
 )
 from hncse.training.output_folder import LEDGER_NAME, OutputFolder
+from tests.robustness_cases import snapshot
 
 
 def test_files_cut_short_are_found_from_their_headers(tmp_path):

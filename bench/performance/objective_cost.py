@@ -1,6 +1,6 @@
 """Cost of the HNCSE objectives, measured side by side in one run (the machine is noisy: ratios, not absolutes).
 
-    python -m bench.objective_cost [--rounds 8] [--st_steps 20] [--out docs/benchmarks/objective_cost.json]
+    python -m bench.performance.objective_cost [--rounds 8] [--st_steps 20] [--out docs/benchmarks/objective_cost.json]
 
 1. Training step (forward of both views, loss, backward, AdamW step) of each objective on all-MiniLM-L6-v2,
    batch 64, length 32 (padded to 32), `cls` pooler + MLP: median seconds and ratio to `simcse`. Objectives
@@ -205,7 +205,7 @@ def main() -> None:
             previous = json.load(f)
     report = {
         **previous,
-        "command": " ".join(["python -m bench.objective_cost", *sys.argv[1:]]),
+        "command": " ".join(["python -m bench.performance.objective_cost", *sys.argv[1:]]),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "platform": platform.platform(), "torch": torch.__version__},
     }  # fmt: skip

@@ -1,12 +1,12 @@
 """The ablation's figures in docs/results.md, drawn from its runs' own records (docs/results/ablation.jsonl, written
-by `python -m bench.ablation`): no number is typed in.
+by `python -m bench.results.ablation`): no number is typed in.
 
-    python -m bench.figures [--results docs/results/ablation.jsonl] [--figures docs/figures]
+    python -m bench.results.figures [--results docs/results/ablation.jsonl] [--figures docs/figures]
 
 - ablation_dev_curves.png: STS-B and SICK-R dev over the steps, per objective: the mean over seeds, and a band
   from the lowest to the highest seed; a second row from --zoom_from on;
 - similarity_distributions.png: each held-out sentence's positive and hardest in-batch negative cosine as a
-  training step sees them (`bench.ablation.probe_similarities`), at the start and after each objective's run,
+  training step sees them (`bench.results.ablation.probe_similarities`), at the start and after each objective's run,
   pooled over seeds;
 - ablation_batch_similarities.png: the same two similarities as the runs logged them at every step, per objective.
 
@@ -34,7 +34,9 @@ def read_runs(path: str) -> dict[str, list[dict]]:
         runs = [json.loads(line) for line in f if line.strip()]
     runs = [r for r in runs if "dev_curve" in r and "similarities" in r]
     if not runs:
-        raise SystemExit(f"{path}: no run with dev curves and similarity probes (run python -m bench.ablation)")
+        raise SystemExit(
+            f"{path}: no run with dev curves and similarity probes (run python -m bench.results.ablation)"
+        )
     by_objective = {o: [r for r in runs if r["objective"] == o] for o in OBJECTIVES}
     return {o: sorted(rs, key=lambda r: r["seed"]) for o, rs in by_objective.items() if rs}
 
@@ -175,7 +177,7 @@ def main() -> None:
     relative = [os.path.relpath(p, os.path.dirname(os.path.abspath(args.doc))) for p in map(os.path.abspath, paths)]
     probe = next(iter(by_objective.values()))[0]["similarities"]["before"]
     body = "\n".join([
-        f"Command: `python -m bench.figures` (from `{args.results}`, the runs of the table above)",
+        f"Command: `python -m bench.results.figures` (from `{args.results}`, the runs of the table above)",
         "",
         f"![Dev curves of each objective, mean and seed band]({relative[0]})",
         "",

@@ -1,11 +1,11 @@
 """The nearest peers of the ablation's hncse rows, trained in sentence-transformers' own trainer, 3 seeds each.
 
-    python -m bench.peers [--seeds 42 43 44] [--rows ROW ...]   (default: every row of ROWS)
+    python -m bench.results.peers [--seeds 42 43 44] [--rows ROW ...]   (default: every row of ROWS)
 
-A sibling of bench.ablation with the same budget: the bundled all-MiniLM-L6-v2 weights, the first
+A sibling of bench.results.ablation with the same budget: the bundled all-MiniLM-L6-v2 weights, the first
 --max_train_samples sentences of the wiki1m corpus, one pass in batches of 64 (incomplete last batch dropped: 100
 steps), length 32, lr 3e-5 and the rest of the schedule as hncse's config sets it (copied from the config that
-bench.ablation's runs parse, and checked equal), seeds 42 43 44. Each row trains a `SentenceTransformer` of
+bench.results.ablation's runs parse, and checked equal), seeds 42 43 44. Each row trains a `SentenceTransformer` of
 Transformer → Pooling (`cls`, the [CLS] vector) in `SentenceTransformerTrainer` with one loss:
 
 - `mnrl`: sentence-transformers' `MultipleNegativesRankingLoss`, each sentence as (anchor, positive): unsupervised
@@ -19,12 +19,12 @@ Transformer → Pooling (`cls`, the [CLS] vector) in `SentenceTransformerTrainer
 - `mnrl_head`, `mnrl_hardness9_head`, `hncse_hybrid_sum_head`: the other rows with that head, so that each peer is
   also compared with the hncse rows on the loss alone.
 
-The hncse rows of bench.ablation use the [CLS] vector with that head in training only; the rows without `_head` have no
-head at all (sentence-transformers has no training-only module). The final model of each run (no checkpoint
-selection) is saved as a sentence-transformers folder, loaded back with `hncse.modeling.SentenceEncoder` and scored
-on STS-B dev and SICK-R dev with hncse's evaluator, as bench.ablation scores its runs. Results are appended to
-docs/results/peers.jsonl as they come (a rerun skips finished runs) and the table in docs/results.md, beside the
-hncse rows' numbers from docs/results/ablation.jsonl, is regenerated from those files.
+The hncse rows of bench.results.ablation use the [CLS] vector with that head in training only; the rows without `_head`
+have no head at all (sentence-transformers has no training-only module). The final model of each run (no checkpoint
+selection) is saved as a sentence-transformers folder, loaded back with `hncse.modeling.SentenceEncoder` and scored on
+STS-B dev and SICK-R dev with hncse's evaluator, as bench.results.ablation scores its runs. Results are appended to
+docs/results/peers.jsonl as they come (a rerun skips finished runs) and the table in docs/results.md, beside the hncse
+rows' numbers from docs/results/ablation.jsonl, is regenerated from those files.
 """
 
 from __future__ import annotations
@@ -55,10 +55,13 @@ from hncse.parser import parse_args
 from hncse.training.sampler import PermutationSampler
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-CORPUS = "wiki1m"  # as bench.ablation: $HNCSE_DATA_DIR's copy, the Hub cache, or a download
+CORPUS = "wiki1m"  # as bench.results.ablation: $HNCSE_DATA_DIR's copy, the Hub cache, or a download
 SENTEVAL = "senteval"
-DEV_SETS = {"stsb": "STSBenchmark", "sickr": "SICKRelatedness"}  # bench.ablation's
-HNCSE_ROWS = {"simcse": "simcse", "hybrid_sum": "hybrid_sum"}  # bench.ablation's objectives shown beside the peers
+DEV_SETS = {"stsb": "STSBenchmark", "sickr": "SICKRelatedness"}  # bench.results.ablation's
+HNCSE_ROWS = {
+    "simcse": "simcse",
+    "hybrid_sum": "hybrid_sum",
+}  # bench.results.ablation's objectives shown beside the peers
 
 # The TrainingArguments that decide the updates: copied from hncse's config into sentence-transformers' arguments.
 SCHEDULE_FIELDS = (
@@ -103,7 +106,8 @@ DEFAULT_ROWS = list(ROWS)
 
 
 def evaluate(encoder, senteval: str) -> dict[str, float]:
-    """bench.ablation.evaluate, with the SentEval folder as an argument: Spearman ×100 on STS-B dev and SICK-R dev."""
+    """bench.results.ablation.evaluate, with the SentEval folder as an argument: Spearman ×100 on STS-B dev and
+    SICK-R dev."""
     tasks = {
         f"{short}_dev": load_sts_task(name, resolve_senteval_dir(senteval), "dev") for short, name in DEV_SETS.items()
     }
@@ -111,7 +115,7 @@ def evaluate(encoder, senteval: str) -> dict[str, float]:
 
 
 def hncse_arguments(corpus: str, seed: int, max_train_samples: int, batch_size: int, max_seq_length: int):
-    """(data args, training args) of an hncse run of this budget, as bench.ablation parses them."""
+    """(data args, training args) of an hncse run of this budget, as bench.results.ablation parses them."""
     _, data_args, args = parse_args(
         ["--train_file", corpus, "--output_dir", tempfile.mkdtemp(), "--objective", "simcse", "--seed", str(seed),
          "--max_train_samples", str(max_train_samples), "--per_device_train_batch_size", str(batch_size),
@@ -151,7 +155,7 @@ def st_arguments(hncse_args, output_dir: str):
 
 def build_model(model_name: str, seed: int, max_seq_length: int, head: bool):
     """Transformer → Pooling(cls) (→ Dense tanh, the hncse head) over the same weights hncse's runs start from.
-    With the head, its weights are the ones `SentenceEncoder` initialises under the same seed (bench.ablation
+    With the head, its weights are the ones `SentenceEncoder` initialises under the same seed (bench.results.ablation
     builds its model right after `set_seed(seed)`)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Dense, Transformer
@@ -289,7 +293,9 @@ def render(results: list[dict], hncse_results: list[dict], args) -> str:
     for objective in HNCSE_ROWS:
         runs = [r for r in hncse_results if r["objective"] == objective and r["seed"] in args.seeds]
         if runs:
-            groups.append((f"hncse {objective} (HNCSETrainer, bench.ablation)", "HNCSETrainer", "cls + head", runs))
+            groups.append(
+                (f"hncse {objective} (HNCSETrainer, bench.results.ablation)", "HNCSETrainer", "cls + head", runs)
+            )
     for name in args.rows:
         row, runs = ROWS[name], [r for r in results if r["row"] == name and r["seed"] in args.seeds]
         if runs:
@@ -309,7 +315,7 @@ def render(results: list[dict], hncse_results: list[dict], args) -> str:
         ]
         return markdown_table(["row"] + [f"seed {s}" for s in seeds], table)
 
-    command = f"python -m bench.peers --seeds {' '.join(map(str, args.seeds))}"
+    command = f"python -m bench.results.peers --seeds {' '.join(map(str, args.seeds))}"
     if args.rows != DEFAULT_ROWS:
         command += f" --rows {' '.join(args.rows)}"
     if args.max_train_samples != 6400:
@@ -318,7 +324,7 @@ def render(results: list[dict], hncse_results: list[dict], args) -> str:
     order = all(r["order_as_hncse"] for r in shown)
     return (
         f"Command: `{command}` (results: `{args.results}`; the hncse rows: `{args.ablation_results}`, written by "
-        "`python -m bench.ablation --seeds 42 43 44 --max_train_samples 6400 --eval_steps 20`)\n\n"
+        "`python -m bench.results.ablation --seeds 42 43 44 --max_train_samples 6400 --eval_steps 20`)\n\n"
         + markdown_table(header, rows)
         + "\n\nSTS-B dev per seed:\n\n"
         + per_seed("stsb_dev")

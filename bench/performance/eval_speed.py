@@ -1,6 +1,6 @@
 """Wall time of the 7-task STS evaluation: ours vs sentence-transformers' evaluator on the same pairs, one run.
 
-    python -m bench.eval_speed [--rounds 3] [--out docs/benchmarks/eval_speed.json] [--render_only]
+    python -m bench.performance.eval_speed [--rounds 3] [--out docs/benchmarks/eval_speed.json] [--render_only]
 
 Model: the bundled all-MiniLM-L6-v2 (mean pooling), CPU. Sets: STS12–16, STS-B test, SICK-R test from
 SentEval's data (`senteval`: $HNCSE_DATA_DIR's copy, the Hub cache or a download; 18,850 pairs). Ours:
@@ -97,7 +97,7 @@ def measure(rounds: int) -> dict:
         "seconds": times,
         "scores": scores,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-        "command": f"python -m bench.eval_speed --rounds {rounds}",
+        "command": f"python -m bench.performance.eval_speed --rounds {rounds}",
     }
 
 

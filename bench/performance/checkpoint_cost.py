@@ -2,7 +2,8 @@
 save did before --resume_state_steps) against the default policy (it every 1,000 steps and at the end, a model-only
 checkpoint for each new best in between, nothing for the other saves).
 
-    python -m bench.checkpoint_cost [--out docs/benchmarks.md] [--json docs/benchmarks/checkpoint_cost.json]
+    python -m bench.performance.checkpoint_cost [--out docs/benchmarks.md]
+        [--json docs/benchmarks/checkpoint_cost.json]
 
 A BERT-base-sized encoder (random weights, float32, AdamW) is trained by HNCSETrainer for 6 steps of 8 sentences on
 the CPU, saving after every step with --resume_state_steps 3 and no evaluation, so that saves 1, 2, 4 and 5 keep the
@@ -27,7 +28,7 @@ import time
 from datasets import Dataset
 from transformers import DataCollatorWithPadding
 
-from bench.gpu_check import MINILM, random_bert
+from bench.gpu_check.check import MINILM, random_bert
 from bench.report import markdown_table, replace_section
 from hncse.data import tokenize_sentences
 from hncse.modeling import SentenceEncoder
@@ -144,8 +145,8 @@ def main() -> None:
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
-    replace_section(args.out, "checkpoint_cost", render(result, "python -m bench.checkpoint_cost"))
-    print(render(result, "python -m bench.checkpoint_cost"))
+    replace_section(args.out, "checkpoint_cost", render(result, "python -m bench.performance.checkpoint_cost"))
+    print(render(result, "python -m bench.performance.checkpoint_cost"))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Starting `python run_hncse.py` costs seconds of imports (torch, transformers, datasets, and peft, which
 transformers' Trainer imports when it is installed) before the first argument is read; a robustness case then
-runs for a second or two. `WarmProcess` starts `python -m bench.warm_processes` once: it imports run_hncse,
+runs for a second or two. `WarmProcess` starts `python -m tests.warm_processes` once: it imports run_hncse,
 hncse-evaluate and hncse-plot, runs no tensor code, and for each command forks a child that sets `sys.argv`,
 sends its stdout/stderr to files and runs the tool's entry point to its exit, as the interpreter would run the
 script: the same exit status (a SystemExit's code, 1 for an uncaught exception, with its traceback on stderr),
@@ -98,7 +98,7 @@ class WarmProcess:
     def __init__(self, env: dict[str, str]):
         self.scratch = tempfile.TemporaryDirectory(prefix="hncse-warm-")
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "bench.warm_processes"], cwd=REPO, env=env, stdin=subprocess.PIPE,
+            [sys.executable, "-m", "tests.warm_processes"], cwd=REPO, env=env, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
 
@@ -109,7 +109,7 @@ class WarmProcess:
         self.server.stdin.flush()
         reply = self.server.stdout.readline()
         if not reply:
-            raise RuntimeError(f"bench.warm_processes exited ({self.server.wait()}) before answering {tool} {argv}")
+            raise RuntimeError(f"tests.warm_processes exited ({self.server.wait()}) before answering {tool} {argv}")
         streams = [Path(path).read_text(encoding="utf-8", errors="replace") for path in (stdout, stderr)]
         return subprocess.CompletedProcess([tool, *argv], json.loads(reply)["returncode"], *streams)
 

@@ -1,6 +1,6 @@
 """Small real labelled sets from SentEval's training splits, for the supervised table of docs/results.md.
 
-    python -m bench.supervised_data [--senteval_dir senteval] [--out outputs/supervised-data]
+    python -m bench.results.supervised_data [--senteval_dir senteval] [--out outputs/supervised-data]
 
 - `sick_triplets.csv` (sent0, sent1, hard_neg): SICK's training split (SICK_train.txt). For every pair judged
   ENTAILMENT (A entails B), the anchor A, the positive B and, as hard negative, the first sentence in file order

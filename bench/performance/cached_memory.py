@@ -1,6 +1,6 @@
 """Peak memory and time of one training step: batch 512 cached (--mini_batch_size 64) vs plain batch 64 and 512.
 
-    python -m bench.cached_memory [--out docs/benchmarks/cached_memory.json] [--render_only]
+    python -m bench.performance.cached_memory [--out docs/benchmarks/cached_memory.json] [--render_only]
 
 Model: the bundled all-MiniLM-L6-v2, `cls` pooler + MLP, `hybrid` objective, sentences padded to 32 tokens,
 AdamW, CPU, float32. Each configuration runs in its own fresh process (so peaks do not mix): load, one warm-up
@@ -79,7 +79,10 @@ def measure() -> dict:
     results = {}
     for name in CONFIGS:
         proc = subprocess.run(
-            [sys.executable, "-m", "bench.cached_memory", "--child", name], capture_output=True, text=True, check=True
+            [sys.executable, "-m", "bench.performance.cached_memory", "--child", name],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(name, results[name], flush=True)
@@ -88,7 +91,7 @@ def measure() -> dict:
         "model": MODEL,
         "configs": results,
         "machine": f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-        "command": "python -m bench.cached_memory",
+        "command": "python -m bench.performance.cached_memory",
     }
 
 

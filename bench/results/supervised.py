@@ -1,7 +1,7 @@
-"""Supervised training on small real labelled sets (bench/supervised_data.py): supervised SimCSE against HNCSE's
-best objective of the ablation (`hybrid_sum`), on the bundled all-MiniLM-L6-v2 `[CLS]`, 3 seeds each.
+"""Supervised training on small real labelled sets (bench/results/supervised_data.py): supervised SimCSE against
+HNCSE's best objective of the ablation (`hybrid_sum`), on the bundled all-MiniLM-L6-v2 `[CLS]`, 3 seeds each.
 
-    python -m bench.supervised [--seeds 42 43 44] [--objectives simcse hybrid_sum]
+    python -m bench.results.supervised [--seeds 42 43 44] [--objectives simcse hybrid_sum]
 
 Every run goes through `hncse.train.main` with SimCSE's supervised setting (pooler `cls` with its Linear+tanh head
 kept at inference, length 32, τ 0.05, lr 5e-5, 3 epochs, no checkpoint selection), then its saved folder is scored
@@ -22,7 +22,7 @@ import time
 
 import hncse.train
 from bench.report import markdown_table, replace_section
-from bench.supervised_data import build
+from bench.results.supervised_data import build
 from hncse.data.sources import resolve_senteval_dir
 from hncse.evaluation.senteval_data import load_sts_task, normalise
 from hncse.evaluation.sts import evaluate_sts
@@ -30,7 +30,7 @@ from hncse.modeling import SentenceEncoder
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SENTEVAL = "senteval"  # SentEval's data/downstream: $HNCSE_DATA_DIR's copy, the Hub cache or a download
-# name → (file written by bench.supervised_data, per-device batch, what the table says it is)
+# name → (file written by bench.results.supervised_data, per-device batch, what the table says it is)
 DATASETS = {
     "sick_triplets": ("sick_triplets", 32, "SICK train triplets (entailment, contradiction)"),
     "stsb_pairs": ("stsb_pairs", 64, "STS-B train pairs scored ≥ 4"),
@@ -124,11 +124,10 @@ def render(results: list[dict], baseline: dict, args) -> str:
                 + [next((f"{r['stsb_dev']:.2f} / {r['sickr_test']:.2f}" for r in runs if r["seed"] == s), "-")
                    for s in seeds]
             )  # fmt: skip
-    command = (
-        f"python -m bench.supervised --seeds {' '.join(map(str, args.seeds))} --objectives {' '.join(args.objectives)}"
-    )
+    seeds, objectives = " ".join(map(str, args.seeds)), " ".join(args.objectives)
+    command = f"python -m bench.results.supervised --seeds {seeds} --objectives {objectives}"
     return (
-        f"Command: `{command}` (results: `{args.results}`; data: `python -m bench.supervised_data`)\n\n"
+        f"Command: `{command}` (results: `{args.results}`; data: `python -m bench.results.supervised_data`)\n\n"
         + markdown_table(header, rows)
         + "\n\nWhat of the scored sets occurs verbatim in the training data (distinct sentences; pairs as two "
         "sentences of one training row):\n\n"
@@ -146,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objectives", nargs="+", default=["simcse", "hybrid_sum"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
-    parser.add_argument("--data", default="outputs/supervised-data", help="where bench.supervised_data writes")
+    parser.add_argument("--data", default="outputs/supervised-data", help="where bench.results.supervised_data writes")
     parser.add_argument("--results", default="docs/results/supervised.jsonl")
     parser.add_argument("--doc", default="docs/results.md")
     parser.add_argument("--render_only", action="store_true", help="rewrite the doc table from --results")

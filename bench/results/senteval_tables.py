@@ -1,6 +1,6 @@
 """The full SentEval table (7 STS + 7 transfer tasks, test mode) of the bundled all-MiniLM-L6-v2, mean and [CLS].
 
-    python -m bench.senteval_tables [--poolers avg cls_before_pooler] [--render_only]
+    python -m bench.results.senteval_tables [--poolers avg cls_before_pooler] [--render_only]
 
 Runs `python -m hncse.evaluate sentence-transformers/all-MiniLM-L6-v2 --pooler P --task_set full --mode test
 --senteval_dir ../shared/data/senteval` for each pooler, keeps the JSON in docs/results/, writes the tables into
@@ -70,7 +70,7 @@ def render_times(all_results: dict[str, dict]) -> str:
     machine = next(iter(all_results.values()))["machine"]
     return "\n".join(
         [
-            f"`python -m bench.senteval_tables` — {MODEL}, full suite in test mode (SentEval's full transfer "
+            f"`python -m bench.results.senteval_tables` — {MODEL}, full suite in test mode (SentEval's full transfer "
             f"protocol: 10 folds, Adam, every classifier of a stage trained as one batched model), CPU: {machine}.",
             "'encode' covers every distinct sentence of the 14 tasks (STS + transfer + STS-B dev for alignment), "
             "once; each task column is its classifier time.",

@@ -11,7 +11,7 @@ input pipeline (tokenise + collate) in sentences/s; a decoder with LoRA (a rando
 Qwen3-0.6B's size, last-token pooling, LoRA rank 16, hybrid_sum, bf16, batch 64, length 64: sentences/s, GPU busy
 % and the host syncs of its steps). Without CUDA it runs a reduced form of the same checks on
 the CPU (the sync audit counts `.item()`/`.tolist()`/`bool()` reads instead), which CI runs so that the command
-never rots, and says which checks need a GPU. With ≥ 2 GPUs, `bench.multi_process_check` checks the global batch
+never rots, and says which checks need a GPU. With ≥ 2 GPUs, `bench.gpu_check.multi_process` checks the global batch
 (W GPUs × N against 1 × W·N under NCCL), training through the DDP/ZeRO-2/ZeRO-3 launcher files and a resume on
 W GPUs; with fewer, the same checks with 2 CPU processes (gloo).
 """
@@ -32,7 +32,7 @@ import traceback
 import torch
 from transformers import BertConfig, BertModel, DataCollatorWithPadding, Qwen3Config, Qwen3Model, TrainerCallback
 
-from bench.multi_process_check import ROWS_PER_PROCESS, global_batch_equality, launcher_runs, objective_loss
+from bench.gpu_check.multi_process import ROWS_PER_PROCESS, global_batch_equality, launcher_runs, objective_loss
 from bench.report import markdown_table
 from hncse.data import SentenceStream, TokenizingCollator, load_sentences, stream_sentences, tokenize_sentences
 from hncse.data.sources import resolve_train_file

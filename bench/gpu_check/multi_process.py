@@ -26,7 +26,7 @@ from hncse.losses import build_loss
 from hncse.parser import parse_args
 
 ROWS_PER_PROCESS, DIM = 32, 384
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def objective_loss(objective: str) -> torch.nn.Module:

@@ -1,6 +1,6 @@
 """Ablation of the objectives on the bundled all-MiniLM-L6-v2 `[CLS]` vector (docs/method.md §2-§4), 3 seeds each.
 
-    python -m bench.ablation [--seeds 42 43 44] [--max_train_samples 6400]
+    python -m bench.results.ablation [--seeds 42 43 44] [--max_train_samples 6400]
 
 Every objective trains from the same weights (pooler `cls`, MLP head in training only) on the same
 Wikipedia sentences with the same budget (one pass over --max_train_samples sentences, batch 64, length 32,
@@ -9,7 +9,7 @@ STS-B dev and SICK-R dev. Each run also records its dev curve (the trainer's eva
 steps, from step 0) and, before and after training, the positive and hardest-negative similarities of held-out
 sentences as a step sees them (`probe_similarities`). Results are appended to docs/results/ablation.jsonl as
 they come (a rerun skips finished runs); the table in docs/results.md is regenerated from that file, and
-`python -m bench.figures` draws its figures from it.
+`python -m bench.results.figures` draws its figures from it.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def render(results: list[dict], baseline: dict, args) -> str:
     ]
     seeds = " ".join(map(str, args.seeds))
     command = (
-        f"python -m bench.ablation --seeds {seeds} --max_train_samples {args.max_train_samples} "
+        f"python -m bench.results.ablation --seeds {seeds} --max_train_samples {args.max_train_samples} "
         f"--eval_steps {args.eval_steps}"
     )
     if args.extra:

@@ -1,6 +1,6 @@
 """Score an output folder on STS-B dev with sentence-transformers alone (a cross-check of run_hncse.py's figure).
 
-python bench/score_with_sentence_transformers.py outputs/quickstart [--data_dir SENTEVAL_DOWNSTREAM_DIR]
+python bench/results/score_with_sentence_transformers.py outputs/quickstart [--data_dir SENTEVAL_DOWNSTREAM_DIR]
 
 The STS-B dev file is found as the quickstart finds it (the local copy of $HNCSE_DATA_DIR, the cache, or a
 download); only the scoring is sentence-transformers'.

@@ -1,6 +1,6 @@
 """Start-up cost of a training run against corpus size: time to the first training step and memory.
 
-    python -m bench.data_scale [--lines 100000 1000000 5000000] [--streaming_lines 1000000 100000000]
+    python -m bench.performance.data_scale [--lines 100000 1000000 5000000] [--streaming_lines 1000000 100000000]
                                [--baseline_rev REV] [--out FILE.json]
 
 For each size, a corpus of that many distinct lines of realistic length is generated (the Wikipedia sentences of
@@ -31,7 +31,7 @@ import time
 from bench.report import markdown_table, replace_section
 from hncse.data.sources import resolve_train_file
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 # Runs in the child, from the checkout under test: stop at the first training step and report.
@@ -238,7 +238,7 @@ def main() -> None:
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
-    command = "python -m bench.data_scale " + " ".join(sys.argv[1:])
+    command = "python -m bench.performance.data_scale " + " ".join(sys.argv[1:])
     replace_section(args.doc, "data_scale", render(results, command.strip()))
     print(f"wrote {args.out} and the data_scale section of {args.doc}")
 
