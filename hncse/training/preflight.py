@@ -247,7 +247,7 @@ def check_some_steps(rows: int, training_args) -> None:
     """A corpus smaller than one global batch, whose incomplete batch is dropped, makes no step, whether the run is
     counted in epochs or in --max_steps: the model it started from would be saved as trained. Refuse it. (With
     at least one batch there is a step: an epoch of fewer batches than --gradient_accumulation_steps still makes
-    one update.) Run on the rows read, and again (`run_hncse`) on those left after tokenising."""
+    one update.) Run on the rows read, and again (`hncse.training.run`) on those left after tokenising."""
     per_step = training_args.per_device_train_batch_size * training_args.world_size
     batches = rows // per_step if training_args.dataloader_drop_last else -(-rows // per_step)
     if batches == 0:

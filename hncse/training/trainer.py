@@ -63,12 +63,14 @@ class HNCSETrainer(Trainer):
     pair) and applies the objective. Evaluation runs an `EvalSuite` (`eval_dataset`; SentEval's STS-B/SICK-R dev
     sets and, if asked, transfer tasks), reported as `eval_<task>_spearman` / `eval_<task>_accuracy`.
     Checkpoints and the final folder are the encoder's own format (transformers + sentence-transformers
-    loadable), so the three checkpoint hooks are overridden.
+    loadable), so the hooks that save and load them are overridden; what is written where, and when, is the
+    output folder's owner's (`RunFolder`); non-finite losses, weights and metrics are the `DivergenceGuard`'s;
+    each saved folder's curves and card are the `FolderReport`'s.
 
     Args:
         loss: the objective module; default built from `args.objective` by the objective registry.
         run_facts: facts of the run for the model card and `run_config.json` (`RunFacts.from_arguments`, built
-            by run_hncse.py); default: what the model, the arguments and the training data tell.
+            by `hncse.training.run`); default: what the model, the arguments and the training data tell.
     """
 
     _tag_names = ["hncse", "sentence-transformers", "sentence-similarity"]
@@ -77,7 +79,7 @@ class HNCSETrainer(Trainer):
 
     def __init__(self, *args, loss: torch.nn.Module | None = None, run_facts: RunFacts | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        check_cached_step_backend(self.args)  # run_hncse's preflight did; a trainer built in code is checked too
+        check_cached_step_backend(self.args)  # the run's preflight did; a trainer built in code is checked too
         self.loss_fn = loss if loss is not None else build_loss(self.args)
         self.run_facts = run_facts if run_facts is not None else self._facts_from_model()
         self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
