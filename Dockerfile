@@ -26,7 +26,7 @@ ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY requirements.txt pyproject.toml README.md ./
+COPY requirements.txt pyproject.toml README.md LICENSE ./
 COPY hncse ./hncse
 # The package without resolving its requirements again (installed just before), the plots extra's matplotlib
 # (pyproject.toml), so that every run draws its training_curves.png, and the peft extra's peft (LoRA on GPUs).

@@ -2,7 +2,8 @@
 
 HNCSE_BIBTEX = """@article{liu2024hncse,
   title = {Advancing Sentence Embeddings via Hybrid Contrastive Learning with Hard Negatives},
-  author = {Liu and others},
+  author = {Liu, Wenxiao and Yang, Zihong and Li, Chaozhuo and Hong, Zijin and Ma, Jianfeng and Liu, Zhiquan and
+            Zhang, Litian and Huang, Feiran},
   journal = {arXiv preprint arXiv:2411.12156},
   year = {2024}
 }"""

@@ -29,7 +29,10 @@ class ModelArguments:
 
     model_name_or_path: str = field(
         default="bert-base-uncased",
-        metadata={"help": "Hub id or local folder of any transformers encoder (BERT, RoBERTa, MPNet, DistilBERT, …)."},
+        metadata={
+            "help": "Hub id or local folder of a transformers encoder (BERT, RoBERTa, MPNet, DistilBERT, …) or "
+            "decoder (Llama, Qwen, Mistral, …; docs/configuration.md)."
+        },
     )
     pooler_type: str | None = field(
         default=None,

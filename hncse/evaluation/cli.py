@@ -110,7 +110,9 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add the MTEB scores to the local MODEL folder's README.md: its model-index and an MTEB section",
     )
-    parser.add_argument("--output_json", default=None, help="default: eval_results/<model>-<pooler>-<mode>.json")
+    parser.add_argument(
+        "--output_json", default=None, help="default: eval_results/<model>-<pooler>-<mode>-<task_set>.json"
+    )
     return parser
 
 

@@ -6,6 +6,9 @@ import importlib
 import logging
 import os
 
+import yaml
+from huggingface_hub import try_to_load_from_cache
+
 from hncse.errors import ModelNotFoundError, first_line, hub_offline
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,32 @@ def packaged_model_dir(name: str) -> str | None:
         return None
     folder = str(getattr(module, attribute))
     return folder if os.path.isdir(folder) else None
+
+
+def model_license(name_or_path: str) -> str | None:
+    """The `license` a model's own card declares (README.md's YAML header), where its folder is on this machine: a
+    local folder, an installed package's copy, or the Hugging Face cache. None where it is not, or declares none."""
+    folder = name_or_path if os.path.isdir(name_or_path) else packaged_model_dir(name_or_path)
+    card = os.path.join(folder, "README.md") if folder else None
+    if card is None:
+        try:  # a name that is no Hub id (a folder moved away) is simply not in the cache
+            cached = try_to_load_from_cache(name_or_path, "README.md")
+        except Exception:  # noqa: BLE001 - huggingface_hub's validation errors
+            cached = None
+        card = cached if isinstance(cached, str) else None
+    try:
+        with open(card or "", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("---"):
+        return None
+    try:
+        header = yaml.safe_load(text.split("---", 2)[1])
+    except (yaml.YAMLError, IndexError):
+        return None
+    found = header.get("license") if isinstance(header, dict) else None
+    return str(found) if isinstance(found, str | int) and str(found).strip() else None
 
 
 def resolve_model_path(name_or_path: str) -> str:

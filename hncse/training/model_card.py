@@ -17,6 +17,7 @@ from hncse.data.sources import CORPORA, HUB_DATASET
 from hncse.evaluation import dev_metric_spec, dev_metrics_in, index_results, results_tables
 from hncse.losses import get_objective
 from hncse.modeling import MLP_WEIGHTS_NAME, get_pooler
+from hncse.modeling.resolve import model_license
 from hncse.plots import CURVES_NAME
 from hncse.training.checkpoints import MODEL_CARD_NAME
 from hncse.training.run_facts import RunFacts
@@ -183,6 +184,7 @@ def write_model_card(
     # What changes the backbone itself, where the run asked for it: --dropout, --bidirectional, LoRA.
     lora = ["lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"] if run.get("lora_r") else []
     hyper.update({k: run[k] for k in ["dropout", "bidirectional", *lora] if run.get(k) is not None})
+    licence = model_license(base_model) if base_model else None
     pooling = get_pooler(encoder.pooler_type).card_words
     pooling += ", through a Linear+tanh head" if encoder.uses_mlp_at_inference else ""
     lines = [
@@ -205,6 +207,7 @@ def write_model_card(
         + (f", {facts.train_sentences:,} {facts.shape}" if facts.train_sentences else "")
         + (", read as a stream" if facts.settings.get("streaming") else "")
         + (f", truncated to {max_seq_length} tokens" if max_seq_length else ""),
+        *([f"- Base model's licence: `{licence}` (its model card's); this model derives from it."] if licence else []),
         f"- Steps: {state.global_step} of global batch {global_batch}; this folder holds the weights of step "
         f"{weights_step} ({which}).",
         "",

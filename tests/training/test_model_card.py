@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import huggingface_hub
 import pytest
@@ -67,9 +68,13 @@ def test_hub_dataset_is_named_only_when_the_corpus_came_from_the_hub(tmp_path):
 
 
 def test_card_of_a_training_run(tiny_model_dir, corpus_file, senteval_dir, tmp_path):
-    """The card's metadata, results and every usage snippet, executed against the folder it describes."""
+    """The card's metadata, results and every usage snippet, executed against the folder it describes; the base
+    model's licence, from its own card."""
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    (base / "README.md").write_text("---\nlicense: mit\nlanguage: en\n---\n# a tiny model\n", encoding="utf-8")
     out = tmp_path / "run"
-    hncse.train.main(base_argv(tiny_model_dir, corpus_file, senteval_dir, out) + ["--objective", "hnm"])
+    hncse.train.main(base_argv(base, corpus_file, senteval_dir, out) + ["--objective", "hnm"])
     text = (out / "README.md").read_text(encoding="utf-8")
     card = ModelCard.load(out / "README.md")
     data = card.data.to_dict()
@@ -85,6 +90,8 @@ def test_card_of_a_training_run(tiny_model_dir, corpus_file, senteval_dir, tmp_p
     assert f"holds the weights of step {best_step} (the best checkpoint by stsb_spearman)" in text
     assert "| objective | hnm |" in text and "| hnm_k |" in text and "| global_batch_size | 8 |" in text
     assert "@article{liu2024hncse" in text and "@inproceedings{gao2021simcse" in text
+    assert "author = {Liu, Wenxiao and Yang, Zihong and Li, Chaozhuo and Hong, Zijin" in text  # as on arXiv
+    assert "- Base model's licence: `mit` (its model card's); this model derives from it." in text
 
     blocks = python_blocks(text)
     assert len(blocks) == 3 and all(str(out) in block for block in blocks)
