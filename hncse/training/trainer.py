@@ -33,6 +33,7 @@ from hncse.training.checkpoints import (
 )
 from hncse.training.divergence import DivergenceGuard
 from hncse.training.folder_report import FolderReport
+from hncse.training.host_memory import ReleaseFreedMemory
 from hncse.training.hub import explain_repo_failure
 from hncse.training.preflight import check_cached_step_backend
 from hncse.training.run_facts import MODEL_RUN_KEYS, RunFacts, run_settings
@@ -90,6 +91,7 @@ class HNCSETrainer(Trainer):
         self.report = FolderReport(self)  # the curves and the card of every saved folder
         self.divergence = DivergenceGuard(self)  # non-finite losses, weights and selection metrics
         self.add_callback(self.divergence)
+        self.add_callback(ReleaseFreedMemory())  # host memory flat over the steps (`host_memory`)
 
     def _facts_from_model(self) -> RunFacts:
         """Run facts for a trainer built without the script's arguments (e.g. bench/results/ablation.py)."""
