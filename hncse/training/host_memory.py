@@ -2,11 +2,11 @@
 
 glibc's allocator keeps the blocks a training step frees in its heaps for later requests; the step's tensors
 change size from batch to batch (the sentences' lengths), so the kept blocks fragment and the process grows with
-every step (the quickstart: 2.6 GB after 5 steps, 4.5 GB after 40). Handing the free pages back to the system
-after each step and each evaluation (`malloc_trim`) keeps it flat at the cost of a few milliseconds; lowering the
-mmap threshold instead (`MALLOC_MMAP_THRESHOLD_`) also keeps it flat but made the steps 40 % slower here, as every
-large tensor is then mapped and zeroed afresh. `python -m bench.performance.host_memory` measures both ways.
-Elsewhere than glibc (macOS, musl) there is nothing to do.
+every step (the quickstart's peak: 1.8× larger after 40 steps than after 5). Handing the free pages back to the
+system after each step and each evaluation (`malloc_trim`) keeps it flat at the cost of a few milliseconds; a low
+mmap threshold instead (`MALLOC_MMAP_THRESHOLD_`) also keeps it flat, but made the run half again as long, as
+every large tensor is then mapped and zeroed afresh. `python -m bench.performance.host_memory` measures the three
+(docs/benchmarks.md). Elsewhere than glibc (macOS, musl) there is nothing to do.
 """
 
 from __future__ import annotations
