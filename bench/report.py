@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 
@@ -21,3 +22,18 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def measure_or_render(out: str, render_only: bool, measure, render, section: str) -> None:
+    """Measure (keeping the record in `out`, a JSON file) or, with `render_only`, read the record kept; then write
+    its section of docs/benchmarks.md and print it."""
+    if render_only:
+        with open(out, encoding="utf-8") as f:
+            result = json.load(f)
+    else:
+        result = measure()
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+    replace_section("docs/benchmarks.md", section, render(result))
+    print(render(result))

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from bench.report import markdown_table, replace_section
+from bench.report import markdown_table, measure_or_render
 from hncse.data.sources import resolve_train_file
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -126,16 +126,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child)))
         return
-    if args.render_only:
-        with open(args.out, encoding="utf-8") as f:
-            result = json.load(f)
-    else:
-        result = measure()
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-    replace_section("docs/benchmarks.md", "cached_memory", render(result))
-    print(render(result))
+    measure_or_render(args.out, args.render_only, measure, render, "cached_memory")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from bench.report import markdown_table, replace_section
+from bench.report import markdown_table, measure_or_render
 
 VARIANTS = {
     "released after each step": "release",
@@ -103,16 +103,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]))))
         return
-    if args.render_only:
-        with open(args.out, encoding="utf-8") as f:
-            result = json.load(f)
-    else:
-        result = measure()
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-    replace_section("docs/benchmarks.md", "host_memory", render(result))
-    print(render(result))
+    measure_or_render(args.out, args.render_only, measure, render, "host_memory")
 
 
 if __name__ == "__main__":
