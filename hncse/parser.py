@@ -25,16 +25,12 @@ from hncse.losses import OBJECTIVES, hyperparameter_fields
 from hncse.losses.registry import HyperParameter
 
 ARGUMENT_GROUPS = (ModelArguments, DataArguments, HNCSEConfig)
-
-
-def group_fields() -> set[str]:
-    return {f.name for group in ARGUMENT_GROUPS for f in dataclasses.fields(group)}
+GROUP_FIELDS = {f.name for group in ARGUMENT_GROUPS for f in dataclasses.fields(group)}
 
 
 def plugin_parameters() -> list[HyperParameter]:
     """The hyper-parameters of objectives registered outside the package: those no argument group has a field for."""
-    known = group_fields()
-    return [p for p in hyperparameter_fields() if p.name not in known]
+    return [p for p in hyperparameter_fields() if p.name not in GROUP_FIELDS]
 
 
 def flag_names() -> list[tuple[str, object]]:
@@ -54,10 +50,10 @@ def make_parser() -> HfArgumentParser:
     """The argument groups' flags, and one group for the plug-in objectives' hyper-parameters (argparse puts what
     is left over after the dataclasses into a namespace of its own: `parse_args` sets it on the training config)."""
     parser = OneLineParser(ARGUMENT_GROUPS)
-    known = group_fields()
-    plugins = [o.name for o in OBJECTIVES.values() if not {f.name for f in dataclasses.fields(o.params)} <= known]
     parameters = plugin_parameters()
     if parameters:
+        own = {o.name: {f.name for f in dataclasses.fields(o.params)} - GROUP_FIELDS for o in OBJECTIVES.values()}
+        plugins = [name for name, fields in own.items() if fields]
         group = parser.add_argument_group(f"objectives registered outside hncse: {', '.join(plugins)}")
         for p in parameters:
             kind = string_to_bool if p.type is bool else p.type

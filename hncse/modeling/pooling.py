@@ -184,6 +184,6 @@ for _pooler in (
     register_pooler(_pooler)
 del _pooler
 
-# The built-in poolers' names, for those that import it (config.py, the evaluation CLI); a registered pooler is in
-# POOLERS only, which is what to check membership against.
+# The built-in poolers' names (the public `hncse.POOLER_TYPES`); a pooler registered later is in POOLERS only,
+# which is what to check membership against.
 POOLER_TYPES = tuple(POOLERS)

@@ -4,14 +4,12 @@ picks the best checkpoint; each stops training with one line that names the last
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import IntervalStrategy
 
 from hncse.errors import TrainingDivergedError
-from hncse.training.checkpoints import last_complete_checkpoint
 
 
 class DivergenceGuard(TrainerCallback):
@@ -103,5 +101,4 @@ class DivergenceGuard(TrainerCallback):
             )
 
     def last_checkpoint(self) -> str:
-        output_dir = self.trainer.args.output_dir
-        return (last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None) or "none"
+        return self.trainer.run_folder.last_complete_checkpoint() or "none"

@@ -19,7 +19,7 @@ from hncse.errors import ConfigError, StoppedBySignal, TrainingDivergedError
 from hncse.evaluation import dev_table, dev_table_title, results_tables
 from hncse.modeling import SentenceEncoder
 from hncse.plots import CURVES_NAME
-from hncse.training.checkpoints import RunFinished, finished_at, last_complete_checkpoint, save_senteval_results
+from hncse.training.checkpoints import RunFinished, finished_at, save_senteval_results
 from hncse.training.hub import explain_push_failure
 from hncse.training.preflight import Preflight, check_some_steps, run_preflight
 from hncse.training.run_facts import RunFacts
@@ -190,7 +190,7 @@ def train(trainer: HNCSETrainer, resume_from: str | None, evaluates: bool, start
         name = signal.Signals(stop_on_signal.signal_number).name
         raise StoppedBySignal(
             f"stopped by {name} after step {stop_on_signal.stopped_at}, saved in "
-            f"{last_complete_checkpoint(args.output_dir)}: run the same command again to resume from it",
+            f"{trainer.run_folder.last_complete_checkpoint()}: run the same command again to resume from it",
             stop_on_signal.signal_number,
         )
     if args.eval_on_start:

@@ -26,7 +26,6 @@ from hncse.training.checkpoints import (
     checkpoint_global_step,
     copy_model_folder,
     is_checkpoint_folder,
-    last_complete_checkpoint,
     load_loss_state,
     save_loss_state,
     save_training_state,
@@ -122,7 +121,7 @@ class HNCSETrainer(Trainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         if resume_from_checkpoint is True:
-            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir) or True  # True: none, says Trainer
+            resume_from_checkpoint = self.run_folder.last_complete_checkpoint() or True  # True: none, says Trainer
         if isinstance(resume_from_checkpoint, str):
             # Every process restores its own objective state (HNM's sampler), whatever the backend.
             load_loss_state(resume_from_checkpoint, self.loss_fn, self.args.process_index)
